@@ -1,0 +1,199 @@
+/*
+ * client.h - libdmce, the Memory Client (seed 002, FIG. 7, FIG. 13-18).
+ *
+ * A dmce_client_t holds one MSMP connection per memory daemon it uses. The
+ * daemons of a host are found in a runtime directory (every memd-*.sock in
+ * it) or named one by one. Each daemon owns a range of block IDs, so an
+ * address's block ID says which daemon holds it; server ID 0 means this
+ * host.
+ *
+ * Life of a client: dmce_connect -> dmce_setup (reserve memory) ->
+ * dmce_malloc / dmce_write / dmce_read / dmce_free ... -> dmce_disconnect.
+ * dmce_disconnect ends the sessions (every allocation of the session is
+ * freed by the daemons) and frees the handle. A client whose process dies
+ * without disconnecting loses its reservation at once; its allocations are
+ * kept for the daemon's grace period (config `grace_ms`) so that a
+ * restarted process can take them back with dmce_setup(DMCE_SETUP_REATTACH)
+ * and the session token.
+ *
+ * Errors: every call returns 0 (or a count) on success and a negative
+ * value on failure: a negative errno or a DMCE_E* code (dmce/error.h);
+ * dmce_strerror() gives the message. A call that fails with an error about
+ * its arguments (DMCE_EBADADDR, DMCE_ECROSSEND, ...) changed nothing.
+ * DMCE_ECLOSED means the daemon's connection was lost; the session may be
+ * re-established with DMCE_SETUP_REATTACH.
+ *
+ * Thread safety: a dmce_client_t may be used from several threads at once;
+ * calls to the same daemon are serialized on that daemon's connection,
+ * calls to different daemons run in parallel. Every call except
+ * dmce_strerror may block on the socket (bounded by the client's
+ * io_timeout_ms).
+ */
+#ifndef DMCE_CLIENT_H
+#define DMCE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dmce/addr.h>
+#include <dmce/error.h>
+#include <dmce/export.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dmce_client dmce_client_t;
+
+/* A session token: a 128-bit secret that names a session for reattach. */
+typedef struct dmce_token {
+    uint8_t bytes[16];
+} dmce_token_t;
+
+#define DMCE_TOKEN_STRLEN 33 /* 32 hex digits + NUL */
+
+#define DMCE_MAX_DAEMONS 64
+
+/* Options for dmce_connect. Zero-initialize, then set what you need. */
+typedef struct dmce_connect_opts {
+    /*
+     * Runtime directory of the local cluster: every "memd-*.sock" in it is
+     * connected. Used when sockets is NULL. NULL means $DMCE_RUNTIME_DIR.
+     */
+    const char *runtime_dir;
+    /* Or explicit socket paths (nsockets of them, at most DMCE_MAX_DAEMONS). */
+    const char *const *sockets;
+    size_t nsockets;
+    /* Timeout for one request's round trip; 0 means 10000 ms. */
+    unsigned io_timeout_ms;
+} dmce_connect_opts_t;
+
+/*
+ * Connect to the daemons named by opts. On success *out owns the sockets
+ * and must be released with dmce_disconnect. Errors: -EINVAL (bad opts),
+ * -ENOENT (no daemon socket found), -ECONNREFUSED and other connect
+ * errors, -ENOMEM. Blocks while connecting.
+ */
+DMCE_API int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out);
+
+/* Number of daemons this client is connected to. */
+DMCE_API unsigned dmce_daemon_count(const dmce_client_t *c);
+
+enum dmce_setup_flags {
+    /* Accept less than the amount asked for (seed 002 FIG. 13). */
+    DMCE_SETUP_PARTIAL = 1u << 0,
+    /* Take back an orphaned session: token must be the old session's. */
+    DMCE_SETUP_REATTACH = 1u << 1,
+};
+
+/*
+ * Register with every daemon and reserve `amount` bytes in all, spread over
+ * the daemons (each one's share limited by its free capacity). amount 0
+ * reserves nothing: allocations then take unreserved memory as long as
+ * there is any. Without DMCE_SETUP_PARTIAL, getting less than `amount` is
+ * a failure (DMCE_ENOMEM) and nothing stays reserved; with it, *granted
+ * (may be NULL) says how much was reserved. token may be NULL: a fresh
+ * random token is made; with DMCE_SETUP_REATTACH it must be the token of
+ * the session to take back (DMCE_ETOKEN if no daemon holds one).
+ * DMCE_ESETUPDONE if already set up.
+ */
+DMCE_API int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags,
+                        const dmce_token_t *token, uint64_t *granted);
+
+/* The session token (after a successful dmce_setup). 0 or DMCE_ENOSETUP. */
+DMCE_API int dmce_session_token(const dmce_client_t *c, dmce_token_t *out);
+
+/* Token as 32 lowercase hex digits, and back (-EINVAL on bad text). */
+DMCE_API int dmce_token_format(const dmce_token_t *t, char *buf, size_t len);
+DMCE_API int dmce_token_parse(const char *text, dmce_token_t *out);
+
+/*
+ * Allocate `size` bytes (>= 1). The daemon is picked by the client, round
+ * robin over the daemons; a daemon that is full or whose reservation for
+ * this session is used up is skipped (automatic scalability). The bytes
+ * are zeroed. *out gets the DMCE address of the
+ * first byte. Errors: -EINVAL (size 0), DMCE_ENOSETUP, DMCE_ENOMEM (no
+ * daemon can hold it), DMCE_EQUOTA (over the session's reservation on every
+ * daemon), -EMSGSIZE (larger than any block).
+ */
+DMCE_API int dmce_malloc(dmce_client_t *c, uint64_t size, dmce_addr_t *out);
+
+/*
+ * Same, but on daemon `daemon` (0 .. dmce_daemon_count()-1).
+ */
+DMCE_API int dmce_malloc_on(dmce_client_t *c, unsigned daemon, uint64_t size,
+                            dmce_addr_t *out);
+
+/* Free the allocation that starts at addr. DMCE_EBADADDR if none does. */
+DMCE_API int dmce_free(dmce_client_t *c, dmce_addr_t addr);
+
+/*
+ * Copy len bytes starting at addr into buf. The range must lie inside one
+ * live allocation (DMCE_EBADADDR, DMCE_ECROSSEND otherwise). Large reads
+ * are split into frames by the library.
+ */
+DMCE_API int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len);
+
+/*
+ * Copy len bytes from buf to addr. Acknowledged only after the daemon has
+ * copied and verified them. Same address rules as dmce_read. A large write
+ * that fails part way may have written a prefix.
+ */
+DMCE_API int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len);
+
+/* What a daemon reports (MSMP stats). */
+typedef struct dmce_stats {
+    uint32_t daemon_id;
+    int32_t numa_node;
+    uint32_t pid;
+    uint32_t block_first, block_last; /* block IDs the daemon may use */
+    uint64_t blocks;          /* blocks created */
+    uint64_t bytes_total;     /* capacity: data bytes of all blocks it may create */
+    uint64_t bytes_reserved;  /* reserved by sessions */
+    uint64_t bytes_used;      /* user bytes in live allocations */
+    uint64_t bytes_free;      /* free data bytes in created blocks + uncreated capacity */
+    uint64_t allocations;
+    uint64_t clients;         /* connected */
+    uint64_t sessions;        /* live sessions, including orphaned */
+    uint64_t sessions_orphaned;
+    uint64_t ops_setup, ops_malloc, ops_read, ops_write, ops_free, ops_disconnect, ops_stats;
+    uint64_t ops_errors;
+    uint64_t bytes_read, bytes_written;
+    uint64_t uptime_ms;
+} dmce_stats_t;
+
+/*
+ * Stats of daemon `daemon` (0 .. count-1). Works before setup.
+ */
+DMCE_API int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out);
+
+/*
+ * Stats summed over all daemons (daemon_id, numa_node, pid, block range of
+ * the first daemon).
+ */
+DMCE_API int dmce_stats(dmce_client_t *c, dmce_stats_t *out);
+
+/* Index of the daemon holding addr, or DMCE_ENOBLOCK / DMCE_ENOSERVER. */
+DMCE_API int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr);
+
+/* Address layout of the cluster (known after connect). */
+DMCE_API dmce_layout_t dmce_client_layout(const dmce_client_t *c);
+
+/*
+ * End every session (the daemons free its allocations and reservation),
+ * close the sockets and free c. c may be NULL. Returns 0 or the first
+ * error a daemon reported; c is freed either way.
+ */
+DMCE_API int dmce_disconnect(dmce_client_t *c);
+
+/*
+ * Close the sockets without ending the sessions (as if the process died):
+ * the daemons keep the allocations for their grace period. Frees c.
+ */
+DMCE_API void dmce_abandon(dmce_client_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DMCE_CLIENT_H */

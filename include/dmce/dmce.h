@@ -1,0 +1,15 @@
+/*
+ * dmce.h - umbrella header for libdmce.
+ *
+ *   addr.h    the 64-bit DMCE address (server | block | cell)
+ *   error.h   error codes and dmce_strerror
+ *   client.h  connect, setup, malloc, read, write, free, stats, disconnect
+ */
+#ifndef DMCE_DMCE_H
+#define DMCE_DMCE_H
+
+#include <dmce/addr.h>
+#include <dmce/client.h>
+#include <dmce/error.h>
+
+#endif /* DMCE_DMCE_H */

@@ -1,0 +1,695 @@
+/*
+ * client.c - libdmce, the Memory Client (seed 002 FIG. 7); see client.h.
+ *
+ * One struct dmce_conn per memory daemon: a blocking Unix socket, a mutex
+ * that serializes requests on it, and what the daemon said at setup (its
+ * block ID range, max payload, layout). A request is one frame out, one
+ * frame in, checked against the request's ID and op; any I/O or protocol
+ * error closes that connection (DMCE_ECLOSED from then on for its session)
+ * and leaves the other daemons' connections alone.
+ *
+ * Routing: an address's block ID falls in exactly one daemon's range, so
+ * read/write/free go straight to the daemon that holds the block. Large
+ * reads and writes are split into frames of the daemon's max payload.
+ *
+ * The library never prints; every failure is a return code.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <dmce/client.h>
+
+#include "msmp.h"
+#include "util.h"
+
+struct dmce_conn {
+    pthread_mutex_t lock;  /* serializes requests on fd */
+    int fd;                /* owner: this struct; -1 when closed */
+    char path[256];
+    uint64_t next_req;
+    int set_up;            /* a session exists on this daemon */
+    dmce_msmp_setup_resp_t info;
+    uint32_t max_payload;
+    uint8_t *buf;          /* request scratch, capacity cap */
+    size_t cap;
+};
+
+struct dmce_client {
+    pthread_mutex_t lock;  /* setup state */
+    unsigned n;
+    unsigned io_timeout_ms;
+    int set_up;
+    dmce_token_t token;
+    dmce_layout_t layout;
+    atomic_uint rr;
+    struct dmce_conn conn[DMCE_MAX_DAEMONS];
+};
+
+/* ---- one request ------------------------------------------------------------------- */
+
+static void conn_drop(struct dmce_conn *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+}
+
+static int conn_ensure(struct dmce_conn *k)
+{
+    if (k->fd >= 0)
+        return 0;
+    int fd = dmce_unix_connect(k->path);
+    if (fd < 0)
+        return fd;
+    k->fd = fd;
+    k->max_payload = DMCE_MSMP_PAYLOAD_DEFAULT;
+    return 0;
+}
+
+static int buf_reserve(struct dmce_conn *k, size_t len)
+{
+    if (len <= k->cap)
+        return 0;
+    uint8_t *p = realloc(k->buf, len);
+    if (!p)
+        return -ENOMEM;
+    k->buf = p;
+    k->cap = len;
+    return 0;
+}
+
+/*
+ * Send op with payload (p1,l1)+(p2,l2); receive the response payload into
+ * resp (capacity resp_cap, actual length in *resp_len). Returns the
+ * response status (0 or negative) or a transport error. k->lock held.
+ */
+static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1,
+                      size_t l1, const void *p2, size_t l2, void *resp, size_t resp_cap,
+                      size_t *resp_len)
+{
+    int r = conn_ensure(k);
+    if (r < 0)
+        return r;
+    size_t plen = l1 + l2;
+    if (plen > k->max_payload)
+        return -EMSGSIZE;
+    r = buf_reserve(k, DMCE_MSMP_HDR_SIZE + plen);
+    if (r < 0)
+        return r;
+    uint64_t id = ++k->next_req;
+    dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC,
+                         .version = DMCE_MSMP_VERSION,
+                         .op = op,
+                         .req_id = id,
+                         .len = (uint32_t)plen};
+    dmce_msmp_hdr_encode(&h, k->buf);
+    if (l1)
+        memcpy(k->buf + DMCE_MSMP_HDR_SIZE, p1, l1);
+    if (l2)
+        memcpy(k->buf + DMCE_MSMP_HDR_SIZE + l1, p2, l2);
+    uint64_t deadline = dmce_now_ms() + c->io_timeout_ms;
+    r = dmce_write_full(k->fd, k->buf, DMCE_MSMP_HDR_SIZE + plen, deadline);
+    if (r < 0)
+        goto broken;
+    uint8_t hb[DMCE_MSMP_HDR_SIZE];
+    r = dmce_read_full(k->fd, hb, sizeof(hb), deadline);
+    if (r < 0)
+        goto broken;
+    dmce_msmp_hdr_t rh;
+    r = dmce_msmp_hdr_decode(hb, DMCE_MSMP_PAYLOAD_LIMIT, &rh);
+    if (r < 0)
+        goto broken;
+    if (!(rh.flags & DMCE_MSMP_FLAG_RESPONSE) || rh.req_id != id || rh.op != op ||
+        rh.len > resp_cap || (rh.status < 0 && rh.len != 0)) {
+        r = -EPROTO;
+        goto broken;
+    }
+    if (rh.len) {
+        r = dmce_read_full(k->fd, resp, rh.len, deadline);
+        if (r < 0)
+            goto broken;
+    }
+    if (resp_len)
+        *resp_len = rh.len;
+    return rh.status;
+broken:
+    conn_drop(k);
+    if (k->set_up)
+        k->set_up = 0; /* the daemon keeps the session for its grace period */
+    return r == -ETIMEDOUT || r == -EPROTO || r == -EMSGSIZE ? r : DMCE_ECLOSED;
+}
+
+static int rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1, size_t l1,
+               const void *p2, size_t l2, void *resp, size_t resp_cap, size_t *resp_len)
+{
+    pthread_mutex_lock(&k->lock);
+    int r = rpc_locked(c, k, op, p1, l1, p2, l2, resp, resp_cap, resp_len);
+    pthread_mutex_unlock(&k->lock);
+    return r;
+}
+
+/* ---- connect --------------------------------------------------------------------- */
+
+static int add_daemon(struct dmce_client *c, const char *path)
+{
+    if (c->n >= DMCE_MAX_DAEMONS)
+        return -E2BIG;
+    struct dmce_conn *k = &c->conn[c->n];
+    if (strlen(path) >= sizeof(k->path))
+        return -ENAMETOOLONG;
+    snprintf(k->path, sizeof(k->path), "%s", path);
+    pthread_mutex_init(&k->lock, NULL);
+    k->fd = -1;
+    c->n++;
+    return conn_ensure(k);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_runtime_dir(struct dmce_client *c, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    char *names[DMCE_MAX_DAEMONS];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < DMCE_MAX_DAEMONS) {
+        size_t l = strlen(e->d_name);
+        if (strncmp(e->d_name, "memd-", 5) == 0 && l > 10 && !strcmp(e->d_name + l - 5, ".sock"))
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(names[0]), cmp_str);
+    int r = n ? 0 : -ENOENT;
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        if (r == 0 && names[i])
+            r = add_daemon(c, path);
+        free(names[i]);
+    }
+    return r;
+}
+
+int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    struct dmce_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    c->io_timeout_ms = opts && opts->io_timeout_ms ? opts->io_timeout_ms : 10000;
+    c->layout = DMCE_LAYOUT_12_12_40;
+    int r = 0;
+    if (opts && opts->sockets) {
+        if (opts->nsockets == 0 || opts->nsockets > DMCE_MAX_DAEMONS)
+            r = -EINVAL;
+        for (size_t i = 0; r == 0 && i < opts->nsockets; i++)
+            r = opts->sockets[i] ? add_daemon(c, opts->sockets[i]) : -EINVAL;
+    } else {
+        const char *dir = opts && opts->runtime_dir ? opts->runtime_dir : getenv("DMCE_RUNTIME_DIR");
+        r = dir ? add_runtime_dir(c, dir) : -EINVAL;
+    }
+    if (r < 0) {
+        dmce_abandon(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+unsigned dmce_daemon_count(const dmce_client_t *c)
+{
+    return c ? c->n : 0;
+}
+
+dmce_layout_t dmce_client_layout(const dmce_client_t *c)
+{
+    return c->layout;
+}
+
+/* ---- setup ----------------------------------------------------------------------- */
+
+static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
+                     uint32_t layout, uint64_t *granted)
+{
+    dmce_msmp_setup_req_t rq = {.amount = amount, .flags = flags, .layout = layout};
+    memcpy(rq.token, c->token.bytes, sizeof(rq.token));
+    uint8_t p[DMCE_MSMP_SETUP_REQ_SIZE], resp[DMCE_MSMP_SETUP_RESP_SIZE];
+    dmce_msmp_setup_req_encode(&rq, p);
+    size_t rlen = 0;
+    pthread_mutex_lock(&k->lock);
+    int r = rpc_locked(c, k, DMCE_MSMP_OP_SETUP, p, sizeof(p), NULL, 0, resp, sizeof(resp), &rlen);
+    if (r == 0)
+        r = dmce_msmp_setup_resp_decode(resp, rlen, &k->info);
+    if (r == 0) {
+        k->set_up = 1;
+        k->max_payload = k->info.max_payload;
+        *granted = k->info.granted;
+    } else if (r == DMCE_ENOMEM) {
+        conn_drop(k); /* the daemon disconnects after a refused setup */
+    }
+    pthread_mutex_unlock(&k->lock);
+    return r;
+}
+
+static void end_sessions(struct dmce_client *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        struct dmce_conn *k = &c->conn[i];
+        if (!k->set_up)
+            continue;
+        rpc(c, k, DMCE_MSMP_OP_DISCONNECT, NULL, 0, NULL, 0, NULL, 0, NULL);
+        pthread_mutex_lock(&k->lock);
+        k->set_up = 0;
+        conn_drop(k); /* the daemon closes after disconnect */
+        pthread_mutex_unlock(&k->lock);
+    }
+}
+
+/* Free capacity a daemon says it has (an upper bound of what it may grant). */
+static uint64_t daemon_room(struct dmce_client *c, unsigned i)
+{
+    dmce_stats_t st;
+    if (dmce_daemon_stats(c, i, &st) < 0)
+        return 0;
+    return st.bytes_total > st.bytes_reserved ? st.bytes_total - st.bytes_reserved : 0;
+}
+
+int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags, const dmce_token_t *token,
+               uint64_t *granted)
+{
+    if (!c || (flags & ~(unsigned)(DMCE_SETUP_PARTIAL | DMCE_SETUP_REATTACH)))
+        return -EINVAL;
+    if ((flags & DMCE_SETUP_REATTACH) && !token)
+        return -EINVAL;
+    pthread_mutex_lock(&c->lock);
+    int r = 0;
+    if (c->set_up) {
+        r = DMCE_ESETUPDONE;
+        goto out;
+    }
+    if (token)
+        c->token = *token;
+    else if ((r = dmce_random_bytes(c->token.bytes, sizeof(c->token.bytes))) < 0)
+        goto out;
+
+    uint64_t total = 0;
+    uint32_t layout = UINT32_MAX; /* the first daemon's layout binds the rest */
+    int attached[DMCE_MAX_DAEMONS] = {0};
+    if (flags & DMCE_SETUP_REATTACH) {
+        unsigned n_ok = 0;
+        for (unsigned i = 0; i < c->n; i++) {
+            uint64_t g = 0;
+            int e = setup_one(c, &c->conn[i], 0, DMCE_SETUP_REATTACH | DMCE_SETUP_PARTIAL, layout,
+                              &g);
+            if (e == 0) {
+                attached[i] = 1;
+                n_ok++;
+                layout = c->conn[i].info.layout;
+            } else if (e != DMCE_ETOKEN) {
+                r = e;
+                end_sessions(c);
+                goto out;
+            }
+        }
+        if (n_ok == 0) {
+            r = DMCE_ETOKEN;
+            goto out;
+        }
+    }
+
+    /* Plan: an even share each, capped by what each daemon has room for. */
+    uint64_t room[DMCE_MAX_DAEMONS], plan[DMCE_MAX_DAEMONS] = {0};
+    uint64_t left = amount;
+    unsigned open = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        room[i] = amount ? daemon_room(c, i) : 0;
+        open++;
+    }
+    while (left > 0 && open > 0) {
+        uint64_t share = (left + open - 1) / open;
+        unsigned still = 0;
+        for (unsigned i = 0; i < c->n && left > 0; i++) {
+            uint64_t can = room[i] - plan[i];
+            uint64_t give = DMCE_MIN(DMCE_MIN(share, can), left);
+            plan[i] += give;
+            left -= give;
+            if (room[i] > plan[i])
+                still++;
+        }
+        if (still == open && left > 0 && share == 0)
+            break;
+        open = still;
+    }
+    /* Anything the plan could not place goes to the first daemons; they may grant part. */
+    for (unsigned i = 0; i < c->n && left > 0; i++) {
+        plan[i] += left;
+        left = 0;
+    }
+
+    uint64_t carry = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (attached[i])
+            continue; /* reattached sessions keep what they had; no new reservation */
+        uint64_t want = plan[i] + carry, g = 0;
+        int e = setup_one(c, &c->conn[i], want, DMCE_SETUP_PARTIAL, layout, &g);
+        if (e == DMCE_ENOMEM) { /* nothing left there: move its share on */
+            carry = want;
+            continue;
+        }
+        if (e < 0) {
+            r = e;
+            end_sessions(c);
+            goto out;
+        }
+        layout = c->conn[i].info.layout;
+        total += g;
+        carry = want > g ? want - g : 0;
+    }
+    if (layout == UINT32_MAX) {
+        r = DMCE_ENOMEM; /* no daemon would take a session at all */
+        goto out;
+    }
+    if (total < amount && !(flags & DMCE_SETUP_PARTIAL)) {
+        end_sessions(c);
+        r = DMCE_ENOMEM;
+        goto out;
+    }
+    c->layout = (dmce_layout_t)layout;
+    c->set_up = 1;
+    if (granted)
+        *granted = total;
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int dmce_session_token(const dmce_client_t *c, dmce_token_t *out)
+{
+    if (!c || !out)
+        return -EINVAL;
+    if (!c->set_up)
+        return DMCE_ENOSETUP;
+    *out = c->token;
+    return 0;
+}
+
+int dmce_token_format(const dmce_token_t *t, char *buf, size_t len)
+{
+    if (!t || !buf || len < DMCE_TOKEN_STRLEN)
+        return -EINVAL;
+    for (int i = 0; i < 16; i++)
+        snprintf(buf + 2 * i, 3, "%02x", t->bytes[i]);
+    return 0;
+}
+
+int dmce_token_parse(const char *text, dmce_token_t *out)
+{
+    if (!text || !out || strlen(text) != 32)
+        return -EINVAL;
+    for (int i = 0; i < 16; i++) {
+        unsigned v = 0;
+        for (int j = 0; j < 2; j++) {
+            char ch = text[2 * i + j];
+            unsigned d;
+            if (ch >= '0' && ch <= '9')
+                d = (unsigned)(ch - '0');
+            else if (ch >= 'a' && ch <= 'f')
+                d = (unsigned)(ch - 'a' + 10);
+            else if (ch >= 'A' && ch <= 'F')
+                d = (unsigned)(ch - 'A' + 10);
+            else
+                return -EINVAL;
+            v = v << 4 | d;
+        }
+        out->bytes[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+/* ---- memory operations ------------------------------------------------------------ */
+
+int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr)
+{
+    if (!c)
+        return -EINVAL;
+    if (addr == DMCE_ADDR_NULL)
+        return DMCE_ENULLADDR;
+    dmce_addr_parts_t p;
+    if (dmce_addr_decode(c->layout, addr, &p) < 0)
+        return -EINVAL;
+    if (p.server != DMCE_SERVER_LOCAL)
+        return DMCE_ENOSERVER;
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct dmce_conn *k = &c->conn[i];
+        if (k->info.block_last && p.block >= k->info.block_first && p.block <= k->info.block_last)
+            return (int)i;
+    }
+    return DMCE_ENOBLOCK;
+}
+
+int dmce_malloc_on(dmce_client_t *c, unsigned daemon, uint64_t size, dmce_addr_t *out)
+{
+    if (!c || !out || daemon >= c->n)
+        return -EINVAL;
+    if (!c->set_up)
+        return DMCE_ENOSETUP;
+    uint8_t p[8], resp[8];
+    dmce_msmp_u64_encode(size, p);
+    size_t rlen = 0;
+    int r = rpc(c, &c->conn[daemon], DMCE_MSMP_OP_MALLOC, p, 8, NULL, 0, resp, 8, &rlen);
+    if (r < 0)
+        return r;
+    return dmce_msmp_u64_decode(resp, rlen, out);
+}
+
+int dmce_malloc(dmce_client_t *c, uint64_t size, dmce_addr_t *out)
+{
+    if (!c || !out || c->n == 0)
+        return -EINVAL;
+    if (size == 0)
+        return -EINVAL;
+    unsigned start = atomic_fetch_add(&c->rr, 1) % c->n;
+    int err = DMCE_ENOMEM, quota = 0, nomem = 0;
+    for (unsigned t = 0; t < c->n; t++) {
+        unsigned i = (start + t) % c->n;
+        if (!c->conn[i].set_up)
+            continue;
+        int r = dmce_malloc_on(c, i, size, out);
+        if (r == 0)
+            return 0;
+        if (r == DMCE_EQUOTA)
+            quota++;
+        else if (r == DMCE_ENOMEM)
+            nomem++;
+        else if (r == -EMSGSIZE || r == -EINVAL || r == DMCE_ENOSETUP)
+            return r;
+        else
+            err = r;
+    }
+    if (quota && !nomem)
+        return DMCE_EQUOTA;
+    return nomem ? DMCE_ENOMEM : err;
+}
+
+static int route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
+{
+    if (!c)
+        return -EINVAL;
+    if (!c->set_up)
+        return DMCE_ENOSETUP;
+    int i = dmce_daemon_of(c, addr);
+    if (i < 0)
+        return i;
+    *k = &c->conn[i];
+    return 0;
+}
+
+int dmce_free(dmce_client_t *c, dmce_addr_t addr)
+{
+    struct dmce_conn *k;
+    int r = route(c, addr, &k);
+    if (r < 0)
+        return r;
+    uint8_t p[8];
+    dmce_msmp_u64_encode(addr, p);
+    return rpc(c, k, DMCE_MSMP_OP_FREE, p, 8, NULL, 0, NULL, 0, NULL);
+}
+
+int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
+{
+    struct dmce_conn *k;
+    int r = route(c, addr, &k);
+    if (r < 0)
+        return r;
+    if (!buf && len)
+        return -EINVAL;
+    size_t done = 0;
+    do {
+        size_t chunk = DMCE_MIN(len - done, (size_t)k->max_payload);
+        dmce_addr_t a;
+        r = dmce_addr_add(c->layout, addr, done, &a);
+        if (r < 0)
+            return DMCE_ECROSSEND;
+        dmce_msmp_rw_req_t rq = {.addr = a, .len = (uint32_t)chunk};
+        uint8_t p[DMCE_MSMP_RW_REQ_SIZE];
+        dmce_msmp_rw_req_encode(&rq, p);
+        size_t rlen = 0;
+        r = rpc(c, k, DMCE_MSMP_OP_READ, p, sizeof(p), NULL, 0, (uint8_t *)buf + done, chunk,
+                &rlen);
+        if (r < 0)
+            return r;
+        if (rlen != chunk)
+            return -EPROTO;
+        done += chunk;
+    } while (done < len);
+    return 0;
+}
+
+int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
+{
+    struct dmce_conn *k;
+    int r = route(c, addr, &k);
+    if (r < 0)
+        return r;
+    if (!buf && len)
+        return -EINVAL;
+    size_t done = 0;
+    do {
+        size_t chunk = DMCE_MIN(len - done, (size_t)k->max_payload - DMCE_MSMP_WRITE_HDR);
+        dmce_addr_t a;
+        r = dmce_addr_add(c->layout, addr, done, &a);
+        if (r < 0)
+            return DMCE_ECROSSEND;
+        dmce_msmp_rw_req_t rq = {.addr = a, .len = (uint32_t)chunk};
+        uint8_t p[DMCE_MSMP_RW_REQ_SIZE], resp[DMCE_MSMP_WRITE_RESP_SIZE];
+        dmce_msmp_rw_req_encode(&rq, p);
+        size_t rlen = 0;
+        r = rpc(c, k, DMCE_MSMP_OP_WRITE, p, sizeof(p), (const uint8_t *)buf + done, chunk, resp,
+                sizeof(resp), &rlen);
+        if (r < 0)
+            return r;
+        if (rlen != DMCE_MSMP_WRITE_RESP_SIZE || dmce_get_le32(resp) != chunk)
+            return -EPROTO;
+        done += chunk;
+    } while (done < len);
+    return 0;
+}
+
+/* ---- stats ---------------------------------------------------------------------------- */
+
+int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out)
+{
+    if (!c || !out || daemon >= c->n)
+        return -EINVAL;
+    uint8_t resp[DMCE_MSMP_STATS_SIZE + 512];
+    size_t rlen = 0;
+    int r = rpc(c, &c->conn[daemon], DMCE_MSMP_OP_STATS, NULL, 0, NULL, 0, resp, sizeof(resp),
+                &rlen);
+    if (r < 0)
+        return r;
+    uint64_t v[DMCE_STAT_COUNT_];
+    r = dmce_msmp_stats_decode(resp, rlen, v);
+    if (r < 0)
+        return r;
+    memset(out, 0, sizeof(*out));
+    out->daemon_id = (uint32_t)v[DMCE_STAT_DAEMON_ID];
+    out->numa_node = (int32_t)(int64_t)v[DMCE_STAT_NUMA_NODE];
+    out->pid = (uint32_t)v[DMCE_STAT_PID];
+    out->block_first = (uint32_t)v[DMCE_STAT_BLOCK_FIRST];
+    out->block_last = (uint32_t)v[DMCE_STAT_BLOCK_LAST];
+    out->blocks = v[DMCE_STAT_BLOCKS];
+    out->bytes_total = v[DMCE_STAT_BYTES_TOTAL];
+    out->bytes_reserved = v[DMCE_STAT_BYTES_RESERVED];
+    out->bytes_used = v[DMCE_STAT_BYTES_USED];
+    out->bytes_free = v[DMCE_STAT_BYTES_FREE];
+    out->allocations = v[DMCE_STAT_ALLOCATIONS];
+    out->clients = v[DMCE_STAT_CLIENTS];
+    out->sessions = v[DMCE_STAT_SESSIONS];
+    out->sessions_orphaned = v[DMCE_STAT_SESSIONS_ORPHANED];
+    out->ops_setup = v[DMCE_STAT_OPS_SETUP];
+    out->ops_malloc = v[DMCE_STAT_OPS_MALLOC];
+    out->ops_read = v[DMCE_STAT_OPS_READ];
+    out->ops_write = v[DMCE_STAT_OPS_WRITE];
+    out->ops_free = v[DMCE_STAT_OPS_FREE];
+    out->ops_disconnect = v[DMCE_STAT_OPS_DISCONNECT];
+    out->ops_stats = v[DMCE_STAT_OPS_STATS];
+    out->ops_errors = v[DMCE_STAT_OPS_ERRORS];
+    out->bytes_read = v[DMCE_STAT_BYTES_READ];
+    out->bytes_written = v[DMCE_STAT_BYTES_WRITTEN];
+    out->uptime_ms = v[DMCE_STAT_UPTIME_MS];
+    return 0;
+}
+
+int dmce_stats(dmce_client_t *c, dmce_stats_t *out)
+{
+    if (!c || !out || c->n == 0)
+        return -EINVAL;
+    dmce_stats_t sum;
+    for (unsigned i = 0; i < c->n; i++) {
+        dmce_stats_t s;
+        int r = dmce_daemon_stats(c, i, &s);
+        if (r < 0)
+            return r;
+        if (i == 0) {
+            sum = s;
+            continue;
+        }
+        uint64_t *dst = &sum.blocks, *src = &s.blocks;
+        size_t nfields = (size_t)(&sum.uptime_ms - &sum.blocks); /* all u64 counters */
+        for (size_t f = 0; f < nfields; f++)
+            dst[f] += src[f];
+        sum.uptime_ms = DMCE_MAX(sum.uptime_ms, s.uptime_ms);
+    }
+    *out = sum;
+    return 0;
+}
+
+/* ---- teardown ------------------------------------------------------------------------- */
+
+static void client_free(struct dmce_client *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        conn_drop(&c->conn[i]);
+        free(c->conn[i].buf);
+        pthread_mutex_destroy(&c->conn[i].lock);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int dmce_disconnect(dmce_client_t *c)
+{
+    if (!c)
+        return 0;
+    int first = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        struct dmce_conn *k = &c->conn[i];
+        if (!k->set_up)
+            continue;
+        int r = rpc(c, k, DMCE_MSMP_OP_DISCONNECT, NULL, 0, NULL, 0, NULL, 0, NULL);
+        if (r < 0 && !first)
+            first = r;
+    }
+    client_free(c);
+    return first;
+}
+
+void dmce_abandon(dmce_client_t *c)
+{
+    if (c)
+        client_free(c);
+}

@@ -1,0 +1,1355 @@
+/*
+ * memd_server.c - the memory daemon's engine (see memd_server.h).
+ *
+ * Threads. N worker threads each run an epoll loop; the listening socket is
+ * in every worker's epoll with EPOLLEXCLUSIVE, so whichever worker wakes
+ * accepts, and then owns that connection for its whole life: a connection
+ * is touched by one thread only. Sockets are non-blocking, each connection
+ * has its own input state and output buffer, and a worker handles at most
+ * DMCE_MEMD_BATCH frames of one connection before looking at the others.
+ * A client that does not read its replies stops being read once
+ * DMCE_MEMD_OUT_HIGH bytes are pending (backpressure), so a slow, stuck or
+ * dead client never stalls anyone else and cannot make the daemon buffer
+ * without bound. The main
+ * thread only runs the periodic tick (grace-period expiry) and signals.
+ *
+ * The Block ID Lookup Table (struct memd_table) is an array indexed by
+ * block ID - block_first, published with rcu_assign_pointer. The request
+ * path reads it inside rcu_read_lock() and never takes a lock to find a
+ * block; growth copies the table, publishes the copy and frees the old one
+ * after a grace period. A block's memory stays mapped until shutdown, so a
+ * reader can never touch unmapped memory. Each block's allocator state is
+ * changed under that block's mutex (malloc, free); reads and writes check
+ * the address against the in-block map without the mutex. A read racing a
+ * free of the same allocation by another client may return bytes of the
+ * freed memory; it can never reach outside the block.
+ *
+ * Sessions (the connection session table, seed 002 FIG. 13) live in one
+ * list under sess_lock, with the reservation accounting: each session
+ * commits max(reserved, used) bytes and the sum never exceeds capacity.
+ * A connection that drops without disconnect leaves an orphaned session
+ * whose reservation is released at once and whose allocations are kept
+ * for grace_ms, so a restarted process can reattach with its token; after
+ * that the tick frees them.
+ *
+ * Every allocation carries its session ID as owner tag inside the block,
+ * so the state needed to clean up lives with the data.
+ */
+#include "memd_server.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <urcu.h>
+
+#include <dmce/addr.h>
+#include <dmce/client.h>
+#include <dmce/error.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "msmp.h"
+#include "topology.h"
+#include "util.h"
+
+#define DMCE_MEMD_BATCH 64
+/* Stop reading a client's requests while this much of its output is unsent. */
+#define DMCE_MEMD_OUT_HIGH (256u << 10)
+#define DMCE_MEMD_MAX_WORKERS 64
+
+/* ---- config table -------------------------------------------------------------- */
+
+static const char *const layout_names[] = {"12-12-40", "16-16-32", NULL};
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+#define OFF(f) offsetof(dmce_memd_config_t, f)
+const dmce_config_def_t dmce_memd_config_defs[] = {
+    {"id", DMCE_CFG_INT, OFF(id), "1", 1, 4095, NULL, "daemon ID on this host, unique per cluster"},
+    {"runtime_dir", DMCE_CFG_STRING, OFF(runtime_dir), "", 0, 0, NULL,
+     "private runtime directory (sockets, lock files); default $DMCE_RUNTIME_DIR or /run/dmce-UID"},
+    {"socket", DMCE_CFG_STRING, OFF(socket), "", 0, 0, NULL,
+     "socket path; default RUNTIME_DIR/memd-ID.sock"},
+    {"cluster", DMCE_CFG_STRING, OFF(cluster), "", 0, 0, NULL,
+     "cluster name used in shm object names; default a hash of the runtime dir"},
+    {"block_size", DMCE_CFG_SIZE, OFF(block_size), "64M", 1 << 20, 1ll << 40, NULL,
+     "bytes per shared-memory block"},
+    {"blocks_initial", DMCE_CFG_INT, OFF(blocks_initial), "1", 1, 4096, NULL,
+     "blocks created at start (at least 1; more are created on demand)"},
+    {"max_blocks", DMCE_CFG_INT, OFF(max_blocks), "16", 1, 4096, NULL,
+     "blocks this daemon may create (capacity = max_blocks x block_size)"},
+    {"block_first", DMCE_CFG_INT, OFF(block_first), "0", 0, 65535, NULL,
+     "first block ID of this daemon; 0 = (id-1) x max_blocks + 1"},
+    {"granule", DMCE_CFG_SIZE, OFF(granule), "128", DMCE_GRANULE_MIN, DMCE_GRANULE_MAX, NULL,
+     "allocation granule in bytes (power of two)"},
+    {"page_size", DMCE_CFG_SIZE, OFF(page_size), "4K", 4096, 1 << 30, NULL,
+     "page size of blocks: 4K, or 2M for transparent huge pages"},
+    {"numa_node", DMCE_CFG_INT, OFF(numa_node), "-1", -1, 1023, NULL,
+     "NUMA node for memory and threads; -1 = (id-1) mod nodes"},
+    {"topology", DMCE_CFG_STRING, OFF(topology), "", 0, 0, NULL,
+     "synthetic hwloc topology (tests); empty = this machine"},
+    {"layout", DMCE_CFG_ENUM, OFF(layout), "12-12-40", 0, 0, layout_names,
+     "DMCE address layout of the cluster"},
+    {"max_payload", DMCE_CFG_SIZE, OFF(max_payload), "1M", 4096, DMCE_MSMP_PAYLOAD_LIMIT, NULL,
+     "largest MSMP payload accepted"},
+    {"grace_ms", DMCE_CFG_INT, OFF(grace_ms), "30000", 0, 86400000, NULL,
+     "how long a dropped client's allocations are kept for reattach"},
+    {"workers", DMCE_CFG_INT, OFF(workers), "2", 1, DMCE_MEMD_MAX_WORKERS, NULL,
+     "worker threads serving clients"},
+    {"max_clients", DMCE_CFG_INT, OFF(max_clients), "1024", 1, 1000000, NULL,
+     "connections accepted at once"},
+    {"prefault", DMCE_CFG_BOOL, OFF(prefault), "no", 0, 0, NULL,
+     "touch every page of a block when it is created"},
+    {"log_level", DMCE_CFG_ENUM, OFF(log_level), "info", 0, 0, level_names,
+     "error, warn, info or debug"},
+};
+#undef OFF
+const size_t dmce_memd_config_ndefs = DMCE_ARRAY_LEN(dmce_memd_config_defs);
+
+/* ---- types ----------------------------------------------------------------------- */
+
+struct memd_block {
+    uint32_t id;
+    int fd;          /* owner: this struct; closed at shutdown */
+    void *base;      /* mapping of the whole block */
+    uint64_t size;
+    pthread_mutex_t lock; /* serializes allocator changes */
+    char name[DMCE_CFG_STRMAX + 96]; /* shm_prefix + "b" + block ID */
+};
+
+struct memd_table {
+    uint32_t n;                 /* = max_blocks */
+    struct memd_block *b[];     /* index: block ID - block_first; NULL = not created */
+};
+
+struct memd_conn;
+
+struct memd_session {
+    uint32_t id;
+    uint8_t token[DMCE_MSMP_TOKEN_LEN];
+    uid_t uid;
+    uint64_t reserved;
+    uint64_t used;
+    struct memd_conn *conn;    /* NULL when orphaned */
+    uint64_t orphan_deadline;  /* ms, when orphaned */
+    struct memd_session *next;
+};
+
+struct memd_worker;
+
+struct memd_conn {
+    int fd;
+    pid_t pid;
+    uid_t uid;
+    struct memd_worker *w;
+    struct memd_session *sess;  /* under sess_lock for the pointer's target */
+    uint8_t hdr[DMCE_MSMP_HDR_SIZE];
+    size_t hdr_have;
+    int have_hdr;
+    dmce_msmp_hdr_t h;
+    uint8_t *in;                /* payload buffer, capacity in_cap */
+    size_t in_cap, in_have;
+    uint8_t *out;               /* pending output */
+    size_t out_cap, out_len, out_off;
+    int closing;                /* close once out is flushed */
+    int want_out;               /* EPOLLOUT armed */
+    struct memd_conn *prev, *next;
+};
+
+struct memd_worker {
+    struct dmce_memd *m;
+    pthread_t thread;
+    int epfd;
+    int evfd;
+    int idx;
+    struct memd_conn *conns;
+};
+
+struct dmce_memd {
+    dmce_memd_config_t cfg;
+    dmce_layout_t layout;
+    uint32_t block_first, block_last;
+    uint64_t block_data_bytes;  /* usable data bytes of one block */
+    uint64_t capacity;          /* block_data_bytes * max_blocks */
+    int numa_node;
+    int listen_fd;
+    int lock_fd;
+    char sock_path[DMCE_CFG_STRMAX + 32];
+    char lock_path[DMCE_CFG_STRMAX + 32];
+    char shm_prefix[DMCE_CFG_STRMAX + 64];
+    struct memd_table *table;   /* RCU-protected */
+    pthread_mutex_t grow_lock;
+    pthread_mutex_t sess_lock;
+    struct memd_session *sessions;
+    uint32_t next_session_id;
+    uint64_t committed;         /* sum of max(reserved, used), under sess_lock */
+    uint64_t nsessions, norphans;
+    atomic_uint_fast64_t clients;
+    atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
+    atomic_int stop;
+    uint64_t start_ms;
+    int nworkers;
+    struct memd_worker workers[DMCE_MEMD_MAX_WORKERS];
+};
+
+#define STAT_ADD(m, k, v) atomic_fetch_add_explicit(&(m)->stat[k], (v), memory_order_relaxed)
+
+/* ---- blocks ----------------------------------------------------------------------- */
+
+static struct memd_table *table_get(struct dmce_memd *m)
+{
+    return rcu_dereference(m->table);
+}
+
+static void block_name(struct dmce_memd *m, uint32_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%sb%u", m->shm_prefix, id);
+}
+
+/* Create, size, place and format one block. Caller holds grow_lock. */
+static int block_create(struct dmce_memd *m, uint32_t id, struct memd_block **out)
+{
+    struct memd_block *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->id = id;
+    b->size = m->cfg.block_size;
+    block_name(m, id, b->name, sizeof(b->name));
+    int r;
+    b->fd = shm_open(b->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (b->fd < 0) {
+        r = -errno;
+        LOG_ERROR("block %u: shm_open %s failed: %s", id, b->name, strerror(errno));
+        free(b);
+        return r;
+    }
+    if (ftruncate(b->fd, (off_t)b->size) < 0) {
+        r = -errno;
+        LOG_ERROR("block %u: cannot size %s to %llu bytes: %s", id, b->name,
+                  (unsigned long long)b->size, strerror(errno));
+        goto fail_unlink;
+    }
+    b->base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+    if (b->base == MAP_FAILED) {
+        r = -errno;
+        LOG_ERROR("block %u: mmap failed: %s", id, strerror(errno));
+        goto fail_unlink;
+    }
+    if (m->cfg.page_size >= (2u << 20))
+        (void)madvise(b->base, b->size, MADV_HUGEPAGE); /* best effort: THP for shmem */
+    r = dmce_numa_bind_memory(b->base, b->size, m->numa_node);
+    if (r < 0)
+        LOG_WARN("block %u: binding to NUMA node %d failed: %s; memory left unbound", id,
+                 m->numa_node, strerror(-r));
+    if (m->cfg.prefault)
+        (void)madvise(b->base, b->size, MADV_POPULATE_WRITE);
+    r = dmce_block_format(b->base, b->size, (uint32_t)m->cfg.granule, (uint32_t)m->cfg.page_size,
+                          id);
+    if (r < 0) {
+        LOG_ERROR("block %u: format failed: %s", id, dmce_strerror(r));
+        goto fail_unmap;
+    }
+    pthread_mutex_init(&b->lock, NULL);
+    LOG_INFO("block %u created: %s, %llu bytes, NUMA node %d", id, b->name,
+             (unsigned long long)b->size, m->numa_node);
+    *out = b;
+    return 0;
+fail_unmap:
+    munmap(b->base, b->size);
+fail_unlink:
+    shm_unlink(b->name);
+    close(b->fd);
+    free(b);
+    return r;
+}
+
+static void block_destroy(struct memd_block *b)
+{
+    munmap(b->base, b->size);
+    close(b->fd);
+    if (shm_unlink(b->name) < 0)
+        LOG_WARN("block %u: shm_unlink %s: %s", b->id, b->name, strerror(errno));
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+/*
+ * Create the next block if there is room. Publishes a new table copy.
+ * Must not be called inside an RCU read-side section. Returns 0 when a
+ * block was added (or another thread added one meanwhile: *gen changed),
+ * DMCE_ENOMEM when the daemon is at max_blocks.
+ */
+static int table_grow(struct dmce_memd *m, uint32_t seen_count)
+{
+    pthread_mutex_lock(&m->grow_lock);
+    struct memd_table *old = m->table; /* stable: only changed under grow_lock */
+    uint32_t count = 0, slot = UINT32_MAX;
+    for (uint32_t i = 0; i < old->n; i++) {
+        if (old->b[i])
+            count++;
+        else if (slot == UINT32_MAX)
+            slot = i;
+    }
+    int r = 0;
+    if (count != seen_count) {
+        r = 0; /* someone grew it meanwhile: retry */
+        goto out;
+    }
+    if (slot == UINT32_MAX) {
+        r = DMCE_ENOMEM;
+        goto out;
+    }
+    struct memd_table *nt = malloc(sizeof(*nt) + old->n * sizeof(nt->b[0]));
+    if (!nt) {
+        r = -ENOMEM;
+        goto out;
+    }
+    memcpy(nt, old, sizeof(*nt) + old->n * sizeof(nt->b[0]));
+    r = block_create(m, m->block_first + slot, &nt->b[slot]);
+    if (r < 0) {
+        free(nt);
+        goto out;
+    }
+    rcu_assign_pointer(m->table, nt);
+    synchronize_rcu();
+    free(old);
+out:
+    pthread_mutex_unlock(&m->grow_lock);
+    return r;
+}
+
+/*
+ * Resolve a DMCE address to a block and cell. Inside rcu_read_lock().
+ */
+static int resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, uint64_t *cell)
+{
+    if (addr == DMCE_ADDR_NULL)
+        return DMCE_ENULLADDR;
+    dmce_addr_parts_t p;
+    dmce_addr_decode(m->layout, addr, &p);
+    if (p.server != DMCE_SERVER_LOCAL)
+        return DMCE_ENOSERVER;
+    if (p.block < m->block_first || p.block > m->block_last)
+        return DMCE_ENOBLOCK;
+    struct memd_block *blk = table_get(m)->b[p.block - m->block_first];
+    if (!blk)
+        return DMCE_ENOBLOCK;
+    if (p.cell >= blk->size)
+        return DMCE_EBADADDR;
+    *b = blk;
+    *cell = p.cell;
+    return 0;
+}
+
+/* ---- sessions ------------------------------------------------------------------------ */
+
+static uint64_t charge(const struct memd_session *s)
+{
+    return DMCE_MAX(s->reserved, s->used);
+}
+
+/* Change a session's reserved/used and keep `committed` exact. sess_lock held. */
+static void sess_account_locked(struct dmce_memd *m, struct memd_session *s, uint64_t reserved,
+                                uint64_t used)
+{
+    m->committed -= charge(s);
+    s->reserved = reserved;
+    s->used = used;
+    m->committed += charge(s);
+}
+
+static struct memd_session *sess_by_id_locked(struct dmce_memd *m, uint32_t id)
+{
+    for (struct memd_session *s = m->sessions; s; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+static void sess_unlink_locked(struct dmce_memd *m, struct memd_session *s)
+{
+    for (struct memd_session **pp = &m->sessions; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    m->committed -= charge(s);
+    m->nsessions--;
+    if (!s->conn)
+        m->norphans--;
+}
+
+/* Free every allocation of session `id` in every block. Not under sess_lock. */
+static uint64_t free_owner_everywhere(struct dmce_memd *m, uint32_t id, int *count)
+{
+    uint64_t bytes = 0;
+    int n = 0;
+    rcu_read_lock();
+    struct memd_table *t = table_get(m);
+    for (uint32_t i = 0; i < t->n; i++) {
+        struct memd_block *b = t->b[i];
+        if (!b)
+            continue;
+        pthread_mutex_lock(&b->lock);
+        int k = dmce_alloc_free_owner(b->base, id, &bytes);
+        pthread_mutex_unlock(&b->lock);
+        if (k > 0)
+            n += k;
+    }
+    rcu_read_unlock();
+    if (count)
+        *count = n;
+    return bytes;
+}
+
+/* End a session: free its allocations, drop it. */
+static void sess_end(struct dmce_memd *m, struct memd_session *s, const char *why)
+{
+    pthread_mutex_lock(&m->sess_lock);
+    sess_unlink_locked(m, s);
+    pthread_mutex_unlock(&m->sess_lock);
+    int n = 0;
+    uint64_t bytes = free_owner_everywhere(m, s->id, &n);
+    LOG_INFO("session %u ended (%s): freed %d allocations, %llu bytes", s->id, why, n,
+             (unsigned long long)bytes);
+    free(s);
+}
+
+/* ---- output -------------------------------------------------------------------------- */
+
+static int out_reserve(struct memd_conn *c, size_t more)
+{
+    if (c->out_len + more <= c->out_cap)
+        return 0;
+    size_t cap = DMCE_MAX(c->out_cap * 2, c->out_len + more);
+    cap = DMCE_MAX(cap, (size_t)4096);
+    uint8_t *p = realloc(c->out, cap);
+    if (!p)
+        return -ENOMEM;
+    c->out = p;
+    c->out_cap = cap;
+    return 0;
+}
+
+/* Append a response header; the caller then appends `len` payload bytes. */
+static uint8_t *reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int status,
+                            uint32_t len)
+{
+    if (out_reserve(c, DMCE_MSMP_HDR_SIZE + len) < 0) {
+        c->closing = 1;
+        return NULL;
+    }
+    dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC,
+                         .version = DMCE_MSMP_VERSION,
+                         .flags = DMCE_MSMP_FLAG_RESPONSE,
+                         .op = req->op,
+                         .req_id = req->req_id,
+                         .len = len,
+                         .status = status};
+    dmce_msmp_hdr_encode(&h, c->out + c->out_len);
+    uint8_t *p = c->out + c->out_len + DMCE_MSMP_HDR_SIZE;
+    c->out_len += DMCE_MSMP_HDR_SIZE + len;
+    return p;
+}
+
+static void reply_error(struct dmce_memd *m, struct memd_conn *c, const dmce_msmp_hdr_t *req,
+                        int err)
+{
+    STAT_ADD(m, DMCE_STAT_OPS_ERRORS, 1);
+    LOG_DEBUG("client pid %d: %s request %llu failed: %s", (int)c->pid,
+              dmce_msmp_op_name(req->op), (unsigned long long)req->req_id, dmce_strerror(err));
+    reply_begin(c, req, err, 0);
+}
+
+/* ---- operations ----------------------------------------------------------------------- */
+
+static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    dmce_msmp_setup_req_t rq;
+    int r = dmce_msmp_setup_req_decode(p, len, &rq);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    if (c->sess)
+        return reply_error(m, c, &c->h, DMCE_ESETUPDONE);
+    if (rq.layout != UINT32_MAX && rq.layout != (uint32_t)m->layout)
+        return reply_error(m, c, &c->h, DMCE_ELAYOUT);
+    static const uint8_t zero[DMCE_MSMP_TOKEN_LEN];
+    if (dmce_ct_equal(rq.token, zero, sizeof(zero)))
+        return reply_error(m, c, &c->h, -EINVAL);
+
+    pthread_mutex_lock(&m->sess_lock);
+    struct memd_session *s = NULL;
+    for (struct memd_session *it = m->sessions; it; it = it->next)
+        if (dmce_ct_equal(it->token, rq.token, sizeof(rq.token)) && it->uid == c->uid)
+            s = it;
+    if (rq.flags & DMCE_SETUP_REATTACH) {
+        if (!s || s->conn) {
+            pthread_mutex_unlock(&m->sess_lock);
+            return reply_error(m, c, &c->h, DMCE_ETOKEN);
+        }
+    } else if (s) {
+        pthread_mutex_unlock(&m->sess_lock);
+        return reply_error(m, c, &c->h, -EEXIST);
+    }
+    uint64_t mine = s ? charge(s) : 0;
+    uint64_t avail = m->capacity - (m->committed - mine);
+    uint64_t used = s ? s->used : 0;
+    uint64_t want = rq.amount;
+    if (want > avail) {
+        if (!(rq.flags & DMCE_SETUP_PARTIAL) || avail == 0 || avail <= used) {
+            pthread_mutex_unlock(&m->sess_lock);
+            LOG_INFO("client pid %d: setup of %llu bytes refused (%llu available); disconnecting",
+                     (int)c->pid, (unsigned long long)want, (unsigned long long)avail);
+            reply_error(m, c, &c->h, DMCE_ENOMEM);
+            c->closing = 1; /* seed 002 FIG. 13: failure notice, then disconnect */
+            return;
+        }
+        want = avail;
+    }
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+            pthread_mutex_unlock(&m->sess_lock);
+            return reply_error(m, c, &c->h, -ENOMEM);
+        }
+        do
+            s->id = m->next_session_id++;
+        while (s->id == 0 || sess_by_id_locked(m, s->id));
+        memcpy(s->token, rq.token, sizeof(s->token));
+        s->uid = c->uid;
+        s->next = m->sessions;
+        m->sessions = s;
+        m->nsessions++;
+    } else {
+        m->norphans--;
+        LOG_INFO("session %u reattached by pid %d", s->id, (int)c->pid);
+    }
+    s->conn = c;
+    sess_account_locked(m, s, want, s->used);
+    c->sess = s;
+    dmce_msmp_setup_resp_t rs = {.granted = want,
+                                 .used = s->used,
+                                 .session_id = s->id,
+                                 .daemon_id = (uint32_t)m->cfg.id,
+                                 .layout = (uint32_t)m->layout,
+                                 .max_payload = (uint32_t)m->cfg.max_payload,
+                                 .block_first = m->block_first,
+                                 .block_last = m->block_last};
+    pthread_mutex_unlock(&m->sess_lock);
+    STAT_ADD(m, DMCE_STAT_OPS_SETUP, 1);
+    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_SETUP_RESP_SIZE);
+    if (out)
+        dmce_msmp_setup_resp_encode(&rs, out);
+}
+
+/* Charge `size` to the session, or say why not. */
+static int quota_take(struct dmce_memd *m, struct memd_session *s, uint64_t size)
+{
+    pthread_mutex_lock(&m->sess_lock);
+    int r = 0;
+    uint64_t used = s->used + size;
+    if (s->reserved && used > s->reserved)
+        r = DMCE_EQUOTA;
+    else if (m->committed - charge(s) + DMCE_MAX(s->reserved, used) > m->capacity)
+        r = DMCE_ENOMEM;
+    else
+        sess_account_locked(m, s, s->reserved, used);
+    pthread_mutex_unlock(&m->sess_lock);
+    return r;
+}
+
+static void quota_give_back(struct dmce_memd *m, uint32_t owner, uint64_t size)
+{
+    pthread_mutex_lock(&m->sess_lock);
+    struct memd_session *s = sess_by_id_locked(m, owner);
+    if (s)
+        sess_account_locked(m, s, s->reserved, s->used >= size ? s->used - size : 0);
+    pthread_mutex_unlock(&m->sess_lock);
+}
+
+/* Try every created block; returns 0 and the address, or DMCE_ENOMEM. */
+static int alloc_in_blocks(struct dmce_memd *m, uint64_t size, uint32_t owner, dmce_addr_t *addr,
+                           uint32_t *nblocks)
+{
+    int r = DMCE_ENOMEM;
+    uint32_t count = 0;
+    rcu_read_lock();
+    struct memd_table *t = table_get(m);
+    for (uint32_t i = 0; i < t->n; i++) {
+        struct memd_block *b = t->b[i];
+        if (!b)
+            continue;
+        count++;
+        if (r == 0)
+            continue;
+        uint64_t off;
+        pthread_mutex_lock(&b->lock);
+        int a = dmce_alloc(b->base, size, owner, &off);
+        pthread_mutex_unlock(&b->lock);
+        if (a == 0) {
+            dmce_addr_encode(m->layout, DMCE_SERVER_LOCAL, b->id, off, addr);
+            r = 0;
+        }
+    }
+    rcu_read_unlock();
+    *nblocks = count;
+    return r;
+}
+
+static void op_malloc(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    uint64_t size;
+    int r = dmce_msmp_u64_decode(p, len, &size);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    if (!c->sess)
+        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    if (size == 0)
+        return reply_error(m, c, &c->h, -EINVAL);
+    rcu_read_lock();
+    struct memd_table *t = table_get(m);
+    uint64_t maxa = 0;
+    for (uint32_t i = 0; i < t->n && !maxa; i++)
+        if (t->b[i])
+            maxa = dmce_block_max_alloc(t->b[i]->base);
+    rcu_read_unlock();
+    if (size > maxa)
+        return reply_error(m, c, &c->h, -EMSGSIZE);
+    r = quota_take(m, c->sess, size);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    dmce_addr_t addr = 0;
+    for (int tries = 0; tries < 4096; tries++) {
+        uint32_t nblocks;
+        r = alloc_in_blocks(m, size, c->sess->id, &addr, &nblocks);
+        if (r == 0)
+            break;
+        r = table_grow(m, nblocks);
+        if (r < 0)
+            break;
+    }
+    if (r < 0) {
+        quota_give_back(m, c->sess->id, size);
+        return reply_error(m, c, &c->h, r == -ENOMEM ? r : DMCE_ENOMEM);
+    }
+    STAT_ADD(m, DMCE_STAT_OPS_MALLOC, 1);
+    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_U64_SIZE);
+    if (out)
+        dmce_msmp_u64_encode(addr, out);
+}
+
+static void op_read(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    dmce_msmp_rw_req_t rq;
+    int r = dmce_msmp_read_req_decode(p, len, &rq);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    if (!c->sess)
+        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    if (rq.len > m->cfg.max_payload)
+        return reply_error(m, c, &c->h, -EMSGSIZE);
+    rcu_read_lock();
+    struct memd_block *b;
+    uint64_t cell;
+    r = resolve(m, rq.addr, &b, &cell);
+    if (r == 0)
+        r = dmce_alloc_check(b->base, cell, rq.len);
+    if (r < 0) {
+        rcu_read_unlock();
+        return reply_error(m, c, &c->h, r);
+    }
+    uint8_t *out = reply_begin(c, &c->h, 0, rq.len);
+    if (out)
+        memcpy(out, (uint8_t *)b->base + cell, rq.len);
+    rcu_read_unlock();
+    STAT_ADD(m, DMCE_STAT_OPS_READ, 1);
+    STAT_ADD(m, DMCE_STAT_BYTES_READ, rq.len);
+}
+
+static void op_write(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    dmce_msmp_rw_req_t rq;
+    int r = dmce_msmp_write_req_decode(p, len, &rq);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    if (!c->sess)
+        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    rcu_read_lock();
+    struct memd_block *b;
+    uint64_t cell;
+    r = resolve(m, rq.addr, &b, &cell);
+    if (r == 0)
+        r = dmce_alloc_check(b->base, cell, rq.len);
+    if (r == 0) {
+        uint8_t *dst = (uint8_t *)b->base + cell;
+        memcpy(dst, p + DMCE_MSMP_WRITE_HDR, rq.len);
+        /* Verify (seed 002 FIG. 16): catches a concurrent writer or a bad page. */
+        if (memcmp(dst, p + DMCE_MSMP_WRITE_HDR, rq.len) != 0)
+            r = -EIO;
+    }
+    rcu_read_unlock();
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    STAT_ADD(m, DMCE_STAT_OPS_WRITE, 1);
+    STAT_ADD(m, DMCE_STAT_BYTES_WRITTEN, rq.len);
+    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_WRITE_RESP_SIZE);
+    if (out) {
+        dmce_put_le32(out, rq.len);
+        dmce_put_le32(out + 4, 0);
+    }
+}
+
+static void op_free(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    uint64_t addr;
+    int r = dmce_msmp_u64_decode(p, len, &addr);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    if (!c->sess)
+        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    uint32_t owner = 0;
+    uint64_t size = 0;
+    rcu_read_lock();
+    struct memd_block *b;
+    uint64_t cell;
+    r = resolve(m, addr, &b, &cell);
+    if (r == 0) {
+        pthread_mutex_lock(&b->lock);
+        r = dmce_alloc_free(b->base, cell, &owner, &size);
+        pthread_mutex_unlock(&b->lock);
+    }
+    rcu_read_unlock();
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    quota_give_back(m, owner, size);
+    STAT_ADD(m, DMCE_STAT_OPS_FREE, 1);
+    reply_begin(c, &c->h, 0, 0);
+}
+
+static void op_disconnect(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
+{
+    if (len != 0)
+        return reply_error(m, c, &c->h, -EBADMSG);
+    if (!c->sess)
+        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    struct memd_session *s = c->sess;
+    c->sess = NULL;
+    sess_end(m, s, "disconnect");
+    STAT_ADD(m, DMCE_STAT_OPS_DISCONNECT, 1);
+    reply_begin(c, &c->h, 0, 0);
+    c->closing = 1;
+}
+
+static void collect_stats(struct dmce_memd *m, uint64_t *v)
+{
+    for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
+        v[i] = atomic_load_explicit(&m->stat[i], memory_order_relaxed);
+    v[DMCE_STAT_DAEMON_ID] = (uint64_t)m->cfg.id;
+    v[DMCE_STAT_NUMA_NODE] = (uint64_t)(int64_t)m->numa_node;
+    v[DMCE_STAT_PID] = (uint64_t)getpid();
+    v[DMCE_STAT_BLOCK_FIRST] = m->block_first;
+    v[DMCE_STAT_BLOCK_LAST] = m->block_last;
+    uint64_t blocks = 0, free_bytes = 0, used = 0, nallocs = 0;
+    rcu_read_lock();
+    struct memd_table *t = table_get(m);
+    for (uint32_t i = 0; i < t->n; i++) {
+        struct memd_block *b = t->b[i];
+        if (!b)
+            continue;
+        dmce_block_usage_t u;
+        dmce_block_usage(b->base, &u);
+        blocks++;
+        free_bytes += u.free_bytes;
+        used += u.used_bytes;
+        nallocs += u.nallocs;
+    }
+    uint64_t nslots = t->n;
+    rcu_read_unlock();
+    v[DMCE_STAT_BLOCKS] = blocks;
+    v[DMCE_STAT_BYTES_TOTAL] = m->capacity;
+    v[DMCE_STAT_BYTES_USED] = used;
+    v[DMCE_STAT_BYTES_FREE] = free_bytes + (nslots - blocks) * m->block_data_bytes;
+    v[DMCE_STAT_ALLOCATIONS] = nallocs;
+    v[DMCE_STAT_CLIENTS] = atomic_load(&m->clients);
+    pthread_mutex_lock(&m->sess_lock);
+    uint64_t reserved = 0;
+    for (struct memd_session *s = m->sessions; s; s = s->next)
+        reserved += s->reserved;
+    v[DMCE_STAT_BYTES_RESERVED] = reserved;
+    v[DMCE_STAT_SESSIONS] = m->nsessions;
+    v[DMCE_STAT_SESSIONS_ORPHANED] = m->norphans;
+    pthread_mutex_unlock(&m->sess_lock);
+    v[DMCE_STAT_UPTIME_MS] = dmce_now_ms() - m->start_ms;
+}
+
+static void op_stats(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
+{
+    if (len != 0)
+        return reply_error(m, c, &c->h, -EBADMSG);
+    STAT_ADD(m, DMCE_STAT_OPS_STATS, 1);
+    uint64_t v[DMCE_STAT_COUNT_];
+    collect_stats(m, v);
+    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_STATS_SIZE);
+    if (out)
+        dmce_msmp_stats_encode(v, out);
+}
+
+static void dispatch(struct dmce_memd *m, struct memd_conn *c)
+{
+    const uint8_t *p = c->in;
+    uint32_t len = c->h.len;
+    if (c->h.flags & DMCE_MSMP_FLAG_RESPONSE)
+        return reply_error(m, c, &c->h, -EPROTO);
+    switch (c->h.op) {
+    case DMCE_MSMP_OP_SETUP: return op_setup(m, c, p, len);
+    case DMCE_MSMP_OP_MALLOC: return op_malloc(m, c, p, len);
+    case DMCE_MSMP_OP_READ: return op_read(m, c, p, len);
+    case DMCE_MSMP_OP_WRITE: return op_write(m, c, p, len);
+    case DMCE_MSMP_OP_FREE: return op_free(m, c, p, len);
+    case DMCE_MSMP_OP_DISCONNECT: return op_disconnect(m, c, len);
+    case DMCE_MSMP_OP_STATS: return op_stats(m, c, len);
+    default: return reply_error(m, c, &c->h, -EOPNOTSUPP);
+    }
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+static void conn_close(struct memd_conn *c)
+{
+    struct memd_worker *w = c->w;
+    struct dmce_memd *m = w->m;
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->sess) {
+        pthread_mutex_lock(&m->sess_lock);
+        struct memd_session *s = c->sess;
+        s->conn = NULL;
+        s->orphan_deadline = dmce_now_ms() + (uint64_t)m->cfg.grace_ms;
+        m->norphans++;
+        sess_account_locked(m, s, 0, s->used); /* reservation released at once */
+        pthread_mutex_unlock(&m->sess_lock);
+        LOG_INFO("client pid %d dropped without disconnect: session %u keeps %llu bytes for "
+                 "%lld ms (grace_ms)",
+                 (int)c->pid, s->id, (unsigned long long)s->used, (long long)m->cfg.grace_ms);
+    } else {
+        LOG_DEBUG("client pid %d closed", (int)c->pid);
+    }
+    atomic_fetch_sub(&m->clients, 1);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static void conn_arm(struct memd_conn *c, int want_out)
+{
+    if (c->want_out == want_out)
+        return;
+    struct epoll_event ev = {.events = want_out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
+    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = want_out;
+}
+
+/* Send what is pending. Returns -1 if the connection must be closed now. */
+static int conn_flush(struct memd_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            conn_arm(c, 1);
+            return 0;
+        }
+        return -1;
+    }
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > (1u << 21)) { /* do not keep a big buffer for an idle client */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    if (c->closing)
+        return -1;
+    conn_arm(c, 0);
+    return 0;
+}
+
+/*
+ * Read and handle up to DMCE_MEMD_BATCH frames. Returns -1 when the
+ * connection is to be closed (after its output was flushed, if possible).
+ */
+static int conn_input(struct dmce_memd *m, struct memd_conn *c)
+{
+    for (int frames = 0;
+         frames < DMCE_MEMD_BATCH && !c->closing && c->out_len < DMCE_MEMD_OUT_HIGH;) {
+        if (!c->have_hdr) {
+            ssize_t n = recv(c->fd, c->hdr + c->hdr_have, DMCE_MSMP_HDR_SIZE - c->hdr_have,
+                             MSG_DONTWAIT);
+            if (n == 0)
+                return -1;
+            if (n < 0)
+                return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+            c->hdr_have += (size_t)n;
+            if (c->hdr_have < DMCE_MSMP_HDR_SIZE)
+                continue;
+            int r = dmce_msmp_hdr_decode(c->hdr, (uint32_t)m->cfg.max_payload, &c->h);
+            if (r < 0) {
+                /* The stream cannot be trusted past a bad header: answer and drop. */
+                LOG_WARN("client pid %d sent a malformed frame (%s); disconnecting it",
+                         (int)c->pid, dmce_strerror(r));
+                if (r != DMCE_EBADMAGIC && r != DMCE_EVERSION)
+                    ; /* request ID and op decoded fine */
+                else
+                    c->h.req_id = 0;
+                reply_error(m, c, &c->h, r);
+                c->closing = 1;
+                return 0;
+            }
+            c->have_hdr = 1;
+            c->in_have = 0;
+            if (c->h.len > c->in_cap) {
+                uint8_t *p = realloc(c->in, c->h.len);
+                if (!p)
+                    return -1;
+                c->in = p;
+                c->in_cap = c->h.len;
+            }
+        }
+        if (c->in_have < c->h.len) {
+            ssize_t n = recv(c->fd, c->in + c->in_have, c->h.len - c->in_have, MSG_DONTWAIT);
+            if (n == 0)
+                return -1;
+            if (n < 0)
+                return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+            c->in_have += (size_t)n;
+            if (c->in_have < c->h.len)
+                continue;
+        }
+        dispatch(m, c);
+        c->have_hdr = 0;
+        c->hdr_have = 0;
+        frames++;
+        if (c->in_cap > (1u << 21)) {
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    return 0;
+}
+
+static void conn_accept(struct memd_worker *w)
+{
+    struct dmce_memd *m = w->m;
+    for (;;) {
+        int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                LOG_WARN("accept: %s", strerror(errno));
+            return;
+        }
+        pid_t pid = 0;
+        uid_t uid = (uid_t)-1;
+        if (dmce_peer_cred(fd, &pid, &uid, NULL) < 0 || (uid != geteuid() && uid != 0)) {
+            LOG_WARN("refused connection from pid %d uid %d: not the cluster's user", (int)pid,
+                     (int)uid);
+            close(fd);
+            continue;
+        }
+        if (atomic_load(&m->clients) >= (uint64_t)m->cfg.max_clients) {
+            LOG_WARN("refused connection from pid %d: max_clients (%lld) reached", (int)pid,
+                     (long long)m->cfg.max_clients);
+            close(fd);
+            continue;
+        }
+        struct memd_conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->pid = pid;
+        c->uid = uid;
+        c->w = w;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = w->conns;
+        if (w->conns)
+            w->conns->prev = c;
+        w->conns = c;
+        atomic_fetch_add(&m->clients, 1);
+        LOG_DEBUG("worker %d: client pid %d connected", w->idx, (int)pid);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct memd_worker *w = arg;
+    struct dmce_memd *m = w->m;
+    rcu_register_thread();
+    dmce_numa_bind_thread(m->numa_node);
+    struct epoll_event evs[64];
+    while (!atomic_load(&m->stop)) {
+        int n = epoll_wait(w->epfd, evs, 64, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            LOG_ERROR("worker %d: epoll_wait: %s", w->idx, strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+            if (tag == &m->listen_fd) {
+                conn_accept(w);
+                continue;
+            }
+            if (tag == &w->evfd)
+                continue;
+            struct memd_conn *c = tag;
+            int bad = 0;
+            if (evs[i].events & EPOLLOUT)
+                bad = conn_flush(c) < 0;
+            else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                bad = conn_input(m, c) < 0;
+                if (!bad && c->out_len)
+                    bad = conn_flush(c) < 0;
+            }
+            if (bad)
+                conn_close(c);
+        }
+    }
+    while (w->conns)
+        conn_close(w->conns);
+    rcu_unregister_thread();
+    return NULL;
+}
+
+/* ---- life ------------------------------------------------------------------------------ */
+
+const char *dmce_memd_shm_prefix(const dmce_memd_t *m)
+{
+    return m->shm_prefix;
+}
+
+/* Remove shm objects a crashed daemon with our cluster and ID left. We hold the lock. */
+static void remove_stale_shm(struct dmce_memd *m)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    const char *prefix = m->shm_prefix + 1; /* without the leading '/' */
+    size_t plen = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, plen) != 0)
+            continue;
+        char name[512];
+        snprintf(name, sizeof(name), "/%s", e->d_name);
+        if (shm_unlink(name) == 0)
+            LOG_WARN("removed stale shm object %s left by a previous daemon %lld", name,
+                     (long long)m->cfg.id);
+    }
+    closedir(d);
+}
+
+static int resolve_config(struct dmce_memd *m)
+{
+    dmce_memd_config_t *cfg = &m->cfg;
+    if (!cfg->runtime_dir[0]) {
+        const char *env = getenv("DMCE_RUNTIME_DIR");
+        if (env && *env)
+            snprintf(cfg->runtime_dir, sizeof(cfg->runtime_dir), "%s", env);
+        else
+            snprintf(cfg->runtime_dir, sizeof(cfg->runtime_dir), "/run/dmce-%u",
+                     (unsigned)geteuid());
+    }
+    int r = dmce_mkdir_private(cfg->runtime_dir);
+    if (r < 0) {
+        LOG_ERROR("cannot create runtime dir %s: %s", cfg->runtime_dir, strerror(-r));
+        return r;
+    }
+    char real[4096];
+    if (!realpath(cfg->runtime_dir, real))
+        return -errno;
+    if (!cfg->cluster[0])
+        snprintf(cfg->cluster, sizeof(cfg->cluster), "%08x",
+                 (unsigned)(dmce_hash_str(real) & 0xffffffffu));
+    for (const char *p = cfg->cluster; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_') || strlen(cfg->cluster) > 64) {
+            LOG_ERROR("cluster name '%s' must be 1-64 of [A-Za-z0-9_-]", cfg->cluster);
+            return -EINVAL;
+        }
+    }
+    if (!cfg->socket[0])
+        snprintf(m->sock_path, sizeof(m->sock_path), "%s/memd-%lld.sock", cfg->runtime_dir,
+                 (long long)cfg->id);
+    else
+        snprintf(m->sock_path, sizeof(m->sock_path), "%s", cfg->socket);
+    snprintf(m->lock_path, sizeof(m->lock_path), "%s/memd-%lld.lock", cfg->runtime_dir,
+             (long long)cfg->id);
+    snprintf(m->shm_prefix, sizeof(m->shm_prefix), "/dmce.%u.%s.m%lld.", (unsigned)geteuid(),
+             cfg->cluster, (long long)cfg->id);
+
+    if (cfg->granule & (cfg->granule - 1)) {
+        LOG_ERROR("granule %llu is not a power of two", (unsigned long long)cfg->granule);
+        return -EINVAL;
+    }
+    if (cfg->page_size != 4096 && cfg->page_size != (2u << 20)) {
+        LOG_ERROR("page_size must be 4K or 2M, not %llu", (unsigned long long)cfg->page_size);
+        return -EINVAL;
+    }
+    if (cfg->block_size % cfg->page_size) {
+        LOG_ERROR("block_size must be a multiple of page_size");
+        return -EINVAL;
+    }
+    m->layout = (dmce_layout_t)cfg->layout;
+    dmce_layout_info_t li;
+    dmce_layout_info(m->layout, &li);
+    if (cfg->block_size > (1ull << li.cell_bits)) {
+        LOG_ERROR("block_size %llu does not fit the %u-bit cell of layout %s",
+                  (unsigned long long)cfg->block_size, li.cell_bits, dmce_layout_name(m->layout));
+        return -EINVAL;
+    }
+    uint64_t first = cfg->block_first ? (uint64_t)cfg->block_first
+                                      : (uint64_t)(cfg->id - 1) * (uint64_t)cfg->max_blocks + 1;
+    uint64_t last = first + (uint64_t)cfg->max_blocks - 1;
+    if (last >= (1ull << li.block_bits)) {
+        LOG_ERROR("block IDs %llu..%llu do not fit the %u-bit block field of layout %s; "
+                  "lower max_blocks or set block_first",
+                  (unsigned long long)first, (unsigned long long)last, li.block_bits,
+                  dmce_layout_name(m->layout));
+        return -ERANGE;
+    }
+    if (cfg->blocks_initial > cfg->max_blocks) {
+        LOG_ERROR("blocks_initial (%lld) exceeds max_blocks (%lld)",
+                  (long long)cfg->blocks_initial, (long long)cfg->max_blocks);
+        return -EINVAL;
+    }
+    m->block_first = (uint32_t)first;
+    m->block_last = (uint32_t)last;
+    return 0;
+}
+
+static int choose_numa_node(struct dmce_memd *m)
+{
+    unsigned nodes = 1;
+    int r = dmce_topology_numa_nodes(m->cfg.topology, &nodes);
+    if (r < 0) {
+        LOG_ERROR("cannot read the topology%s%s: %s", m->cfg.topology[0] ? " " : "",
+                  m->cfg.topology, strerror(-r));
+        return r;
+    }
+    if (m->cfg.numa_node >= 0) {
+        if ((unsigned)m->cfg.numa_node >= nodes) {
+            LOG_ERROR("numa_node %lld: the topology has %u node(s)", (long long)m->cfg.numa_node,
+                      nodes);
+            return -EINVAL;
+        }
+        m->numa_node = (int)m->cfg.numa_node;
+    } else {
+        m->numa_node = (int)((unsigned)(m->cfg.id - 1) % nodes);
+    }
+    LOG_INFO("topology has %u NUMA node(s); using node %d", nodes, m->numa_node);
+    return 0;
+}
+
+static int start_workers(struct dmce_memd *m)
+{
+    m->nworkers = (int)m->cfg.workers;
+    for (int i = 0; i < m->nworkers; i++) {
+        struct memd_worker *w = &m->workers[i];
+        w->m = m;
+        w->idx = i;
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->epfd < 0 || w->evfd < 0)
+            return -errno;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &m->listen_fd};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, m->listen_fd, &ev) < 0)
+            return -errno;
+        struct epoll_event ev2 = {.events = EPOLLIN, .data.ptr = &w->evfd};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev2) < 0)
+            return -errno;
+        int r = pthread_create(&w->thread, NULL, worker_main, w);
+        if (r) {
+            m->nworkers = i;
+            return -r;
+        }
+    }
+    return 0;
+}
+
+int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
+{
+    struct dmce_memd *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->cfg = *cfg;
+    m->listen_fd = m->lock_fd = -1;
+    m->next_session_id = 1;
+    m->start_ms = dmce_now_ms();
+    pthread_mutex_init(&m->grow_lock, NULL);
+    pthread_mutex_init(&m->sess_lock, NULL);
+    int r = resolve_config(m);
+    if (r < 0)
+        goto fail;
+
+    /* One daemon per ID: the lock is held for the daemon's life. */
+    m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (m->lock_fd < 0) {
+        r = -errno;
+        LOG_ERROR("cannot open %s: %s", m->lock_path, strerror(errno));
+        goto fail;
+    }
+    if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        r = -EADDRINUSE;
+        LOG_ERROR("another dmce-memd with id %lld runs in %s (lock %s held)", (long long)cfg->id,
+                  m->cfg.runtime_dir, m->lock_path);
+        close(m->lock_fd);
+        m->lock_fd = -1;
+        goto fail;
+    }
+    char pidtxt[32];
+    int pl = snprintf(pidtxt, sizeof(pidtxt), "%d\n", (int)getpid());
+    if (ftruncate(m->lock_fd, 0) < 0 || pwrite(m->lock_fd, pidtxt, (size_t)pl, 0) != pl)
+        LOG_WARN("cannot write pid to %s", m->lock_path);
+    remove_stale_shm(m);
+
+    r = choose_numa_node(m);
+    if (r < 0)
+        goto fail;
+
+    /* Geometry: usable data bytes of one block, from a formatted scratch header. */
+    m->table = calloc(1, sizeof(*m->table) + (size_t)cfg->max_blocks * sizeof(m->table->b[0]));
+    if (!m->table) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    m->table->n = (uint32_t)cfg->max_blocks;
+    for (int64_t i = 0; i < cfg->blocks_initial; i++) {
+        r = block_create(m, m->block_first + (uint32_t)i, &m->table->b[i]);
+        if (r < 0)
+            goto fail;
+    }
+    {
+        /* Capacity in user-visible data bytes: from a block's own header. */
+        dmce_block_usage_t u;
+        dmce_block_usage(m->table->b[0]->base, &u);
+        m->block_data_bytes = u.data_bytes;
+        m->capacity = m->block_data_bytes * (uint64_t)cfg->max_blocks;
+    }
+
+    m->listen_fd = dmce_unix_listen(m->sock_path, 128);
+    if (m->listen_fd < 0) {
+        r = m->listen_fd;
+        LOG_ERROR("cannot listen on %s: %s", m->sock_path, strerror(-r));
+        goto fail;
+    }
+    r = start_workers(m);
+    if (r < 0) {
+        LOG_ERROR("cannot start workers: %s", strerror(-r));
+        goto fail;
+    }
+    char cap[32];
+    LOG_INFO("serving on %s: blocks %u..%u of %s, capacity %s, layout %s, %d workers",
+             m->sock_path, m->block_first, m->block_last,
+             dmce_fmt_size(cfg->block_size, (char[32]){0}, 32),
+             dmce_fmt_size(m->capacity, cap, sizeof(cap)), dmce_layout_name(m->layout),
+             m->nworkers);
+    *out = m;
+    return 0;
+fail:
+    dmce_memd_stop(m);
+    return r;
+}
+
+void dmce_memd_tick(dmce_memd_t *m)
+{
+    uint64_t now = dmce_now_ms();
+    for (;;) {
+        struct memd_session *expired = NULL;
+        pthread_mutex_lock(&m->sess_lock);
+        for (struct memd_session *s = m->sessions; s; s = s->next) {
+            if (!s->conn && s->orphan_deadline <= now) {
+                expired = s;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&m->sess_lock);
+        if (!expired)
+            return;
+        sess_end(m, expired, "grace period over");
+    }
+}
+
+void dmce_memd_stop(dmce_memd_t *m)
+{
+    if (!m)
+        return;
+    atomic_store(&m->stop, 1);
+    for (int i = 0; i < m->nworkers; i++) {
+        uint64_t one = 1;
+        if (write(m->workers[i].evfd, &one, sizeof(one)) < 0)
+            LOG_WARN("cannot wake worker %d", i);
+    }
+    for (int i = 0; i < m->nworkers; i++)
+        pthread_join(m->workers[i].thread, NULL);
+    for (int i = 0; i < DMCE_MEMD_MAX_WORKERS; i++) {
+        if (m->workers[i].epfd > 0)
+            close(m->workers[i].epfd);
+        if (m->workers[i].evfd > 0)
+            close(m->workers[i].evfd);
+    }
+    if (m->listen_fd >= 0) {
+        close(m->listen_fd);
+        unlink(m->sock_path);
+    }
+    while (m->sessions) {
+        struct memd_session *s = m->sessions;
+        m->sessions = s->next;
+        free(s);
+    }
+    if (m->table) {
+        for (uint32_t i = 0; i < m->table->n; i++)
+            if (m->table->b[i])
+                block_destroy(m->table->b[i]);
+        free(m->table);
+    }
+    if (m->lock_fd >= 0) {
+        unlink(m->lock_path);
+        close(m->lock_fd);
+    }
+    pthread_mutex_destroy(&m->grow_lock);
+    pthread_mutex_destroy(&m->sess_lock);
+    LOG_INFO("stopped; all shm objects removed");
+    free(m);
+}

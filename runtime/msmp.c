@@ -1,0 +1,170 @@
+/*
+ * msmp.c - MSMP frame and payload codec; see msmp.h and docs/msmp.md.
+ *
+ * Decoders are written for hostile input: each checks the exact payload
+ * size for its op before reading a byte, and rejects non-zero reserved
+ * fields so that they stay usable in later versions.
+ */
+#include "msmp.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <dmce/error.h>
+
+const char *dmce_msmp_op_name(unsigned op)
+{
+    static const char *const names[] = {"?",     "setup", "malloc",     "read",
+                                        "write", "free",  "disconnect", "stats"};
+    return op <= DMCE_MSMP_OP_MAX_ ? names[op] : "?";
+}
+
+void dmce_msmp_hdr_encode(const dmce_msmp_hdr_t *h, uint8_t out[DMCE_MSMP_HDR_SIZE])
+{
+    dmce_put_le32(out, h->magic);
+    out[4] = h->version;
+    out[5] = h->flags;
+    dmce_put_le16(out + 6, h->op);
+    dmce_put_le64(out + 8, h->req_id);
+    dmce_put_le32(out + 16, h->len);
+    dmce_put_le32(out + 20, (uint32_t)h->status);
+}
+
+int dmce_msmp_hdr_decode(const uint8_t in[DMCE_MSMP_HDR_SIZE], uint32_t max_payload,
+                         dmce_msmp_hdr_t *h)
+{
+    h->magic = dmce_get_le32(in);
+    h->version = in[4];
+    h->flags = in[5];
+    h->op = dmce_get_le16(in + 6);
+    h->req_id = dmce_get_le64(in + 8);
+    h->len = dmce_get_le32(in + 16);
+    h->status = (int32_t)dmce_get_le32(in + 20);
+    if (h->magic != DMCE_MSMP_MAGIC)
+        return DMCE_EBADMAGIC;
+    if (h->version != DMCE_MSMP_VERSION)
+        return DMCE_EVERSION;
+    if (h->flags & ~DMCE_MSMP_FLAG_RESPONSE)
+        return -EPROTO;
+    if (h->len > max_payload || h->len > DMCE_MSMP_PAYLOAD_LIMIT)
+        return -EMSGSIZE;
+    return 0;
+}
+
+void dmce_msmp_setup_req_encode(const dmce_msmp_setup_req_t *m, uint8_t *out)
+{
+    dmce_put_le64(out, m->amount);
+    dmce_put_le32(out + 8, m->flags);
+    dmce_put_le32(out + 12, m->layout);
+    memcpy(out + 16, m->token, DMCE_MSMP_TOKEN_LEN);
+}
+
+int dmce_msmp_setup_req_decode(const uint8_t *in, size_t len, dmce_msmp_setup_req_t *m)
+{
+    if (len != DMCE_MSMP_SETUP_REQ_SIZE)
+        return -EBADMSG;
+    m->amount = dmce_get_le64(in);
+    m->flags = dmce_get_le32(in + 8);
+    m->layout = dmce_get_le32(in + 12);
+    memcpy(m->token, in + 16, DMCE_MSMP_TOKEN_LEN);
+    if (m->flags & ~3u)
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_setup_resp_encode(const dmce_msmp_setup_resp_t *m, uint8_t *out)
+{
+    dmce_put_le64(out, m->granted);
+    dmce_put_le64(out + 8, m->used);
+    dmce_put_le32(out + 16, m->session_id);
+    dmce_put_le32(out + 20, m->daemon_id);
+    dmce_put_le32(out + 24, m->layout);
+    dmce_put_le32(out + 28, m->max_payload);
+    dmce_put_le32(out + 32, m->block_first);
+    dmce_put_le32(out + 36, m->block_last);
+}
+
+int dmce_msmp_setup_resp_decode(const uint8_t *in, size_t len, dmce_msmp_setup_resp_t *m)
+{
+    if (len != DMCE_MSMP_SETUP_RESP_SIZE)
+        return -EBADMSG;
+    m->granted = dmce_get_le64(in);
+    m->used = dmce_get_le64(in + 8);
+    m->session_id = dmce_get_le32(in + 16);
+    m->daemon_id = dmce_get_le32(in + 20);
+    m->layout = dmce_get_le32(in + 24);
+    m->max_payload = dmce_get_le32(in + 28);
+    m->block_first = dmce_get_le32(in + 32);
+    m->block_last = dmce_get_le32(in + 36);
+    if (m->max_payload < 4096 || m->max_payload > DMCE_MSMP_PAYLOAD_LIMIT ||
+        m->block_first > m->block_last)
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_u64_encode(uint64_t v, uint8_t *out)
+{
+    dmce_put_le64(out, v);
+}
+
+int dmce_msmp_u64_decode(const uint8_t *in, size_t len, uint64_t *v)
+{
+    if (len != DMCE_MSMP_U64_SIZE)
+        return -EBADMSG;
+    *v = dmce_get_le64(in);
+    return 0;
+}
+
+void dmce_msmp_rw_req_encode(const dmce_msmp_rw_req_t *m, uint8_t *out)
+{
+    dmce_put_le64(out, m->addr);
+    dmce_put_le32(out + 8, m->len);
+    dmce_put_le32(out + 12, 0);
+}
+
+static int rw_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m)
+{
+    if (len < DMCE_MSMP_RW_REQ_SIZE)
+        return -EBADMSG;
+    m->addr = dmce_get_le64(in);
+    m->len = dmce_get_le32(in + 8);
+    m->reserved = dmce_get_le32(in + 12);
+    return m->reserved ? -EBADMSG : 0;
+}
+
+int dmce_msmp_read_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m)
+{
+    if (len != DMCE_MSMP_RW_REQ_SIZE)
+        return -EBADMSG;
+    return rw_decode(in, len, m);
+}
+
+int dmce_msmp_write_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m)
+{
+    int r = rw_decode(in, len, m);
+    if (r < 0)
+        return r;
+    if ((uint64_t)m->len != (uint64_t)len - DMCE_MSMP_WRITE_HDR)
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out)
+{
+    dmce_put_le32(out, DMCE_STAT_COUNT_);
+    dmce_put_le32(out + 4, 0);
+    for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
+        dmce_put_le64(out + 8 + 8 * i, values[i]);
+}
+
+int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values)
+{
+    if (len < 8)
+        return -EBADMSG;
+    uint32_t count = dmce_get_le32(in);
+    if (count < DMCE_STAT_COUNT_ || (uint64_t)len != 8u + 8ull * count)
+        return -EBADMSG;
+    for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
+        values[i] = dmce_get_le64(in + 8 + 8 * i);
+    return 0;
+}

@@ -1,0 +1,202 @@
+/*
+ * msmp.h - the Memory Sharing Messaging Protocol codec (seed 002,
+ * FIG. 13-18). docs/msmp.md is the wire reference; this file is its code.
+ *
+ * Every frame is a 24-byte header followed by `len` payload bytes. All
+ * integers are little-endian and fixed-width, encoded byte by byte, so a
+ * 32-bit and a 64-bit peer produce the same bytes:
+ *
+ *   off size field
+ *     0    4 magic      0x504d534d ("MSMP" in memory)
+ *     4    1 version    DMCE_MSMP_VERSION
+ *     5    1 flags      bit 0: response
+ *     6    2 op         DMCE_MSMP_OP_*
+ *     8    8 request ID chosen by the client, echoed in the response
+ *    16    4 len        payload bytes, <= the receiver's max payload
+ *    20    4 status     0 in requests; 0 or a negative error in responses
+ *
+ * Requests are client-initiated; the server answers each request with one
+ * response carrying the same op and request ID, in order. A client may
+ * pipeline several requests. An error response has no payload.
+ *
+ * The codec only converts bytes and checks sizes: it never allocates and
+ * never trusts a length it has not checked against the buffer.
+ */
+#ifndef DMCE_RUNTIME_MSMP_H
+#define DMCE_RUNTIME_MSMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DMCE_MSMP_MAGIC 0x504d534du
+#define DMCE_MSMP_VERSION 1u
+#define DMCE_MSMP_HDR_SIZE 24u
+#define DMCE_MSMP_FLAG_RESPONSE 0x01u
+/* Hard ceiling on any payload, whatever the configuration says. */
+#define DMCE_MSMP_PAYLOAD_LIMIT (16u << 20)
+/* Default max payload; a daemon announces its own in the setup reply. */
+#define DMCE_MSMP_PAYLOAD_DEFAULT (1u << 20)
+/* Fixed part of a write request before the data bytes. */
+#define DMCE_MSMP_WRITE_HDR 16u
+
+enum dmce_msmp_op {
+    DMCE_MSMP_OP_SETUP = 1,
+    DMCE_MSMP_OP_MALLOC = 2,
+    DMCE_MSMP_OP_READ = 3,
+    DMCE_MSMP_OP_WRITE = 4,
+    DMCE_MSMP_OP_FREE = 5,
+    DMCE_MSMP_OP_DISCONNECT = 6,
+    DMCE_MSMP_OP_STATS = 7,
+    DMCE_MSMP_OP_MAX_ = 7,
+};
+
+const char *dmce_msmp_op_name(unsigned op);
+
+typedef struct dmce_msmp_hdr {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t flags;
+    uint16_t op;
+    uint64_t req_id;
+    uint32_t len;
+    int32_t status;
+} dmce_msmp_hdr_t;
+
+/* Write the 24 header bytes. */
+void dmce_msmp_hdr_encode(const dmce_msmp_hdr_t *h, uint8_t out[DMCE_MSMP_HDR_SIZE]);
+
+/*
+ * Decode and check a header: DMCE_EBADMAGIC, DMCE_EVERSION, -EMSGSIZE when
+ * len > max_payload, -EPROTO for unknown flag bits. On an error *h is still
+ * filled in as far as it could be decoded (for the request ID of the error
+ * reply). An unknown op is not an error here: the server answers it with
+ * -EOPNOTSUPP and goes on.
+ */
+int dmce_msmp_hdr_decode(const uint8_t in[DMCE_MSMP_HDR_SIZE], uint32_t max_payload,
+                         dmce_msmp_hdr_t *h);
+
+/* ---- payloads ---------------------------------------------------------------- */
+
+#define DMCE_MSMP_TOKEN_LEN 16
+
+/* setup request: 32 bytes */
+typedef struct dmce_msmp_setup_req {
+    uint64_t amount;
+    uint32_t flags; /* DMCE_SETUP_PARTIAL | DMCE_SETUP_REATTACH */
+    uint32_t layout; /* the client's expected layout, or UINT32_MAX for "any" */
+    uint8_t token[DMCE_MSMP_TOKEN_LEN];
+} dmce_msmp_setup_req_t;
+#define DMCE_MSMP_SETUP_REQ_SIZE 32u
+
+/* setup response: 40 bytes */
+typedef struct dmce_msmp_setup_resp {
+    uint64_t granted;     /* bytes reserved */
+    uint64_t used;        /* bytes already allocated (non-zero after reattach) */
+    uint32_t session_id;
+    uint32_t daemon_id;
+    uint32_t layout;
+    uint32_t max_payload;
+    uint32_t block_first, block_last;
+} dmce_msmp_setup_resp_t;
+#define DMCE_MSMP_SETUP_RESP_SIZE 40u
+
+/* u64 payloads: malloc request (size), malloc response (addr), free request (addr). */
+#define DMCE_MSMP_U64_SIZE 8u
+
+/* read request: 16 bytes */
+typedef struct dmce_msmp_rw_req {
+    uint64_t addr;
+    uint32_t len;
+    uint32_t reserved; /* must be 0 */
+} dmce_msmp_rw_req_t;
+#define DMCE_MSMP_RW_REQ_SIZE 16u
+
+/* write response: 8 bytes: bytes written and verified, reserved */
+#define DMCE_MSMP_WRITE_RESP_SIZE 8u
+
+/* stats response: u32 count, u32 reserved, then count u64 values */
+enum dmce_msmp_stat {
+    DMCE_STAT_DAEMON_ID,
+    DMCE_STAT_NUMA_NODE, /* int64 as u64 */
+    DMCE_STAT_PID,
+    DMCE_STAT_BLOCK_FIRST,
+    DMCE_STAT_BLOCK_LAST,
+    DMCE_STAT_BLOCKS,
+    DMCE_STAT_BYTES_TOTAL,
+    DMCE_STAT_BYTES_RESERVED,
+    DMCE_STAT_BYTES_USED,
+    DMCE_STAT_BYTES_FREE,
+    DMCE_STAT_ALLOCATIONS,
+    DMCE_STAT_CLIENTS,
+    DMCE_STAT_SESSIONS,
+    DMCE_STAT_SESSIONS_ORPHANED,
+    DMCE_STAT_OPS_SETUP,
+    DMCE_STAT_OPS_MALLOC,
+    DMCE_STAT_OPS_READ,
+    DMCE_STAT_OPS_WRITE,
+    DMCE_STAT_OPS_FREE,
+    DMCE_STAT_OPS_DISCONNECT,
+    DMCE_STAT_OPS_STATS,
+    DMCE_STAT_OPS_ERRORS,
+    DMCE_STAT_BYTES_READ,
+    DMCE_STAT_BYTES_WRITTEN,
+    DMCE_STAT_UPTIME_MS,
+    DMCE_STAT_COUNT_
+};
+#define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)
+
+/*
+ * Encoders write exactly the *_SIZE bytes into out (which must hold them).
+ * Decoders check that len is exactly right (-EBADMSG otherwise) and that
+ * reserved fields are 0 (-EBADMSG).
+ */
+void dmce_msmp_setup_req_encode(const dmce_msmp_setup_req_t *m, uint8_t *out);
+int dmce_msmp_setup_req_decode(const uint8_t *in, size_t len, dmce_msmp_setup_req_t *m);
+void dmce_msmp_setup_resp_encode(const dmce_msmp_setup_resp_t *m, uint8_t *out);
+int dmce_msmp_setup_resp_decode(const uint8_t *in, size_t len, dmce_msmp_setup_resp_t *m);
+void dmce_msmp_u64_encode(uint64_t v, uint8_t *out);
+int dmce_msmp_u64_decode(const uint8_t *in, size_t len, uint64_t *v);
+void dmce_msmp_rw_req_encode(const dmce_msmp_rw_req_t *m, uint8_t *out);
+/* For writes, len is the whole payload: 16 bytes + m->len data bytes. */
+int dmce_msmp_read_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m);
+int dmce_msmp_write_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m);
+/* Stats: values[DMCE_STAT_COUNT_]. Decoder accepts more values (newer peer). */
+void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out);
+int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values);
+
+/* Little-endian helpers, shared by every encoder in the tree. */
+static inline void dmce_put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void dmce_put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void dmce_put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t dmce_get_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+static inline uint32_t dmce_get_le32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+static inline uint64_t dmce_get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#endif /* DMCE_RUNTIME_MSMP_H */

@@ -1,0 +1,337 @@
+/*
+ * util.c - see util.h. Every function here is thread-safe and keeps no
+ * state; the I/O helpers retry EINTR and wait with poll() so that a
+ * deadline bounds every blocking call.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dmce/error.h>
+
+uint64_t dmce_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t dmce_now_ms(void)
+{
+    return dmce_now_ns() / 1000000ull;
+}
+
+int dmce_fd_set_nonblock(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+    return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline_ms)
+{
+    for (;;) {
+        int timeout = -1;
+        if (deadline_ms) {
+            uint64_t now = dmce_now_ms();
+            if (now >= deadline_ms)
+                return -ETIMEDOUT;
+            timeout = (int)DMCE_MIN(deadline_ms - now, 60000u);
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, timeout);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r > 0)
+            return 0;
+    }
+}
+
+int dmce_write_full(int fd, const void *buf, size_t len, uint64_t deadline_ms)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int r = wait_fd(fd, POLLOUT, deadline_ms);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return DMCE_ECLOSED;
+        return n < 0 ? -errno : -EIO;
+    }
+    return 0;
+}
+
+int dmce_read_full(int fd, void *buf, size_t len, uint64_t deadline_ms)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return DMCE_ECLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int r = wait_fd(fd, POLLIN, deadline_ms);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (errno == ECONNRESET)
+            return DMCE_ECLOSED;
+        return -errno;
+    }
+    return 0;
+}
+
+static int fill_sockaddr(const char *path, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+int dmce_unix_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    int r = fill_sockaddr(path, &sa);
+    if (r < 0)
+        return r;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (errno == EINTR)
+            continue;
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int dmce_unix_listen(const char *path, int backlog)
+{
+    struct sockaddr_un sa;
+    int r = fill_sockaddr(path, &sa);
+    if (r < 0)
+        return r;
+    int probe = dmce_unix_connect(path);
+    if (probe >= 0) {
+        close(probe);
+        return -EADDRINUSE;
+    }
+    unlink(path); /* stale socket from a dead server, or nothing */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(0077);
+    r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || listen(fd, backlog) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+    struct ucred uc;
+    socklen_t l = sizeof(uc);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &l) < 0)
+        return -errno;
+    if (pid)
+        *pid = uc.pid;
+    if (uid)
+        *uid = uc.uid;
+    if (gid)
+        *gid = uc.gid;
+    return 0;
+}
+
+int dmce_random_bytes(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int dmce_ct_equal(const void *a, const void *b, size_t len)
+{
+    const volatile uint8_t *x = a, *y = b;
+    uint8_t d = 0;
+    for (size_t i = 0; i < len; i++)
+        d |= (uint8_t)(x[i] ^ y[i]);
+    return d == 0;
+}
+
+int dmce_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    unsigned base = 10;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+        if (!*s)
+            return -EINVAL;
+    }
+    uint64_t v = 0;
+    for (; *s; s++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (base == 16 && isxdigit((unsigned char)*s))
+            d = (unsigned)(tolower((unsigned char)*s) - 'a' + 10);
+        else
+            return -EINVAL;
+        if (v > (UINT64_MAX - d) / base)
+            return -ERANGE;
+        v = v * base + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int dmce_parse_i64(const char *s, int64_t *out)
+{
+    if (!s)
+        return -EINVAL;
+    int neg = (*s == '-');
+    uint64_t v;
+    int r = dmce_parse_u64(s + neg, &v);
+    if (r < 0)
+        return r;
+    if (v > (uint64_t)INT64_MAX + (uint64_t)neg)
+        return -ERANGE;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+int dmce_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char digits[32];
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9' && n < sizeof(digits) - 1) {
+        digits[n] = s[n];
+        n++;
+    }
+    if (n == 0)
+        return -EINVAL;
+    digits[n] = 0;
+    uint64_t v;
+    int r = dmce_parse_u64(digits, &v);
+    if (r < 0)
+        return r;
+    const char *suf = s + n;
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*suf)) {
+    case 0: break;
+    case 'K': shift = 10; break;
+    case 'M': shift = 20; break;
+    case 'G': shift = 30; break;
+    case 'T': shift = 40; break;
+    default: return -EINVAL;
+    }
+    if (*suf) {
+        suf++;
+        if (!strcasecmp(suf, "") || !strcasecmp(suf, "B") || !strcasecmp(suf, "iB"))
+            ;
+        else
+            return -EINVAL;
+    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = v << shift;
+    return 0;
+}
+
+const char *dmce_fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    unsigned u = 0;
+    while (v >= 1024.0 && u + 1 < DMCE_ARRAY_LEN(units)) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+int dmce_mkdir_private(const char *path)
+{
+    char tmp[4096];
+    if (strlen(path) >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    strcpy(tmp, path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+uint64_t dmce_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (uint8_t)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}

@@ -1,0 +1,70 @@
+/*
+ * util.h - small helpers shared by the library and the daemons: clocks,
+ * fd I/O with deadlines, Unix socket setup, random tokens, size parsing.
+ * One place for each of these; search here before writing another.
+ */
+#ifndef DMCE_RUNTIME_UTIL_H
+#define DMCE_RUNTIME_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define DMCE_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define DMCE_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define DMCE_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* CLOCK_MONOTONIC in nanoseconds / milliseconds. */
+uint64_t dmce_now_ns(void);
+uint64_t dmce_now_ms(void);
+
+/* O_NONBLOCK on or off. 0 or -errno. */
+int dmce_fd_set_nonblock(int fd, int on);
+
+/*
+ * Write / read exactly len bytes on a blocking or non-blocking fd, waiting
+ * with poll() until deadline_ms (CLOCK_MONOTONIC ms, 0 = no deadline).
+ * 0, -ETIMEDOUT, DMCE_ECLOSED (peer closed while reading), or -errno.
+ */
+int dmce_write_full(int fd, const void *buf, size_t len, uint64_t deadline_ms);
+int dmce_read_full(int fd, void *buf, size_t len, uint64_t deadline_ms);
+
+/*
+ * Unix stream socket bound to path (0600 via umask), listening, non-blocking,
+ * close-on-exec. Removes a stale socket file first only if nobody answers
+ * on it. Returns fd or -errno (-EADDRINUSE if a live server answers).
+ */
+int dmce_unix_listen(const char *path, int backlog);
+
+/* Connected Unix stream socket (blocking, close-on-exec) or -errno. */
+int dmce_unix_connect(const char *path);
+
+/* Peer credentials of a Unix socket. 0 or -errno. */
+int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* Fill buf with len random bytes from getrandom(). 0 or -errno. */
+int dmce_random_bytes(void *buf, size_t len);
+
+/* Constant-time comparison of two byte strings: 1 if equal. */
+int dmce_ct_equal(const void *a, const void *b, size_t len);
+
+/*
+ * Parse a size: decimal digits with an optional K, M, G or T suffix
+ * (powers of 1024; "KiB" etc. also accepted). 0 or -EINVAL / -ERANGE.
+ */
+int dmce_parse_size(const char *s, uint64_t *out);
+
+/* Parse an unsigned/signed decimal (or 0x hex) integer strictly. */
+int dmce_parse_u64(const char *s, uint64_t *out);
+int dmce_parse_i64(const char *s, int64_t *out);
+
+/* Human size ("1.5 GiB") into buf. Returns buf. */
+const char *dmce_fmt_size(uint64_t bytes, char *buf, size_t len);
+
+/* mkdir -p with mode for the last component. 0 or -errno. */
+int dmce_mkdir_private(const char *path);
+
+/* FNV-1a 64-bit hash of a string. */
+uint64_t dmce_hash_str(const char *s);
+
+#endif /* DMCE_RUNTIME_UTIL_H */

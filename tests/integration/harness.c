@@ -1,0 +1,345 @@
+/*
+ * harness.c - see harness.h.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msmp.h"
+#include "util.h"
+
+harness_t H;
+
+static void cleanup_at_exit(void)
+{
+    harness_cleanup();
+}
+
+int harness_init(void)
+{
+    static int registered;
+    memset(&H, 0, sizeof(H));
+    snprintf(H.dir, sizeof(H.dir), "/tmp/dmce-test.XXXXXX");
+    if (!mkdtemp(H.dir))
+        return -errno;
+    snprintf(H.cluster, sizeof(H.cluster), "t%d-%lx", (int)getpid(), (long)dmce_now_ns() & 0xffff);
+    if (!registered) {
+        atexit(cleanup_at_exit);
+        registered = 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+const char *harness_sock(int id)
+{
+    static char path[H_MAX_DAEMONS + 1][300];
+    snprintf(path[id], sizeof(path[id]), "%s/memd-%d.sock", H.dir, id);
+    return path[id];
+}
+
+static pid_t spawn(int id, va_list ap)
+{
+    const char *memd = getenv("DMCE_MEMD");
+    if (!memd)
+        memd = "./dmce-memd";
+    char *argv[64];
+    int n = 0;
+    static char a_dir[300], a_cl[100], a_id[32];
+    snprintf(a_dir, sizeof(a_dir), "--runtime-dir=%s", H.dir);
+    snprintf(a_cl, sizeof(a_cl), "--cluster=%s", H.cluster);
+    snprintf(a_id, sizeof(a_id), "--id=%d", id);
+    argv[n++] = (char *)memd;
+    argv[n++] = a_dir;
+    argv[n++] = a_cl;
+    argv[n++] = a_id;
+    argv[n++] = getenv("DMCE_TEST_VERBOSE") ? "--log-level=debug" : "--log-level=warn";
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 62)
+        argv[n++] = (char *)a;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(memd, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int sock_answers(void *arg)
+{
+    int fd = dmce_unix_connect((const char *)arg);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
+int harness_start(int id, ...)
+{
+    va_list ap;
+    va_start(ap, id);
+    pid_t pid = spawn(id, ap);
+    va_end(ap);
+    if (pid < 0)
+        return -errno;
+    H.pid[id] = pid;
+    uint64_t deadline = dmce_now_ms() + 10000;
+    while (dmce_now_ms() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            H.pid[id] = 0;
+            return -ECHILD;
+        }
+        if (sock_answers((void *)harness_sock(id)))
+            return 0;
+        usleep(5000);
+    }
+    return -ETIMEDOUT;
+}
+
+int harness_start_expect_exit(int id, ...)
+{
+    va_list ap;
+    va_start(ap, id);
+    pid_t pid = spawn(id, ap);
+    va_end(ap);
+    uint64_t deadline = dmce_now_ms() + 10000;
+    while (dmce_now_ms() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(5000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -ETIMEDOUT;
+}
+
+int harness_stop(int id)
+{
+    pid_t pid = H.pid[id];
+    if (!pid)
+        return -ESRCH;
+    kill(pid, SIGTERM);
+    uint64_t deadline = dmce_now_ms() + 10000;
+    while (dmce_now_ms() < deadline) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            H.pid[id] = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(2000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    H.pid[id] = 0;
+    return -ETIMEDOUT;
+}
+
+void harness_kill(int id)
+{
+    if (!H.pid[id])
+        return;
+    kill(H.pid[id], SIGKILL);
+    waitpid(H.pid[id], NULL, 0);
+    H.pid[id] = 0;
+}
+
+static int for_each_shm(int do_unlink)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "dmce.%u.%s.", (unsigned)geteuid(), H.cluster);
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        n++;
+        if (do_unlink) {
+            char p[512];
+            snprintf(p, sizeof(p), "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int harness_shm_count(void)
+{
+    return for_each_shm(0);
+}
+
+void harness_cleanup(void)
+{
+    for (int i = 0; i <= H_MAX_DAEMONS; i++)
+        harness_kill(i);
+    if (H.cluster[0])
+        for_each_shm(1);
+    if (H.dir[0]) {
+        DIR *d = opendir(H.dir);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                char p[600];
+                snprintf(p, sizeof(p), "%s/%s", H.dir, e->d_name);
+                if (e->d_name[0] != '.')
+                    unlink(p);
+            }
+            closedir(d);
+        }
+        rmdir(H.dir);
+        H.dir[0] = 0;
+    }
+}
+
+int harness_client(dmce_client_t **out, const int *ids, size_t n)
+{
+    const char *paths[H_MAX_DAEMONS];
+    size_t k = 0;
+    if (n == 0) {
+        for (int i = 1; i <= H_MAX_DAEMONS; i++)
+            if (H.pid[i])
+                paths[k++] = harness_sock(i);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            paths[k++] = harness_sock(ids[i]);
+    }
+    dmce_connect_opts_t o = {.sockets = paths, .nsockets = k, .io_timeout_ms = 10000};
+    return dmce_connect(&o, out);
+}
+
+int harness_wait(int (*cond)(void *), void *arg, unsigned timeout_ms)
+{
+    uint64_t deadline = dmce_now_ms() + timeout_ms;
+    do {
+        if (cond(arg))
+            return 1;
+        usleep(5000);
+    } while (dmce_now_ms() < deadline);
+    return cond(arg);
+}
+
+int raw_connect(int id)
+{
+    int fd = dmce_unix_connect(harness_sock(id));
+    if (fd < 0)
+        return fd;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+int raw_send_bytes(int fd, const void *bytes, size_t len)
+{
+    return dmce_write_full(fd, bytes, len, dmce_now_ms() + 5000);
+}
+
+int raw_send(int fd, uint16_t op, uint64_t req_id, const void *payload, uint32_t len)
+{
+    uint8_t *buf = malloc(DMCE_MSMP_HDR_SIZE + len);
+    if (!buf)
+        return -ENOMEM;
+    dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC,
+                         .version = DMCE_MSMP_VERSION,
+                         .op = op,
+                         .req_id = req_id,
+                         .len = len};
+    dmce_msmp_hdr_encode(&h, buf);
+    if (len)
+        memcpy(buf + DMCE_MSMP_HDR_SIZE, payload, len);
+    int r = raw_send_bytes(fd, buf, DMCE_MSMP_HDR_SIZE + len);
+    free(buf);
+    return r;
+}
+
+static int read_exact(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        if (n == 0)
+            return -ECONNRESET;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == ECONNRESET ? -ECONNRESET : -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int raw_recv(int fd, int32_t *status, uint16_t *op, uint64_t *req_id, void *buf, size_t cap)
+{
+    uint8_t hb[DMCE_MSMP_HDR_SIZE];
+    int r = read_exact(fd, hb, sizeof(hb));
+    if (r < 0)
+        return r;
+    dmce_msmp_hdr_t h;
+    r = dmce_msmp_hdr_decode(hb, DMCE_MSMP_PAYLOAD_LIMIT, &h);
+    if (r < 0 || !(h.flags & DMCE_MSMP_FLAG_RESPONSE))
+        return -EPROTO;
+    if (status)
+        *status = h.status;
+    if (op)
+        *op = h.op;
+    if (req_id)
+        *req_id = h.req_id;
+    if (h.len > cap)
+        return -EMSGSIZE;
+    r = h.len ? read_exact(fd, buf, h.len) : 0;
+    return r < 0 ? r : (int)h.len;
+}
+
+int raw_closed(int fd)
+{
+    /* The daemon may send an error reply before it closes: drain it. */
+    uint64_t deadline = dmce_now_ms() + 5000;
+    for (;;) {
+        uint64_t now = dmce_now_ms();
+        if (now >= deadline)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - now)) <= 0)
+            return 0;
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return 1;
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return 0;
+    }
+}
+
+int raw_setup(int fd, uint64_t amount)
+{
+    dmce_msmp_setup_req_t rq = {.amount = amount, .layout = UINT32_MAX};
+    dmce_random_bytes(rq.token, sizeof(rq.token));
+    uint8_t p[DMCE_MSMP_SETUP_REQ_SIZE], resp[64];
+    dmce_msmp_setup_req_encode(&rq, p);
+    int r = raw_send(fd, DMCE_MSMP_OP_SETUP, 1, p, sizeof(p));
+    if (r < 0)
+        return r;
+    int32_t st;
+    r = raw_recv(fd, &st, NULL, NULL, resp, sizeof(resp));
+    return r < 0 ? r : st;
+}
