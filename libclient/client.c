@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <dmce/client.h>
@@ -36,8 +39,6 @@ struct dmce_conn {
     int set_up;            /* a session exists on this daemon */
     dmce_msmp_setup_resp_t info;
     uint32_t max_payload;
-    uint8_t *buf;          /* request scratch, capacity cap */
-    size_t cap;
 };
 
 struct dmce_client {
@@ -60,27 +61,123 @@ static void conn_drop(struct dmce_conn *k)
     k->fd = -1;
 }
 
-static int conn_ensure(struct dmce_conn *k)
+static int conn_ensure(struct dmce_client *c, struct dmce_conn *k)
 {
     if (k->fd >= 0)
         return 0;
     int fd = dmce_unix_connect(k->path);
     if (fd < 0)
         return fd;
+    /* Blocking receives wake up at least this often to check the deadline. */
+    struct timeval tv = {.tv_sec = c->io_timeout_ms / 1000,
+                         .tv_usec = (suseconds_t)(c->io_timeout_ms % 1000) * 1000};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
     k->fd = fd;
     k->max_payload = DMCE_MSMP_PAYLOAD_DEFAULT;
     return 0;
 }
 
-static int buf_reserve(struct dmce_conn *k, size_t len)
+/*
+ * Receive one response: header and payload land directly in hb and resp
+ * (one recvmsg in the common case, no copy). Only one request is ever
+ * outstanding on a connection, so nothing past this response can arrive.
+ * Checks the header against the request. Returns the response's status,
+ * or a transport/protocol error (negative) with *broken set.
+ */
+static int recv_reply(struct dmce_conn *k, uint16_t op, uint64_t id, void *resp, size_t resp_cap,
+                      size_t *resp_len, uint64_t deadline, int *broken)
 {
-    if (len <= k->cap)
-        return 0;
-    uint8_t *p = realloc(k->buf, len);
-    if (!p)
-        return -ENOMEM;
-    k->buf = p;
-    k->cap = len;
+    uint8_t hb[DMCE_MSMP_HDR_SIZE];
+    dmce_msmp_hdr_t rh = {0};
+    size_t got = 0, want = DMCE_MSMP_HDR_SIZE;
+    *broken = 1;
+    while (got < want) {
+        struct iovec iov[2];
+        int n_iov = 0;
+        if (got < DMCE_MSMP_HDR_SIZE)
+            iov[n_iov++] = (struct iovec){hb + got, DMCE_MSMP_HDR_SIZE - got};
+        size_t poff = got > DMCE_MSMP_HDR_SIZE ? got - DMCE_MSMP_HDR_SIZE : 0;
+        size_t plimit = got < DMCE_MSMP_HDR_SIZE ? resp_cap : want - DMCE_MSMP_HDR_SIZE;
+        if (plimit > poff)
+            iov[n_iov++] = (struct iovec){(uint8_t *)resp + poff, plimit - poff};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+        ssize_t n = recvmsg(k->fd, &msg, 0);
+        if (n == 0)
+            return DMCE_ECLOSED;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (dmce_now_ms() >= deadline)
+                    return -ETIMEDOUT;
+                continue;
+            }
+            return errno == ECONNRESET ? DMCE_ECLOSED : -errno;
+        }
+        int had_hdr = got >= DMCE_MSMP_HDR_SIZE;
+        got += (size_t)n;
+        if (!had_hdr && got >= DMCE_MSMP_HDR_SIZE) {
+            int r = dmce_msmp_hdr_decode(hb, DMCE_MSMP_PAYLOAD_LIMIT, &rh);
+            if (r < 0)
+                return r;
+            if (!(rh.flags & DMCE_MSMP_FLAG_RESPONSE) || rh.req_id != id || rh.op != op ||
+                rh.len > resp_cap || (rh.status < 0 && rh.len != 0))
+                return -EPROTO;
+            want = DMCE_MSMP_HDR_SIZE + rh.len;
+            if (got > want)
+                return -EPROTO; /* bytes beyond the one response we asked for */
+        }
+    }
+    *broken = 0;
+    if (resp_len)
+        *resp_len = rh.len;
+    return rh.status;
+}
+
+/*
+ * Send one request: header, p1, p2 gathered by sendmsg (no copy of the
+ * payload). Blocking, bounded by SO_SNDTIMEO slices and the deadline.
+ */
+static int send_request(struct dmce_conn *k, const uint8_t *hb, const void *p1, size_t l1,
+                        const void *p2, size_t l2, uint64_t deadline)
+{
+    struct iovec iov[3] = {{(void *)hb, DMCE_MSMP_HDR_SIZE}, {(void *)p1, l1}, {(void *)p2, l2}};
+    struct iovec *v = iov;
+    size_t nv = 3;
+    while (nv > 0) {
+        if (v->iov_len == 0) {
+            v++;
+            nv--;
+            continue;
+        }
+        struct msghdr msg = {.msg_iov = v, .msg_iovlen = nv};
+        ssize_t n = sendmsg(k->fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (dmce_now_ms() >= deadline)
+                    return -ETIMEDOUT;
+                continue;
+            }
+            return (errno == EPIPE || errno == ECONNRESET) ? DMCE_ECLOSED : -errno;
+        }
+        for (size_t done = (size_t)n; done > 0;) {
+            size_t step = DMCE_MIN(done, v->iov_len);
+            v->iov_base = (uint8_t *)v->iov_base + step;
+            v->iov_len -= step;
+            done -= step;
+            if (v->iov_len == 0) {
+                v++;
+                nv--;
+            }
+        }
+    }
     return 0;
 }
 
@@ -93,51 +190,28 @@ static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, c
                       size_t l1, const void *p2, size_t l2, void *resp, size_t resp_cap,
                       size_t *resp_len)
 {
-    int r = conn_ensure(k);
+    int r = conn_ensure(c, k);
     if (r < 0)
         return r;
     size_t plen = l1 + l2;
     if (plen > k->max_payload)
         return -EMSGSIZE;
-    r = buf_reserve(k, DMCE_MSMP_HDR_SIZE + plen);
-    if (r < 0)
-        return r;
     uint64_t id = ++k->next_req;
     dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC,
                          .version = DMCE_MSMP_VERSION,
                          .op = op,
                          .req_id = id,
                          .len = (uint32_t)plen};
-    dmce_msmp_hdr_encode(&h, k->buf);
-    if (l1)
-        memcpy(k->buf + DMCE_MSMP_HDR_SIZE, p1, l1);
-    if (l2)
-        memcpy(k->buf + DMCE_MSMP_HDR_SIZE + l1, p2, l2);
-    uint64_t deadline = dmce_now_ms() + c->io_timeout_ms;
-    r = dmce_write_full(k->fd, k->buf, DMCE_MSMP_HDR_SIZE + plen, deadline);
-    if (r < 0)
-        goto broken;
     uint8_t hb[DMCE_MSMP_HDR_SIZE];
-    r = dmce_read_full(k->fd, hb, sizeof(hb), deadline);
+    dmce_msmp_hdr_encode(&h, hb);
+    uint64_t deadline = dmce_now_ms() + c->io_timeout_ms;
+    r = send_request(k, hb, p1, l1, p2, l2, deadline);
     if (r < 0)
         goto broken;
-    dmce_msmp_hdr_t rh;
-    r = dmce_msmp_hdr_decode(hb, DMCE_MSMP_PAYLOAD_LIMIT, &rh);
-    if (r < 0)
-        goto broken;
-    if (!(rh.flags & DMCE_MSMP_FLAG_RESPONSE) || rh.req_id != id || rh.op != op ||
-        rh.len > resp_cap || (rh.status < 0 && rh.len != 0)) {
-        r = -EPROTO;
-        goto broken;
-    }
-    if (rh.len) {
-        r = dmce_read_full(k->fd, resp, rh.len, deadline);
-        if (r < 0)
-            goto broken;
-    }
-    if (resp_len)
-        *resp_len = rh.len;
-    return rh.status;
+    int broken;
+    r = recv_reply(k, op, id, resp, resp_cap, resp_len, deadline, &broken);
+    if (!broken)
+        return r;
 broken:
     conn_drop(k);
     if (k->set_up)
@@ -167,7 +241,7 @@ static int add_daemon(struct dmce_client *c, const char *path)
     pthread_mutex_init(&k->lock, NULL);
     k->fd = -1;
     c->n++;
-    return conn_ensure(k);
+    return conn_ensure(c, k);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -664,7 +738,6 @@ static void client_free(struct dmce_client *c)
 {
     for (unsigned i = 0; i < c->n; i++) {
         conn_drop(&c->conn[i]);
-        free(c->conn[i].buf);
         pthread_mutex_destroy(&c->conn[i].lock);
     }
     pthread_mutex_destroy(&c->lock);

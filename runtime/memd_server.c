@@ -65,7 +65,9 @@
 #include "topology.h"
 #include "util.h"
 
-#define DMCE_MEMD_BATCH 64
+#define DMCE_MEMD_BATCH 16
+/* Bytes asked of one recv(); the input buffer grows beyond it only for a large frame. */
+#define DMCE_MEMD_IN_CHUNK (64u << 10)
 /* Stop reading a client's requests while this much of its output is unsent. */
 #define DMCE_MEMD_OUT_HIGH (256u << 10)
 #define DMCE_MEMD_MAX_WORKERS 64
@@ -155,12 +157,9 @@ struct memd_conn {
     uid_t uid;
     struct memd_worker *w;
     struct memd_session *sess;  /* under sess_lock for the pointer's target */
-    uint8_t hdr[DMCE_MSMP_HDR_SIZE];
-    size_t hdr_have;
-    int have_hdr;
-    dmce_msmp_hdr_t h;
-    uint8_t *in;                /* payload buffer, capacity in_cap */
-    size_t in_cap, in_have;
+    dmce_msmp_hdr_t h;          /* header of the request being handled */
+    uint8_t *in;                /* received bytes [in_off, in_len), capacity in_cap */
+    size_t in_cap, in_len, in_off;
     uint8_t *out;               /* pending output */
     size_t out_cap, out_len, out_off;
     int closing;                /* close once out is flushed */
@@ -807,9 +806,8 @@ static void op_stats(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
         dmce_msmp_stats_encode(v, out);
 }
 
-static void dispatch(struct dmce_memd *m, struct memd_conn *c)
+static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
 {
-    const uint8_t *p = c->in;
     uint32_t len = c->h.len;
     if (c->h.flags & DMCE_MSMP_FLAG_RESPONSE)
         return reply_error(m, c, &c->h, -EPROTO);
@@ -898,68 +896,96 @@ static int conn_flush(struct memd_conn *c)
     return 0;
 }
 
+/* Make room for `need` bytes from in_off on: compact, then grow. */
+static int in_reserve(struct memd_conn *c, size_t need)
+{
+    if (c->in_off && c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    if (c->in_off + need <= c->in_cap)
+        return 0;
+    if (c->in_off) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+        if (need <= c->in_cap)
+            return 0;
+    }
+    size_t cap = DMCE_MAX(need, (size_t)DMCE_MEMD_IN_CHUNK);
+    uint8_t *p = realloc(c->in, cap);
+    if (!p)
+        return -ENOMEM;
+    c->in = p;
+    c->in_cap = cap;
+    return 0;
+}
+
 /*
- * Read and handle up to DMCE_MEMD_BATCH frames. Returns -1 when the
- * connection is to be closed (after its output was flushed, if possible).
+ * Handle every complete frame already received, then read more. One recv
+ * per wake-up in the common case: a read shorter than the room offered
+ * means the socket is drained, and level-triggered epoll reports the next
+ * bytes. A frame larger than one read keeps reading, at most
+ * DMCE_MEMD_BATCH reads per wake-up so that one big writer cannot starve
+ * the others. Returns -1 when the connection is to be closed (after its
+ * output was flushed, if possible).
  */
 static int conn_input(struct dmce_memd *m, struct memd_conn *c)
 {
-    for (int frames = 0;
-         frames < DMCE_MEMD_BATCH && !c->closing && c->out_len < DMCE_MEMD_OUT_HIGH;) {
-        if (!c->have_hdr) {
-            ssize_t n = recv(c->fd, c->hdr + c->hdr_have, DMCE_MSMP_HDR_SIZE - c->hdr_have,
-                             MSG_DONTWAIT);
-            if (n == 0)
-                return -1;
-            if (n < 0)
-                return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-            c->hdr_have += (size_t)n;
-            if (c->hdr_have < DMCE_MSMP_HDR_SIZE)
-                continue;
-            int r = dmce_msmp_hdr_decode(c->hdr, (uint32_t)m->cfg.max_payload, &c->h);
+    int reads = 0, drained = 0;
+    while (!c->closing && c->out_len < DMCE_MEMD_OUT_HIGH) {
+        size_t avail = c->in_len - c->in_off;
+        size_t need = DMCE_MSMP_HDR_SIZE;
+        if (avail >= DMCE_MSMP_HDR_SIZE) {
+            const uint8_t *f = c->in + c->in_off;
+            int r = dmce_msmp_hdr_decode(f, (uint32_t)m->cfg.max_payload, &c->h);
             if (r < 0) {
                 /* The stream cannot be trusted past a bad header: answer and drop. */
                 LOG_WARN("client pid %d sent a malformed frame (%s); disconnecting it",
                          (int)c->pid, dmce_strerror(r));
-                if (r != DMCE_EBADMAGIC && r != DMCE_EVERSION)
-                    ; /* request ID and op decoded fine */
-                else
-                    c->h.req_id = 0;
+                if (r == DMCE_EBADMAGIC || r == DMCE_EVERSION)
+                    c->h.req_id = 0; /* nothing in it can be trusted */
                 reply_error(m, c, &c->h, r);
                 c->closing = 1;
                 return 0;
             }
-            c->have_hdr = 1;
-            c->in_have = 0;
-            if (c->h.len > c->in_cap) {
-                uint8_t *p = realloc(c->in, c->h.len);
-                if (!p)
-                    return -1;
-                c->in = p;
-                c->in_cap = c->h.len;
+            need = DMCE_MSMP_HDR_SIZE + c->h.len;
+            if (avail >= need) {
+                dispatch(m, c, f + DMCE_MSMP_HDR_SIZE);
+                c->in_off += need;
+                continue;
             }
         }
-        if (c->in_have < c->h.len) {
-            ssize_t n = recv(c->fd, c->in + c->in_have, c->h.len - c->in_have, MSG_DONTWAIT);
-            if (n == 0)
+        if (drained || reads == DMCE_MEMD_BATCH)
+            break; /* epoll reports the next bytes */
+        if (in_reserve(c, DMCE_MAX(need, (size_t)DMCE_MEMD_IN_CHUNK)) < 0)
+            return -1;
+        size_t room = c->in_cap - c->in_len;
+        ssize_t n = recv(c->fd, c->in + c->in_len, room, MSG_DONTWAIT);
+        reads++;
+        if (n == 0)
+            return -1;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
                 return -1;
-            if (n < 0)
-                return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-            c->in_have += (size_t)n;
-            if (c->in_have < c->h.len)
-                continue;
+            break;
         }
-        dispatch(m, c);
-        c->have_hdr = 0;
-        c->hdr_have = 0;
-        frames++;
-        if (c->in_cap > (1u << 21)) {
+        c->in_len += (size_t)n;
+        drained = (size_t)n < room;
+    }
+    if (c->in_off == c->in_len) {
+        c->in_off = c->in_len = 0;
+        if (c->in_cap > 2 * DMCE_MEMD_IN_CHUNK) { /* do not keep a big frame's buffer */
             free(c->in);
             c->in = NULL;
             c->in_cap = 0;
         }
     }
     return 0;
+}
+
+/* 1 if a header is buffered but not yet handled (held back by backpressure). */
+static int conn_has_frame(const struct memd_conn *c)
+{
+    return c->in_len - c->in_off >= DMCE_MSMP_HDR_SIZE;
 }
 
 static void conn_accept(struct memd_worker *w)
@@ -1035,9 +1061,12 @@ static void *worker_main(void *arg)
                 continue;
             struct memd_conn *c = tag;
             int bad = 0;
-            if (evs[i].events & EPOLLOUT)
+            if (evs[i].events & EPOLLOUT) {
                 bad = conn_flush(c) < 0;
-            else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                /* Backpressure over: handle the frames it held back. */
+                if (!bad && !c->want_out && conn_has_frame(c))
+                    bad = conn_input(m, c) < 0 || (c->out_len && conn_flush(c) < 0);
+            } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 bad = conn_input(m, c) < 0;
                 if (!bad && c->out_len)
                     bad = conn_flush(c) < 0;
