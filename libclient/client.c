@@ -28,29 +28,9 @@
 
 #include <dmce/client.h>
 
+#include "client_internal.h"
 #include "msmp.h"
 #include "util.h"
-
-struct dmce_conn {
-    pthread_mutex_t lock;  /* serializes requests on fd */
-    int fd;                /* owner: this struct; -1 when closed */
-    char path[256];
-    uint64_t next_req;
-    int set_up;            /* a session exists on this daemon */
-    dmce_msmp_setup_resp_t info;
-    uint32_t max_payload;
-};
-
-struct dmce_client {
-    pthread_mutex_t lock;  /* setup state */
-    unsigned n;
-    unsigned io_timeout_ms;
-    int set_up;
-    dmce_token_t token;
-    dmce_layout_t layout;
-    atomic_uint rr;
-    struct dmce_conn conn[DMCE_MAX_DAEMONS];
-};
 
 /* ---- one request ------------------------------------------------------------------- */
 
@@ -77,8 +57,25 @@ static int conn_ensure(struct dmce_client *c, struct dmce_conn *k)
         close(fd);
         return r;
     }
+    /* Only a daemon of our own user (or root) may serve us: it hands us descriptors. */
+    pid_t pid = 0;
+    uid_t uid = (uid_t)-1;
+    int r = dmce_peer_cred(fd, &pid, &uid, NULL);
+    if (r == 0 && uid != geteuid() && uid != 0)
+        r = -EPERM;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
     k->fd = fd;
     k->max_payload = DMCE_MSMP_PAYLOAD_DEFAULT;
+    pid_t old = atomic_load(&k->pid);
+    if (old != pid) {
+        if (old) /* a new daemon process behind the same socket */
+            dmce__map_daemon_reset(c, (unsigned)(k - c->conn));
+        atomic_store(&k->dead, 0);
+        atomic_store(&k->pid, pid);
+    }
     return 0;
 }
 
@@ -89,8 +86,26 @@ static int conn_ensure(struct dmce_client *c, struct dmce_conn *k)
  * Checks the header against the request. Returns the response's status,
  * or a transport/protocol error (negative) with *broken set.
  */
+/* Keep the first descriptor in *fd_out (if wanted), close every other one. */
+static void take_fds(struct msghdr *msg, int *fd_out)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (fd_out && *fd_out < 0)
+                *fd_out = fd;
+            else
+                close(fd);
+        }
+    }
+}
+
 static int recv_reply(struct dmce_conn *k, uint16_t op, uint64_t id, void *resp, size_t resp_cap,
-                      size_t *resp_len, uint64_t deadline, int *broken)
+                      size_t *resp_len, uint64_t deadline, int *broken, int *fd_out)
 {
     uint8_t hb[DMCE_MSMP_HDR_SIZE];
     dmce_msmp_hdr_t rh = {0};
@@ -105,8 +120,15 @@ static int recv_reply(struct dmce_conn *k, uint16_t op, uint64_t id, void *resp,
         size_t plimit = got < DMCE_MSMP_HDR_SIZE ? resp_cap : want - DMCE_MSMP_HDR_SIZE;
         if (plimit > poff)
             iov[n_iov++] = (struct iovec){(uint8_t *)resp + poff, plimit - poff};
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
-        ssize_t n = recvmsg(k->fd, &msg, 0);
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(4 * sizeof(int))];
+        } ctl;
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov,
+                             .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+        ssize_t n = recvmsg(k->fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n > 0 && msg.msg_controllen > 0)
+            take_fds(&msg, fd_out);
         if (n == 0)
             return DMCE_ECLOSED;
         if (n < 0) {
@@ -119,6 +141,8 @@ static int recv_reply(struct dmce_conn *k, uint16_t op, uint64_t id, void *resp,
             }
             return errno == ECONNRESET ? DMCE_ECLOSED : -errno;
         }
+        if (msg.msg_flags & MSG_CTRUNC)
+            return -EPROTO;
         int had_hdr = got >= DMCE_MSMP_HDR_SIZE;
         got += (size_t)n;
         if (!had_hdr && got >= DMCE_MSMP_HDR_SIZE) {
@@ -183,13 +207,16 @@ static int send_request(struct dmce_conn *k, const uint8_t *hb, const void *p1, 
 
 /*
  * Send op with payload (p1,l1)+(p2,l2); receive the response payload into
- * resp (capacity resp_cap, actual length in *resp_len). Returns the
- * response status (0 or negative) or a transport error. k->lock held.
+ * resp (capacity resp_cap, actual length in *resp_len) and, when fd_out is
+ * not NULL, a descriptor passed with it. Returns the response status (0 or
+ * negative) or a transport error. k->lock held.
  */
 static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1,
                       size_t l1, const void *p2, size_t l2, void *resp, size_t resp_cap,
-                      size_t *resp_len)
+                      size_t *resp_len, int *fd_out)
 {
+    if (fd_out)
+        *fd_out = -1;
     int r = conn_ensure(c, k);
     if (r < 0)
         return r;
@@ -209,23 +236,34 @@ static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, c
     if (r < 0)
         goto broken;
     int broken;
-    r = recv_reply(k, op, id, resp, resp_cap, resp_len, deadline, &broken);
+    r = recv_reply(k, op, id, resp, resp_cap, resp_len, deadline, &broken, fd_out);
     if (!broken)
         return r;
 broken:
+    if (fd_out && *fd_out >= 0) {
+        close(*fd_out);
+        *fd_out = -1;
+    }
     conn_drop(k);
     if (k->set_up)
         k->set_up = 0; /* the daemon keeps the session for its grace period */
     return r == -ETIMEDOUT || r == -EPROTO || r == -EMSGSIZE ? r : DMCE_ECLOSED;
 }
 
+int dmce__rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1, size_t l1,
+              const void *p2, size_t l2, void *resp, size_t resp_cap, size_t *resp_len,
+              int *fd_out)
+{
+    pthread_mutex_lock(&k->lock);
+    int r = rpc_locked(c, k, op, p1, l1, p2, l2, resp, resp_cap, resp_len, fd_out);
+    pthread_mutex_unlock(&k->lock);
+    return r;
+}
+
 static int rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1, size_t l1,
                const void *p2, size_t l2, void *resp, size_t resp_cap, size_t *resp_len)
 {
-    pthread_mutex_lock(&k->lock);
-    int r = rpc_locked(c, k, op, p1, l1, p2, l2, resp, resp_cap, resp_len);
-    pthread_mutex_unlock(&k->lock);
-    return r;
+    return dmce__rpc(c, k, op, p1, l1, p2, l2, resp, resp_cap, resp_len, NULL);
 }
 
 /* ---- connect --------------------------------------------------------------------- */
@@ -286,7 +324,12 @@ int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out)
     pthread_mutex_init(&c->lock, NULL);
     c->io_timeout_ms = opts && opts->io_timeout_ms ? opts->io_timeout_ms : 10000;
     c->layout = DMCE_LAYOUT_12_12_40;
-    int r = 0;
+    int r = dmce__map_init(c, opts);
+    if (r < 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return r;
+    }
     if (opts && opts->sockets) {
         if (opts->nsockets == 0 || opts->nsockets > DMCE_MAX_DAEMONS)
             r = -EINVAL;
@@ -325,7 +368,8 @@ static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount
     dmce_msmp_setup_req_encode(&rq, p);
     size_t rlen = 0;
     pthread_mutex_lock(&k->lock);
-    int r = rpc_locked(c, k, DMCE_MSMP_OP_SETUP, p, sizeof(p), NULL, 0, resp, sizeof(resp), &rlen);
+    int r = rpc_locked(c, k, DMCE_MSMP_OP_SETUP, p, sizeof(p), NULL, 0, resp, sizeof(resp), &rlen,
+                       NULL);
     if (r == 0)
         r = dmce_msmp_setup_resp_decode(resp, rlen, &k->info);
     if (r == 0) {
@@ -516,6 +560,16 @@ int dmce_token_parse(const char *text, dmce_token_t *out)
 
 /* ---- memory operations ------------------------------------------------------------ */
 
+int dmce__daemon_of_block(const struct dmce_client *c, uint32_t block)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct dmce_conn *k = &c->conn[i];
+        if (k->info.block_last && block >= k->info.block_first && block <= k->info.block_last)
+            return (int)i;
+    }
+    return DMCE_ENOBLOCK;
+}
+
 int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr)
 {
     if (!c)
@@ -527,12 +581,7 @@ int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr)
         return -EINVAL;
     if (p.server != DMCE_SERVER_LOCAL)
         return DMCE_ENOSERVER;
-    for (unsigned i = 0; i < c->n; i++) {
-        const struct dmce_conn *k = &c->conn[i];
-        if (k->info.block_last && p.block >= k->info.block_first && p.block <= k->info.block_last)
-            return (int)i;
-    }
-    return DMCE_ENOBLOCK;
+    return dmce__daemon_of_block(c, p.block);
 }
 
 int dmce_malloc_on(dmce_client_t *c, unsigned daemon, uint64_t size, dmce_addr_t *out)
@@ -605,8 +654,13 @@ int dmce_free(dmce_client_t *c, dmce_addr_t addr)
 
 int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
 {
+    if (!c)
+        return -EINVAL;
+    int r = dmce__local_read(c, addr, buf, len);
+    if (r <= 0)
+        return r;
     struct dmce_conn *k;
-    int r = route(c, addr, &k);
+    r = route(c, addr, &k);
     if (r < 0)
         return r;
     if (!buf && len)
@@ -630,13 +684,19 @@ int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
             return -EPROTO;
         done += chunk;
     } while (done < len);
+    atomic_fetch_add_explicit(&c->st_msmp_reads, 1, memory_order_relaxed);
     return 0;
 }
 
 int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
 {
+    if (!c)
+        return -EINVAL;
+    int r = dmce__local_write(c, addr, buf, len);
+    if (r <= 0)
+        return r;
     struct dmce_conn *k;
-    int r = route(c, addr, &k);
+    r = route(c, addr, &k);
     if (r < 0)
         return r;
     if (!buf && len)
@@ -660,6 +720,7 @@ int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
             return -EPROTO;
         done += chunk;
     } while (done < len);
+    atomic_fetch_add_explicit(&c->st_msmp_writes, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -704,6 +765,8 @@ int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out)
     out->ops_errors = v[DMCE_STAT_OPS_ERRORS];
     out->bytes_read = v[DMCE_STAT_BYTES_READ];
     out->bytes_written = v[DMCE_STAT_BYTES_WRITTEN];
+    out->ops_map = v[DMCE_STAT_OPS_MAP];
+    out->fds_sent = v[DMCE_STAT_FDS_SENT];
     out->uptime_ms = v[DMCE_STAT_UPTIME_MS];
     return 0;
 }
@@ -736,6 +799,7 @@ int dmce_stats(dmce_client_t *c, dmce_stats_t *out)
 
 static void client_free(struct dmce_client *c)
 {
+    dmce__map_fini(c);
     for (unsigned i = 0; i < c->n; i++) {
         conn_drop(&c->conn[i]);
         pthread_mutex_destroy(&c->conn[i].lock);

@@ -398,10 +398,48 @@ typedef struct found {
     dmce_alloc_hdr_t ah;
 } found_t;
 
-/* Head granule of the allocation holding granule idx (map word w). */
-static int find_head(const void *base, uint32_t idx, uint32_t w, found_t *f)
+/*
+ * Where the read-only lookups get the block's bytes: the block mapped
+ * whole (base), or a reader that copies pieces of it (a client that maps
+ * only windows of the block). One implementation of "which allocation
+ * holds this offset" serves both.
+ */
+typedef struct bsrc {
+    const void *base;               /* the whole block, or NULL */
+    const dmce_block_reader_t *rd;  /* when base is NULL */
+    const dmce_block_hdr_t *h;      /* the header, in the block or in hcopy */
+    int err;                        /* first reader failure */
+    dmce_block_hdr_t hcopy;
+} bsrc_t;
+
+static uint32_t src_map_load(bsrc_t *s, uint32_t i)
 {
-    const dmce_block_hdr_t *h = hdr_ro(base);
+    if (s->base)
+        return map_load(s->base, i);
+    uint32_t w = 0;
+    int r = s->rd->read(s->rd->ctx, s->h->map_offset + 4ull * i, &w, sizeof(w));
+    if (r < 0 && !s->err)
+        s->err = r;
+    return r < 0 ? K_FREE : w;
+}
+
+static void src_ahdr_read(bsrc_t *s, uint32_t head, dmce_alloc_hdr_t *out)
+{
+    if (s->base)
+        return ahdr_read(s->base, head, out);
+    uint64_t off = s->h->data_offset + (uint64_t)head * s->h->granule;
+    int r = s->rd->read(s->rd->ctx, off, out, sizeof(*out));
+    if (r < 0) {
+        if (!s->err)
+            s->err = r;
+        memset(out, 0, sizeof(*out));
+    }
+}
+
+/* Head granule of the allocation holding granule idx (map word w). */
+static int find_head(bsrc_t *s, uint32_t idx, uint32_t w, found_t *f)
+{
+    const dmce_block_hdr_t *h = s->h;
     uint32_t hw = w;
     f->head = idx;
     if (kind(w) == K_FREE || kind(w) == K_EDGE)
@@ -411,65 +449,99 @@ static int find_head(const void *base, uint32_t idx, uint32_t w, found_t *f)
         if (d == 0 || d > idx)
             return DMCE_ECORRUPT;
         f->head = idx - d;
-        hw = map_load(base, f->head);
+        hw = src_map_load(s, f->head);
         if (kind(hw) != K_HEAD || val(hw) <= d)
             return DMCE_ECORRUPT;
     }
     f->len = val(hw);
     if (f->len == 0 || f->len > h->ngranules - f->head)
         return DMCE_ECORRUPT;
-    ahdr_read(base, f->head, &f->ah);
+    src_ahdr_read(s, f->head, &f->ah);
     return ahdr_ok(h, &f->ah, f->len) ? 0 : DMCE_ECORRUPT;
 }
 
 /* The live allocation whose granules contain byte `offset` of the block. */
-static int locate(const void *base, uint64_t offset, found_t *f)
+static int locate_src(bsrc_t *s, uint64_t offset, found_t *f)
 {
-    const dmce_block_hdr_t *h = hdr_ro(base);
+    const dmce_block_hdr_t *h = s->h;
     if (offset < h->data_offset)
         return DMCE_EBADADDR;
     uint64_t idx = (offset - h->data_offset) / h->granule;
     if (idx >= h->ngranules)
         return DMCE_EBADADDR;
-    return find_head(base, (uint32_t)idx, map_load(base, (uint32_t)idx), f);
+    int r = find_head(s, (uint32_t)idx, src_map_load(s, (uint32_t)idx), f);
+    return s->err ? s->err : r;
+}
+
+static int locate(const void *base, uint64_t offset, found_t *f)
+{
+    bsrc_t s = {.base = base, .h = hdr_ro(base)};
+    return locate_src(&s, offset, f);
 }
 
 /* Like locate, and `offset` must be inside the user bytes. */
-static int locate_user(const void *base, uint64_t offset, found_t *f, uint64_t *avail)
+static int locate_user(bsrc_t *s, uint64_t offset, found_t *f, uint64_t *avail)
 {
-    int r = locate(base, offset, f);
+    int r = locate_src(s, offset, f);
     if (r < 0)
         return r;
-    uint64_t start = user_offset(hdr_ro(base), f->head);
+    uint64_t start = user_offset(s->h, f->head);
     if (offset < start || offset - start >= f->ah.size)
         return DMCE_EBADADDR;
     *avail = f->ah.size - (offset - start);
     return 0;
 }
 
-int dmce_alloc_check(const void *base, uint64_t offset, uint64_t len)
+/* Check [offset, offset+len) and describe the allocation holding it. */
+static int check_src(bsrc_t *s, uint64_t offset, uint64_t len, dmce_alloc_info_t *out)
 {
     found_t f;
     uint64_t avail;
-    int r = locate_user(base, offset, &f, &avail);
+    int r = locate_user(s, offset, &f, &avail);
     if (r < 0)
         return r;
-    return len > avail ? DMCE_ECROSSEND : 0;
-}
-
-int dmce_alloc_lookup(const void *base, uint64_t offset, dmce_alloc_info_t *out)
-{
-    found_t f;
-    uint64_t avail;
-    int r = locate_user(base, offset, &f, &avail);
-    if (r < 0)
-        return r;
+    if (len > avail)
+        return DMCE_ECROSSEND;
     if (out) {
-        out->offset = user_offset(hdr_ro(base), f.head);
+        out->offset = user_offset(s->h, f.head);
         out->size = f.ah.size;
         out->owner = f.ah.owner;
     }
     return 0;
+}
+
+int dmce_alloc_check_via(const dmce_block_reader_t *rd, uint64_t size, uint64_t offset,
+                         uint64_t len, dmce_alloc_info_t *out)
+{
+    if (!rd || !rd->read)
+        return -EINVAL;
+    bsrc_t s = {.rd = rd};
+    int r = rd->read(rd->ctx, 0, &s.hcopy, sizeof(s.hcopy));
+    if (r < 0)
+        return r;
+    const dmce_block_hdr_t *h = &s.hcopy;
+    if (h->magic != DMCE_BLOCK_MAGIC)
+        return DMCE_EBADMAGIC;
+    if (h->version != DMCE_BLOCK_VERSION)
+        return DMCE_EVERSION;
+    if (h->layout != DMCE_BLOCK_LAYOUT_WORD)
+        return DMCE_ELAYOUT;
+    if (!geometry_ok(h, size))
+        return DMCE_ECORRUPT;
+    s.h = h;
+    return check_src(&s, offset, len, out);
+}
+
+int dmce_alloc_check(const void *base, uint64_t offset, uint64_t len)
+{
+    bsrc_t s = {.base = base, .h = hdr_ro(base)};
+    return check_src(&s, offset, len, NULL);
+}
+
+int dmce_alloc_lookup(const void *base, uint64_t offset, dmce_alloc_info_t *out)
+{
+    bsrc_t s = {.base = base, .h = hdr_ro(base)};
+    return check_src(&s, offset, 0, out);
 }
 
 /* ---- free -------------------------------------------------------------- */

@@ -146,6 +146,21 @@ int dmce_alloc_check(const void *base, uint64_t offset, uint64_t len);
 int dmce_alloc_lookup(const void *base, uint64_t offset, dmce_alloc_info_t *out);
 
 /*
+ * The same check as dmce_alloc_check, for a block that is not mapped
+ * whole: rd->read copies `len` bytes at block offset `off` (header, one
+ * granule map word, one allocation header are all it asks for). The
+ * header is validated first (magic, version, layout, geometry against
+ * `size`: distinct errors as dmce_block_attach). out (may be NULL) gets
+ * the allocation holding offset. A reader error is returned as is.
+ */
+typedef struct dmce_block_reader {
+    int (*read)(void *ctx, uint64_t off, void *dst, uint32_t len);
+    void *ctx;
+} dmce_block_reader_t;
+int dmce_alloc_check_via(const dmce_block_reader_t *rd, uint64_t size, uint64_t offset,
+                         uint64_t len, dmce_alloc_info_t *out);
+
+/*
  * Visit every live allocation in address order. The callback may not
  * change the block; return nonzero to stop (that value is returned).
  */

@@ -163,6 +163,13 @@ struct memd_conn {
     uint8_t *out;               /* pending output */
     size_t out_cap, out_len, out_off;
     int closing;                /* close once out is flushed */
+    /*
+     * Descriptors to pass (SCM_RIGHTS), each with the output offset of the
+     * response frame it belongs to. Owner: this connection (dup()s, closed
+     * once sent or when the connection closes).
+     */
+    struct out_fd { size_t off; int fd; } *fds;
+    unsigned nfds, fds_cap;
     int want_out;               /* EPOLLOUT armed */
     struct memd_conn *prev, *next;
 };
@@ -752,6 +759,78 @@ static void op_disconnect(struct dmce_memd *m, struct memd_conn *c, uint32_t len
     c->closing = 1;
 }
 
+/* Queue a dup of fd to go with the response that starts at output offset off. */
+static int conn_queue_fd(struct memd_conn *c, size_t off, int fd)
+{
+    if (c->nfds == c->fds_cap) {
+        unsigned cap = c->fds_cap ? 2 * c->fds_cap : 4;
+        struct out_fd *p = realloc(c->fds, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        c->fds = p;
+        c->fds_cap = cap;
+    }
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -errno;
+    c->fds[c->nfds++] = (struct out_fd){off, d};
+    return 0;
+}
+
+/*
+ * map: check the range like a read would, describe the block, and (when
+ * asked) hand over the block's descriptor. The peer's uid was checked at
+ * accept (SO_PEERCRED): only the cluster's user (or root) gets here.
+ */
+static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    dmce_msmp_map_req_t rq;
+    int r = dmce_msmp_map_req_decode(p, len, &rq);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    if (!c->sess)
+        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    dmce_msmp_map_resp_t rs = {0};
+    rcu_read_lock();
+    struct memd_block *b;
+    uint64_t cell;
+    dmce_alloc_info_t ai;
+    r = resolve(m, rq.addr, &b, &cell);
+    if (r == 0)
+        r = dmce_alloc_check(b->base, cell, rq.len);
+    if (r == 0)
+        r = dmce_alloc_lookup(b->base, cell, &ai);
+    int fd = -1;
+    if (r == 0) {
+        const dmce_block_hdr_t *bh = b->base;
+        rs.block = b->id;
+        rs.block_size = b->size;
+        rs.data_offset = bh->data_offset;
+        rs.page_size = bh->page_size;
+        rs.alloc_cell = ai.offset;
+        rs.alloc_size = ai.size;
+        fd = b->fd; /* the block stays until shutdown, and so does its fd */
+    }
+    rcu_read_unlock();
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    size_t at = c->out_len;
+    if (rq.flags & DMCE_MSMP_MAP_WANT_FD) {
+        r = conn_queue_fd(c, at, fd);
+        if (r < 0) {
+            LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
+                     strerror(-r));
+            return reply_error(m, c, &c->h, r);
+        }
+        rs.flags = DMCE_MSMP_MAP_FD;
+        STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
+    }
+    STAT_ADD(m, DMCE_STAT_OPS_MAP, 1);
+    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_MAP_RESP_SIZE);
+    if (out)
+        dmce_msmp_map_resp_encode(&rs, out);
+}
+
 static void collect_stats(struct dmce_memd *m, uint64_t *v)
 {
     for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
@@ -819,6 +898,7 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
     case DMCE_MSMP_OP_FREE: return op_free(m, c, p, len);
     case DMCE_MSMP_OP_DISCONNECT: return op_disconnect(m, c, len);
     case DMCE_MSMP_OP_STATS: return op_stats(m, c, len);
+    case DMCE_MSMP_OP_MAP: return op_map(m, c, p, len);
     default: return reply_error(m, c, &c->h, -EOPNOTSUPP);
     }
 }
@@ -852,6 +932,9 @@ static void conn_close(struct memd_conn *c)
         LOG_DEBUG("client pid %d closed", (int)c->pid);
     }
     atomic_fetch_sub(&m->clients, 1);
+    for (unsigned i = 0; i < c->nfds; i++)
+        close(c->fds[i].fd);
+    free(c->fds);
     free(c->in);
     free(c->out);
     free(c);
@@ -867,23 +950,60 @@ static void conn_arm(struct memd_conn *c, int want_out)
 }
 
 /* Send what is pending. Returns -1 if the connection must be closed now. */
+/* Send out[from, to) with descriptor fd attached to its first byte. */
+static ssize_t send_with_fd(int sock, const uint8_t *buf, size_t len, int fd)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Send what is pending. Returns -1 if the connection must be closed now. */
 static int conn_flush(struct memd_conn *c)
 {
+    unsigned fi = 0; /* next descriptor to send; all before it are sent */
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n;
+        if (fi < c->nfds && c->fds[fi].off == c->out_off) {
+            /* This response carries a descriptor: send it with its first byte. */
+            size_t end = fi + 1 < c->nfds ? c->fds[fi + 1].off : c->out_len;
+            n = send_with_fd(c->fd, c->out + c->out_off, end - c->out_off, c->fds[fi].fd);
+            if (n > 0) {
+                close(c->fds[fi].fd);
+                fi++;
+            }
+        } else {
+            size_t end = fi < c->nfds ? c->fds[fi].off : c->out_len;
+            n = send(c->fd, c->out + c->out_off, end - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
+        if (fi) { /* forget the descriptors already sent */
+            memmove(c->fds, c->fds + fi, (c->nfds - fi) * sizeof(c->fds[0]));
+            c->nfds -= fi;
+        }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             conn_arm(c, 1);
             return 0;
         }
         return -1;
     }
+    c->nfds = 0;
     c->out_off = c->out_len = 0;
     if (c->out_cap > (1u << 21)) { /* do not keep a big buffer for an idle client */
         free(c->out);

@@ -14,8 +14,9 @@
 
 const char *dmce_msmp_op_name(unsigned op)
 {
-    static const char *const names[] = {"?",     "setup", "malloc",     "read",
-                                        "write", "free",  "disconnect", "stats"};
+    static const char *const names[] = {"?",    "setup",      "malloc", "read", "write",
+                                        "free", "disconnect", "stats",  "map"};
+    _Static_assert(sizeof(names) / sizeof(names[0]) == DMCE_MSMP_OP_MAX_ + 1, "op names");
     return op <= DMCE_MSMP_OP_MAX_ ? names[op] : "?";
 }
 
@@ -145,6 +146,59 @@ int dmce_msmp_write_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t
     if (r < 0)
         return r;
     if ((uint64_t)m->len != (uint64_t)len - DMCE_MSMP_WRITE_HDR)
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_map_req_encode(const dmce_msmp_map_req_t *m, uint8_t *out)
+{
+    dmce_put_le64(out, m->addr);
+    dmce_put_le64(out + 8, m->len);
+    dmce_put_le32(out + 16, m->flags);
+    dmce_put_le32(out + 20, 0);
+}
+
+int dmce_msmp_map_req_decode(const uint8_t *in, size_t len, dmce_msmp_map_req_t *m)
+{
+    if (len != DMCE_MSMP_MAP_REQ_SIZE)
+        return -EBADMSG;
+    m->addr = dmce_get_le64(in);
+    m->len = dmce_get_le64(in + 8);
+    m->flags = dmce_get_le32(in + 16);
+    m->reserved = dmce_get_le32(in + 20);
+    if ((m->flags & ~DMCE_MSMP_MAP_WANT_FD) || m->reserved)
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_map_resp_encode(const dmce_msmp_map_resp_t *m, uint8_t *out)
+{
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->flags);
+    dmce_put_le64(out + 8, m->block_size);
+    dmce_put_le64(out + 16, m->data_offset);
+    dmce_put_le32(out + 24, m->page_size);
+    dmce_put_le32(out + 28, 0);
+    dmce_put_le64(out + 32, m->alloc_cell);
+    dmce_put_le64(out + 40, m->alloc_size);
+}
+
+int dmce_msmp_map_resp_decode(const uint8_t *in, size_t len, dmce_msmp_map_resp_t *m)
+{
+    if (len != DMCE_MSMP_MAP_RESP_SIZE)
+        return -EBADMSG;
+    m->block = dmce_get_le32(in);
+    m->flags = dmce_get_le32(in + 4);
+    m->block_size = dmce_get_le64(in + 8);
+    m->data_offset = dmce_get_le64(in + 16);
+    m->page_size = dmce_get_le32(in + 24);
+    m->reserved = dmce_get_le32(in + 28);
+    m->alloc_cell = dmce_get_le64(in + 32);
+    m->alloc_size = dmce_get_le64(in + 40);
+    if ((m->flags & ~DMCE_MSMP_MAP_FD) || m->reserved || m->block_size == 0 ||
+        m->data_offset >= m->block_size || m->alloc_cell < m->data_offset ||
+        m->alloc_size > m->block_size - m->alloc_cell || m->page_size < 4096 ||
+        (m->page_size & (m->page_size - 1)))
         return -EBADMSG;
     return 0;
 }

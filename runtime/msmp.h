@@ -47,7 +47,8 @@ enum dmce_msmp_op {
     DMCE_MSMP_OP_FREE = 5,
     DMCE_MSMP_OP_DISCONNECT = 6,
     DMCE_MSMP_OP_STATS = 7,
-    DMCE_MSMP_OP_MAX_ = 7,
+    DMCE_MSMP_OP_MAP = 8,
+    DMCE_MSMP_OP_MAX_ = 8,
 };
 
 const char *dmce_msmp_op_name(unsigned op);
@@ -114,6 +115,35 @@ typedef struct dmce_msmp_rw_req {
 /* write response: 8 bytes: bytes written and verified, reserved */
 #define DMCE_MSMP_WRITE_RESP_SIZE 8u
 
+/*
+ * map request: 24 bytes. Checks that [addr, addr+len) lies inside one live
+ * allocation (len 0: addr only) and describes the block holding it; with
+ * DMCE_MSMP_MAP_WANT_FD the block's shm file descriptor rides along with
+ * the response (SCM_RIGHTS on the first byte of the response frame).
+ */
+typedef struct dmce_msmp_map_req {
+    uint64_t addr;
+    uint64_t len;
+    uint32_t flags;    /* DMCE_MSMP_MAP_WANT_FD */
+    uint32_t reserved; /* must be 0 */
+} dmce_msmp_map_req_t;
+#define DMCE_MSMP_MAP_REQ_SIZE 24u
+#define DMCE_MSMP_MAP_WANT_FD 0x1u
+
+/* map response: 48 bytes */
+typedef struct dmce_msmp_map_resp {
+    uint32_t block;        /* block ID */
+    uint32_t flags;        /* DMCE_MSMP_MAP_FD: a descriptor is attached */
+    uint64_t block_size;   /* bytes of the shm object */
+    uint64_t data_offset;  /* first byte after the block's metadata */
+    uint32_t page_size;    /* page size the block was created with */
+    uint32_t reserved;
+    uint64_t alloc_cell;   /* cell of the allocation's first user byte */
+    uint64_t alloc_size;   /* its exact size */
+} dmce_msmp_map_resp_t;
+#define DMCE_MSMP_MAP_RESP_SIZE 48u
+#define DMCE_MSMP_MAP_FD 0x1u
+
 /* stats response: u32 count, u32 reserved, then count u64 values */
 enum dmce_msmp_stat {
     DMCE_STAT_DAEMON_ID,
@@ -141,6 +171,8 @@ enum dmce_msmp_stat {
     DMCE_STAT_BYTES_READ,
     DMCE_STAT_BYTES_WRITTEN,
     DMCE_STAT_UPTIME_MS,
+    DMCE_STAT_OPS_MAP,
+    DMCE_STAT_FDS_SENT,
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)
@@ -160,6 +192,10 @@ void dmce_msmp_rw_req_encode(const dmce_msmp_rw_req_t *m, uint8_t *out);
 /* For writes, len is the whole payload: 16 bytes + m->len data bytes. */
 int dmce_msmp_read_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m);
 int dmce_msmp_write_req_decode(const uint8_t *in, size_t len, dmce_msmp_rw_req_t *m);
+void dmce_msmp_map_req_encode(const dmce_msmp_map_req_t *m, uint8_t *out);
+int dmce_msmp_map_req_decode(const uint8_t *in, size_t len, dmce_msmp_map_req_t *m);
+void dmce_msmp_map_resp_encode(const dmce_msmp_map_resp_t *m, uint8_t *out);
+int dmce_msmp_map_resp_decode(const uint8_t *in, size_t len, dmce_msmp_map_resp_t *m);
 /* Stats: values[DMCE_STAT_COUNT_]. Decoder accepts more values (newer peer). */
 void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out);
 int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values);

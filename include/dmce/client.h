@@ -66,7 +66,26 @@ typedef struct dmce_connect_opts {
     size_t nsockets;
     /* Timeout for one request's round trip; 0 means 10000 ms. */
     unsigned io_timeout_ms;
+    /* DMCE_CONNECT_* flags. */
+    unsigned flags;
+    /*
+     * Memory Cache (dmce/map.h): bytes per window, a multiple of 4096; 0
+     * means whole blocks on a 64-bit build, 64 MiB on a 32-bit one.
+     */
+    uint64_t window_size;
+    /* Windows kept besides those held by dmce_map; 0 means 4096 (64-bit) or 8 (32-bit). */
+    unsigned max_windows;
 } dmce_connect_opts_t;
+
+enum dmce_connect_flags {
+    /*
+     * Never map blocks: every read and write is a message to the daemon
+     * (out-of-process mode), and dmce_map fails with -ENOTSUP.
+     */
+    DMCE_CONNECT_NO_MAP = 1u << 0,
+    /* Copies of remote memory are written back on dmce_flush, not at once. */
+    DMCE_CONNECT_WRITE_BACK = 1u << 1,
+};
 
 /*
  * Connect to the daemons named by opts. On success *out owns the sockets
@@ -159,7 +178,9 @@ typedef struct dmce_stats {
     uint64_t ops_setup, ops_malloc, ops_read, ops_write, ops_free, ops_disconnect, ops_stats;
     uint64_t ops_errors;
     uint64_t bytes_read, bytes_written;
-    uint64_t uptime_ms;
+    uint64_t ops_map;         /* map requests answered */
+    uint64_t fds_sent;        /* block descriptors handed to clients */
+    uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 
 /*

@@ -32,7 +32,8 @@ extern "C" {
     X(TOKEN, 4012, "no orphaned session with this token")                                      \
     X(CORRUPT, 4013, "block metadata is corrupt")                                              \
     X(LAYOUT, 4014, "address layout differs from the server's")                                \
-    X(CLOSED, 4015, "connection to the server was closed")
+    X(CLOSED, 4015, "connection to the server was closed")                                     \
+    X(NOTMAPPED, 4016, "pointer is not inside a dmce mapping")
 
 enum {
 #define DMCE_ERR_ENUM_(name, val, msg) DMCE_E##name = -(val),

@@ -210,7 +210,8 @@ void harness_cleanup(void)
     }
 }
 
-int harness_client(dmce_client_t **out, const int *ids, size_t n)
+int harness_client_opts(dmce_client_t **out, const int *ids, size_t n,
+                        const dmce_connect_opts_t *base)
 {
     const char *paths[H_MAX_DAEMONS];
     size_t k = 0;
@@ -222,8 +223,28 @@ int harness_client(dmce_client_t **out, const int *ids, size_t n)
         for (size_t i = 0; i < n; i++)
             paths[k++] = harness_sock(ids[i]);
     }
-    dmce_connect_opts_t o = {.sockets = paths, .nsockets = k, .io_timeout_ms = 10000};
+    dmce_connect_opts_t o = {.io_timeout_ms = 10000, .flags = harness_connect_flags()};
+    if (base)
+        o = *base;
+    o.sockets = paths;
+    o.nsockets = k;
     return dmce_connect(&o, out);
+}
+
+int harness_client(dmce_client_t **out, const int *ids, size_t n)
+{
+    return harness_client_opts(out, ids, n, NULL);
+}
+
+unsigned harness_connect_flags(void)
+{
+    const char *e = getenv("DMCE_TEST_CONNECT_FLAGS");
+    return e ? (unsigned)strtoul(e, NULL, 0) : 0;
+}
+
+int harness_mapped(void)
+{
+    return !(harness_connect_flags() & DMCE_CONNECT_NO_MAP);
 }
 
 int harness_wait(int (*cond)(void *), void *arg, unsigned timeout_ms)

@@ -54,8 +54,19 @@ int harness_shm_count(void);
 /* Kill every daemon, unlink the cluster's shm objects, remove the dir. */
 void harness_cleanup(void);
 
-/* Connect a client to daemons ids[0..n-1] (all running ones if n == 0). */
+/*
+ * Connect a client to daemons ids[0..n-1] (all running ones if n == 0),
+ * with the connect flags of this run: $DMCE_TEST_CONNECT_FLAGS (ctest runs
+ * each integration suite mapped, and again with DMCE_CONNECT_NO_MAP so that
+ * every operation is an MSMP message).
+ */
 int harness_client(dmce_client_t **out, const int *ids, size_t n);
+unsigned harness_connect_flags(void);
+/* Same, with the caller's options (its sockets fields are ignored). */
+int harness_client_opts(dmce_client_t **out, const int *ids, size_t n,
+                        const dmce_connect_opts_t *opts);
+/* 1 when this run's clients map blocks (local reads and writes). */
+int harness_mapped(void);
 
 /* Poll cond(arg) every 5 ms until true or timeout_ms; returns 1 if it held. */
 int harness_wait(int (*cond)(void *), void *arg, unsigned timeout_ms);
