@@ -13,7 +13,12 @@
  *
  * Dirty tracking for copies is one [lo, hi) range per window: writes far
  * apart in one window store the bytes between them too. That costs
- * bandwidth, never correctness, and keeps release O(1).
+ * bandwidth, and keeps release O(1); it is only correct while this cache
+ * is the block's one writer of those bytes (copies of one block made here
+ * are kept coherent with each other, see each_overlapping_copy).
+ *
+ * A window is born pinned by the acquire that made it (pins = 1, not on
+ * the LRU list); pin() is for hits only.
  */
 #include "cache.h"
 
@@ -143,7 +148,64 @@ static int hash_grow(struct dmce_cache *c)
     return 0;
 }
 
+static win_t *find_standard(struct dmce_cache *c, dmce_cache_key_t key, uint64_t start)
+{
+    if (!c->hcap)
+        return NULL;
+    for (win_t *w = c->hash[hash_slot(c, key, start)]; w; w = w->next)
+        if (w->off == start && key_eq(w->key, key))
+            return w;
+    return NULL;
+}
+
+static win_t *find_contig(struct dmce_cache *c, dmce_cache_key_t key, uint64_t off, uint64_t len)
+{
+    for (win_t *w = c->contig; w; w = w->next)
+        if (key_eq(w->key, key) && off >= w->off && off + len <= w->off + w->len)
+            return w;
+    return NULL;
+}
+
 /* ---- windows ------------------------------------------------------------ */
+
+/*
+ * Copies of the same bytes must agree: a contiguous window may overlap
+ * standard windows of its block, and for copies (shared = 0) each has its
+ * own memory. Every write released into one copy is copied into the other
+ * live copies (publish), and a new copy takes the not yet stored bytes of
+ * the copies it overlaps (adopt). Stale windows take no part.
+ */
+typedef void (*overlap_fn)(win_t *w, win_t *o, uint64_t lo, uint64_t hi);
+
+/* Call fn(w, o, lo, hi) for each other live copy o of w's block overlapping [lo, hi). */
+static void each_overlapping_copy(struct dmce_cache *c, win_t *w, uint64_t lo, uint64_t hi,
+                                  overlap_fn fn)
+{
+    for (win_t *o = c->contig; o; o = o->next)
+        if (o != w && !o->shared && key_eq(o->key, w->key) && o->off < hi && lo < o->off + o->len)
+            fn(w, o, DMCE_MAX(lo, o->off), DMCE_MIN(hi, o->off + o->len));
+    uint64_t ws = c->cfg.window_size;
+    for (uint64_t s = ws ? align_down(lo, ws) : 0; s < hi; s += ws) {
+        win_t *o = find_standard(c, w->key, s);
+        if (o && o != w && !o->shared && o->off < hi && lo < o->off + o->len)
+            fn(w, o, DMCE_MAX(lo, o->off), DMCE_MIN(hi, o->off + o->len));
+        if (!ws)
+            break;
+    }
+}
+
+static void publish_one(win_t *w, win_t *o, uint64_t lo, uint64_t hi)
+{
+    memcpy(o->ptr + (lo - o->off), w->ptr + (lo - w->off), hi - lo);
+}
+
+static void adopt_one(win_t *w, win_t *o, uint64_t lo, uint64_t hi)
+{
+    lo = DMCE_MAX(lo, o->dirty_lo);
+    hi = DMCE_MIN(hi, o->dirty_hi);
+    if (lo < hi)
+        memcpy(w->ptr + (lo - w->off), o->ptr + (lo - o->off), hi - lo);
+}
 
 static int store_dirty(struct dmce_cache *c, win_t *w)
 {
@@ -224,6 +286,8 @@ static int win_new(struct dmce_cache *c, dmce_cache_key_t key, uint64_t off, uin
     w->shared = shared;
     w->contig = contig;
     w->pins = 1; /* born pinned, so never on the LRU list yet */
+    if (!shared)
+        each_overlapping_copy(c, w, off, off + len, adopt_one);
     win_t **head = home_list(c, w);
     w->next = *head;
     *head = w;
@@ -231,24 +295,6 @@ static int win_new(struct dmce_cache *c, dmce_cache_key_t key, uint64_t off, uin
         c->hcount++;
     *out = w;
     return 0;
-}
-
-static win_t *find_standard(struct dmce_cache *c, dmce_cache_key_t key, uint64_t start)
-{
-    if (!c->hcap)
-        return NULL;
-    for (win_t *w = c->hash[hash_slot(c, key, start)]; w; w = w->next)
-        if (w->off == start && key_eq(w->key, key))
-            return w;
-    return NULL;
-}
-
-static win_t *find_contig(struct dmce_cache *c, dmce_cache_key_t key, uint64_t off, uint64_t len)
-{
-    for (win_t *w = c->contig; w; w = w->next)
-        if (key_eq(w->key, key) && off >= w->off && off + len <= w->off + w->len)
-            return w;
-    return NULL;
 }
 
 /* Pin a window that is already in the tables (a hit). */
@@ -347,6 +393,10 @@ int dmce_cache_release(dmce_cache_t *c, dmce_cache_ref_t *ref, uint64_t wr_off, 
     if (!w)
         return -EINVAL;
     int r = 0;
+    if (wr_len && (wr_off > ref->len || wr_len > ref->len - wr_off)) {
+        r = -ERANGE; /* not inside what acquire gave: record nothing */
+        wr_len = 0;
+    }
     pthread_mutex_lock(&c->lock);
     if (wr_len && !w->shared && !w->stale) {
         uint64_t lo = w->off + (uint64_t)(ref->ptr - w->ptr) + wr_off, hi = lo + wr_len;
@@ -357,8 +407,11 @@ int dmce_cache_release(dmce_cache_t *c, dmce_cache_ref_t *ref, uint64_t wr_off, 
             w->dirty_lo = DMCE_MIN(w->dirty_lo, lo);
             w->dirty_hi = DMCE_MAX(w->dirty_hi, hi);
         }
+        each_overlapping_copy(c, w, lo, hi, publish_one);
         if (c->cfg.policy == DMCE_CACHE_WRITE_THROUGH)
             r = store_dirty(c, w);
+    } else if (wr_len && !w->shared && w->stale) {
+        r = -ESTALE; /* the block moved or its server went: these bytes were not stored */
     }
     if (--w->pins == 0) {
         c->st.pinned--;
@@ -392,6 +445,10 @@ int dmce_cache_addr_of(dmce_cache_t *c, const void *ptr, dmce_cache_key_t *key, 
         for (const win_t *w = c->hash[i]; w && !hit; w = w->next)
             if (contains(w, p))
                 hit = w;
+    /* Invalidated but still pinned: still a window of that block and offset. */
+    for (const win_t *w = c->stale; w && !hit; w = w->next)
+        if (contains(w, p))
+            hit = w;
     if (hit) {
         *key = hit->key;
         *off = hit->off + (uint64_t)(p - hit->ptr);

@@ -23,7 +23,8 @@
  *     served piece by piece (dmce_cache_acquire returns a shorter length);
  *   - contiguous windows (DMCE_CACHE_CONTIG) cover exactly the pages of a
  *     range that must be contiguous in memory (what dmce_map returns), and
- *     may overlap standard windows: both see the same shared bytes.
+ *     may overlap standard windows: both see the same shared bytes; for
+ *     copies, a write is copied into the overlapping copies at release.
  *
  * A window is pinned while a reference to it is held (between acquire and
  * release, or for the life of a user mapping) and is never evicted while
@@ -69,9 +70,9 @@ typedef enum dmce_cache_policy {
 } dmce_cache_policy_t;
 
 typedef struct dmce_cache_config {
-    uint64_t window_size;  /* bytes, multiple of 4096; 0 = whole blocks */
-    unsigned max_windows;  /* unpinned windows kept (>= 1) */
-    uint64_t max_bytes;    /* bytes of unpinned windows kept; 0 = no limit */
+    uint64_t window_size; /* bytes, multiple of 4096; 0 = whole blocks */
+    unsigned max_windows; /* unpinned windows kept (>= 1) */
+    uint64_t max_bytes;   /* bytes of unpinned windows kept; 0 = no limit */
     dmce_cache_policy_t policy;
 } dmce_cache_config_t;
 
@@ -81,8 +82,8 @@ struct dmce_cache_window;
 /* A pinned piece of a window, from dmce_cache_acquire. */
 typedef struct dmce_cache_ref {
     struct dmce_cache_window *w;
-    uint8_t *ptr;  /* the byte at the requested offset */
-    uint64_t len;  /* bytes usable from ptr (<= the length asked for) */
+    uint8_t *ptr; /* the byte at the requested offset */
+    uint64_t len; /* bytes usable from ptr (<= the length asked for) */
 } dmce_cache_ref_t;
 
 typedef struct dmce_cache_stats {
@@ -120,13 +121,19 @@ int dmce_cache_acquire(dmce_cache_t *c, dmce_cache_key_t key, uint64_t block_siz
  * Unpin. If the caller wrote [ref->ptr + wr_off, + wr_len) (wr_len 0:
  * nothing written) and the window is a copy, the bytes are stored now
  * (write-through; the store's error is returned) or marked dirty
- * (write-back).
+ * (write-back). Copies of the same bytes in other windows (a contiguous
+ * window over standard ones) see the written bytes when this returns.
+ * The pin is released in every case; -ERANGE (nothing recorded) when the
+ * written range is not inside [ref->ptr, ref->ptr + ref->len), -ESTALE
+ * when a copy was written after its block was invalidated (the bytes are
+ * not stored anywhere), -EINVAL for a ref that holds no pin.
  */
 int dmce_cache_release(dmce_cache_t *c, dmce_cache_ref_t *ref, uint64_t wr_off, uint64_t wr_len);
 
 /*
  * The block and offset of a pointer inside any window (the Memory Cache
- * Mapping Table, read backwards). 0, or -ENOENT when ptr is in none.
+ * Mapping Table, read backwards), invalidated ones still pinned included.
+ * 0, or -ENOENT when ptr is in none.
  */
 int dmce_cache_addr_of(dmce_cache_t *c, const void *ptr, dmce_cache_key_t *key, uint64_t *off);
 
