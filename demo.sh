@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build, start a local cluster of two
-# memory daemons in a private runtime directory, run the demo client, stop
-# the cluster and check that no shared-memory object is left behind.
+# The main job: install what is missing, build (64-bit and the -m32 client
+# side), start a local cluster of three memory daemons capped at 3 GiB
+# each in a private runtime directory, and have a 32-bit process borrow
+# 6 GiB from them: fill it through mapped windows, read it all back through
+# dmce_read and through windows, verify, free. Then stop the cluster and
+# check that no block object is left behind.
 set -euo pipefail
 cd "$(dirname "$0")"
 . .ci/deps.sh
@@ -9,37 +12,23 @@ dmce_install_deps
 
 BUILD=${BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target dmce-memd dmce-demo >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target dmce-memd dmce32 >/dev/null
 
-RT=$(mktemp -d /tmp/dmce-demo.XXXXXX)
-chmod 700 "$RT"
-CLUSTER="demo$$"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    local left
-    left=$(ls /dev/shm 2>/dev/null | grep -c "^dmce\.$(id -u)\.$CLUSTER\." || true)
-    if [ "$left" -ne 0 ]; then
-        echo "error: $left shm object(s) left behind" >&2
-        ls /dev/shm | grep "^dmce\.$(id -u)\.$CLUSTER\." | sed 's#^#/dev/shm/#; s/^/  /' >&2
-        rm -f /dev/shm/dmce."$(id -u)"."$CLUSTER".*
-        rm -rf "$RT"
-        exit 1
-    fi
-    echo "cluster stopped; no shm object left behind"
-    rm -rf "$RT"
-}
-trap cleanup EXIT
+BORROW="$BUILD/m32/dmce-borrow"
+if command -v file >/dev/null; then
+    file "$BORROW" | sed 's/, BuildID.*//'
+else
+    echo "$BORROW: ELF class $(od -An -t u1 -j 4 -N 1 "$BORROW" | tr -d ' ') (1 = 32-bit)"
+fi
+echo "getconf LONG_BIT for this host: $(getconf LONG_BIT); the demo process is 32-bit: 4 GiB of address space"
 
-for id in 1 2; do
-    "$BUILD"/dmce-memd --runtime-dir "$RT" --cluster "$CLUSTER" --id "$id" \
-        --block-size 32M --max-blocks 8 --log-level warn &
-    PIDS+=($!)
+. daemons/cluster.sh
+cluster_init "$BUILD"
+cluster_hugetmpfs 10G
+for id in 1 2 3; do
+    cluster_start_memd "$id" --block-size 256M --max-blocks 12 --log-level warn
 done
-for id in 1 2; do
-    for _ in $(seq 100); do [ -S "$RT/memd-$id.sock" ] && break; sleep 0.05; done
-    [ -S "$RT/memd-$id.sock" ] || { echo "error: memd $id did not start" >&2; exit 1; }
-done
-echo "cluster up: 2 memory daemons in $RT"
-"$BUILD"/dmce-demo --runtime-dir "$RT" --total $((64 << 20)) --chunks 8
+echo "cluster up: 3 memory daemons of 3 GiB each in $DMCE_RUNTIME_DIR"
+"$BORROW" --runtime-dir "$DMCE_RUNTIME_DIR" --total 6G
+cluster_stop
+echo "cluster stopped; no block object left behind"

@@ -767,6 +767,8 @@ int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out)
     out->bytes_written = v[DMCE_STAT_BYTES_WRITTEN];
     out->ops_map = v[DMCE_STAT_OPS_MAP];
     out->fds_sent = v[DMCE_STAT_FDS_SENT];
+    out->prefaulted = v[DMCE_STAT_PREFAULTED];
+    out->prefault_pending = v[DMCE_STAT_PREFAULT_PENDING];
     out->uptime_ms = v[DMCE_STAT_UPTIME_MS];
     return 0;
 }

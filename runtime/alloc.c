@@ -51,6 +51,7 @@
 #define K_BODY 0xc0000000u
 #define MAX_GRANULES V_MASK
 #define HDR_SIZE ((uint64_t)sizeof(dmce_block_hdr_t))
+#define DMCE_ALLOC_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct free_links {
     uint32_t next; /* granule index + 1 of the next run in the bin, 0 = none */
@@ -235,9 +236,9 @@ static void fl_remove(void *base, uint32_t start, uint32_t len)
 /* ---- format and attach ------------------------------------------------- */
 
 int dmce_block_format(void *base, uint64_t size, uint32_t granule, uint32_t page_size,
-                      uint32_t block_id)
+                      uint32_t block_id, unsigned flags)
 {
-    if (!base || ((uintptr_t)base & 15) || !granule_ok(granule))
+    if (!base || ((uintptr_t)base & 15) || !granule_ok(granule) || (flags & ~DMCE_BLOCK_ZEROED))
         return -EINVAL;
     uint64_t n = fit_granules(size, granule);
     if (n == 0 || n > MAX_GRANULES)
@@ -255,6 +256,7 @@ int dmce_block_format(void *base, uint64_t size, uint32_t granule, uint32_t page
     h->data_offset = data_offset_for(n, granule);
     h->ngranules = (uint32_t)n;
     h->free_granules = (uint32_t)n;
+    h->hwm = (flags & DMCE_BLOCK_ZEROED) ? 0 : (uint32_t)n; /* not known zero: all dirty */
     memset(map_rw(base), 0, (size_t)n * sizeof(uint32_t));
     set_edges(base, 0, (uint32_t)n);
     fl_insert(base, 0, (uint32_t)n);
@@ -271,7 +273,7 @@ static int geometry_ok(const dmce_block_hdr_t *h, uint64_t size)
         return 0;
     if (h->data_offset != data_offset_for(n, h->granule))
         return 0;
-    if (h->free_granules > n || h->nallocs > n || h->used_bytes > n * h->granule)
+    if (h->free_granules > n || h->nallocs > n || h->used_bytes > n * h->granule || h->hwm > n)
         return 0;
     for (unsigned b = 0; b < DMCE_ALLOC_BINS; b++)
         if (h->bins[b] > n)
@@ -382,7 +384,17 @@ int dmce_alloc(void *base, uint64_t size, uint32_t owner, uint64_t *offset)
     dmce_alloc_hdr_t a = {size, owner, DMCE_ALLOC_MAGIC ^ (uint32_t)size};
     uint8_t *p = gran_rw(base, head);
     memcpy(p, &a, sizeof(a));
-    memset(p + sizeof(a), 0, (size_t)size);
+    /*
+     * Zero the user bytes that held data before: only those below the
+     * high-water mark. Above it the bytes were never handed out (free-list
+     * links live in a run's first granule, which the header just covered).
+     */
+    if (head < h->hwm) {
+        uint64_t dirty = ((uint64_t)(h->hwm - head)) * h->granule - sizeof(a);
+        memset(p + sizeof(a), 0, (size_t)DMCE_ALLOC_MIN(size, dirty));
+    }
+    if (head + need > h->hwm)
+        h->hwm = head + need;
     h->used_bytes += size;
     h->nallocs++;
     *offset = user_offset(h, head);
@@ -745,6 +757,8 @@ static int verify_alloc_run(const void *base, uint32_t i, uint32_t len, tally_t 
 {
     const dmce_block_hdr_t *h = hdr_ro(base);
     const uint32_t *map = map_ro(base);
+    if ((uint64_t)i + len > h->hwm)
+        return 0; /* allocated memory is always below the high-water mark */
     for (uint32_t j = 1; j < len; j++)
         if (map[i + j] != (K_BODY | j))
             return 0;

@@ -41,7 +41,7 @@
 #include <stdint.h>
 
 #define DMCE_BLOCK_MAGIC 0x4b4c4244434d4400ull /* "\0DMCDBLK" */
-#define DMCE_BLOCK_VERSION 1u
+#define DMCE_BLOCK_VERSION 2u
 #define DMCE_ALLOC_MAGIC 0x41434d44u /* "DMCA" */
 #define DMCE_ALLOC_HDR_SIZE 16u
 #define DMCE_ALLOC_BINS 32u
@@ -68,7 +68,13 @@ typedef struct dmce_block_hdr {
     uint64_t used_bytes;   /* sum of exact user sizes of live allocations */
     uint64_t nallocs;      /* live allocations */
     uint32_t bins[DMCE_ALLOC_BINS]; /* head granule index + 1 of each free list, 0 = empty */
-    uint8_t reserved[256 - 72 - 4 * DMCE_ALLOC_BINS];
+    /*
+     * High-water mark: granules [hwm, ngranules) have never been allocated,
+     * so their bytes are still the zeroes of a fresh object and need no
+     * memset on allocation (which would be a first touch of every page).
+     */
+    uint32_t hwm;
+    uint8_t reserved[256 - 72 - 4 * DMCE_ALLOC_BINS - 4];
 } dmce_block_hdr_t;
 
 _Static_assert(sizeof(dmce_block_hdr_t) == 256, "block header is 256 bytes");
@@ -96,10 +102,15 @@ typedef struct dmce_alloc_info {
  * Format `size` bytes at `base` as an empty block. `granule` must be a power
  * of two in [DMCE_GRANULE_MIN, DMCE_GRANULE_MAX]; the block must hold the
  * header, the map and at least one granule, and at most 2^30 granules.
- * Returns 0, or -EINVAL for bad arguments.
+ * With DMCE_BLOCK_ZEROED the caller vouches that the data area is all
+ * zero (a fresh shm object or file is): allocations of never-used memory
+ * then skip clearing it, which spares a first touch of every page. Without
+ * it, every allocation clears its bytes. Returns 0, or -EINVAL for bad
+ * arguments.
  */
+#define DMCE_BLOCK_ZEROED 0x1u
 int dmce_block_format(void *base, uint64_t size, uint32_t granule, uint32_t page_size,
-                      uint32_t block_id);
+                      uint32_t block_id, unsigned flags);
 
 /*
  * Check that `base` holds a block this build understands: distinct errors

@@ -173,6 +173,8 @@ enum dmce_msmp_stat {
     DMCE_STAT_UPTIME_MS,
     DMCE_STAT_OPS_MAP,
     DMCE_STAT_FDS_SENT,
+    DMCE_STAT_PREFAULTED,        /* bytes faulted in by the prefault thread */
+    DMCE_STAT_PREFAULT_PENDING,  /* bytes of new blocks still to prefault */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

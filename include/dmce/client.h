@@ -180,6 +180,8 @@ typedef struct dmce_stats {
     uint64_t bytes_read, bytes_written;
     uint64_t ops_map;         /* map requests answered */
     uint64_t fds_sent;        /* block descriptors handed to clients */
+    uint64_t prefaulted;      /* bytes of new blocks faulted in ahead of clients */
+    uint64_t prefault_pending; /* bytes still to fault in */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

@@ -126,20 +126,24 @@ static void test_mapped_and_message_access_agree(void **state)
     assert_int_equal(dmce_disconnect(s), 0);
 }
 
-/* Two processes map one allocation: each sees the other's stores. */
+/*
+ * Two processes map one allocation: each sees the other's stores. The
+ * child is forked before this process starts any thread (a client starts
+ * its watcher with its first block), so that nothing in the child can
+ * inherit a lock held by a thread that does not exist there.
+ */
 static void test_two_processes_share_a_mapping(void **state)
 {
     (void)state;
-    dmce_client_t *c = mapped_client(0, 0);
-    dmce_addr_t a;
-    assert_int_equal(dmce_malloc(c, 4096, &a), 0);
-    volatile uint32_t *p;
-    assert_int_equal(dmce_map(c, a, 4096, 0, (void **)&p), 0);
-    p[0] = 0;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        /* A fresh client in the child (a client is not used across fork). */
+        close(pfd[1]);
+        dmce_addr_t a;
+        if (read(pfd[0], &a, sizeof(a)) != (ssize_t)sizeof(a))
+            _exit(4);
         dmce_connect_opts_t o = {.io_timeout_ms = 10000};
         dmce_client_t *k;
         volatile uint32_t *q;
@@ -157,10 +161,23 @@ static void test_two_processes_share_a_mapping(void **state)
         dmce_abandon(k);
         _exit(0);
     }
+    close(pfd[0]);
+    dmce_client_t *c = mapped_client(0, 0);
+    dmce_addr_t a;
+    assert_int_equal(dmce_malloc(c, 4096, &a), 0);
+    volatile uint32_t *p;
+    assert_int_equal(dmce_map(c, a, 4096, 0, (void **)&p), 0);
+    assert_int_equal(write(pfd[1], &a, sizeof(a)), (ssize_t)sizeof(a));
+    close(pfd[1]);
     for (uint32_t i = 1; i <= 1000; i++) {
         uint64_t until = dmce_now_ms() + 5000;
-        while (__atomic_load_n(&p[0], __ATOMIC_ACQUIRE) != i)
-            assert_true(dmce_now_ms() < until);
+        while (__atomic_load_n(&p[0], __ATOMIC_ACQUIRE) != i) {
+            if (dmce_now_ms() >= until) {
+                kill(child, SIGKILL); /* never leave it behind */
+                waitpid(child, NULL, 0);
+                fail_msg("child stopped answering at round %u", i);
+            }
+        }
         assert_int_equal(p[1], i * 3);
         __atomic_store_n(&p[2], i, __ATOMIC_RELEASE);
     }

@@ -28,7 +28,7 @@ static void *new_block(uint64_t size, uint32_t granule)
     void *b = aligned_alloc(4096, rounded);
     assert_non_null(b);
     memset(b, 0xa5, rounded); /* format must not rely on zeroed memory */
-    assert_int_equal(dmce_block_format(b, size, granule, 4096, 7), 0);
+    assert_int_equal(dmce_block_format(b, size, granule, 4096, 7, 0), 0);
     assert_int_equal(dmce_block_attach(b, size), 0);
     assert_int_equal(dmce_block_verify(b), 0);
     return b;
@@ -104,15 +104,15 @@ static void test_format_errors(void **state)
     (void)state;
     void *b = aligned_alloc(4096, 65536);
     assert_non_null(b);
-    assert_int_equal(dmce_block_format(NULL, 65536, 128, 4096, 1), -EINVAL);
-    assert_int_equal(dmce_block_format(b, 65536, 32, 4096, 1), -EINVAL);
-    assert_int_equal(dmce_block_format(b, 65536, 100, 4096, 1), -EINVAL);
-    assert_int_equal(dmce_block_format(b, 65536, 8192, 4096, 1), -EINVAL);
-    assert_int_equal(dmce_block_format(b, 65536, 0, 4096, 1), -EINVAL);
-    assert_int_equal(dmce_block_format((char *)b + 8, 4096, 64, 4096, 1), -EINVAL);
+    assert_int_equal(dmce_block_format(NULL, 65536, 128, 4096, 1, 0), -EINVAL);
+    assert_int_equal(dmce_block_format(b, 65536, 32, 4096, 1, 0), -EINVAL);
+    assert_int_equal(dmce_block_format(b, 65536, 100, 4096, 1, 0), -EINVAL);
+    assert_int_equal(dmce_block_format(b, 65536, 8192, 4096, 1, 0), -EINVAL);
+    assert_int_equal(dmce_block_format(b, 65536, 0, 4096, 1, 0), -EINVAL);
+    assert_int_equal(dmce_block_format((char *)b + 8, 4096, 64, 4096, 1, 0), -EINVAL);
     /* smallest block: header, one map word padded to 64, one granule */
-    assert_int_equal(dmce_block_format(b, 256 + 64 + 64 - 1, 64, 4096, 1), -EINVAL);
-    assert_int_equal(dmce_block_format(b, 256 + 64 + 64, 64, 4096, 1), 0);
+    assert_int_equal(dmce_block_format(b, 256 + 64 + 64 - 1, 64, 4096, 1, 0), -EINVAL);
+    assert_int_equal(dmce_block_format(b, 256 + 64 + 64, 64, 4096, 1, 0), 0);
     assert_int_equal(hdr(b)->ngranules, 1);
     assert_int_equal(hdr(b)->data_offset, 320);
     assert_int_equal(dmce_block_max_alloc(b), 48);
@@ -122,7 +122,7 @@ static void test_format_errors(void **state)
     assert_int_equal(dmce_alloc(b, 1, 1, &off), DMCE_ENOMEM);
     assert_int_equal(dmce_block_verify(b), 0);
     /* too many granules for 30-bit run lengths */
-    assert_int_equal(dmce_block_format(b, (1ull << 30) * 68 + 4096, 64, 4096, 1), -EINVAL);
+    assert_int_equal(dmce_block_format(b, (1ull << 30) * 68 + 4096, 64, 4096, 1, 0), -EINVAL);
     free(b);
 }
 
@@ -141,7 +141,7 @@ static void test_attach_errors(void **state)
     h->magic ^= 1;
     assert_int_equal(dmce_block_attach(b, size), DMCE_EBADMAGIC);
     h->magic ^= 1;
-    h->version = 2;
+    h->version = DMCE_BLOCK_VERSION + 1;
     assert_int_equal(dmce_block_attach(b, size), DMCE_EVERSION);
     h->version = DMCE_BLOCK_VERSION;
     h->layout ^= 0x100;
@@ -857,6 +857,146 @@ static void test_garbage_block(void **state)
     }
 }
 
+/* ---- high-water mark ---------------------------------------------------- */
+
+/* ZEROED: never-used memory is handed out as is; reused memory is cleared. */
+static void test_zeroed_block_skips_clearing_fresh_memory(void **state)
+{
+    (void)state;
+    const uint64_t size = 256 * 1024;
+    uint8_t *b = aligned_alloc(4096, size);
+    assert_non_null(b);
+    memset(b, 0, size);
+    assert_int_equal(dmce_block_format(b, size, 128, 4096, 1, DMCE_BLOCK_ZEROED), 0);
+    assert_int_equal(hdr(b)->hwm, 0);
+    uint64_t a1, a2, a3;
+    assert_int_equal(dmce_alloc(b, 1000, 1, &a1), 0);
+    assert_int_equal(hdr(b)->hwm, 8); /* (1000 + 16) / 128 rounded up */
+    memset(b + a1, 0x5a, 1000);
+    /* Mark memory above the high-water mark: the allocator must not touch it. */
+    uint64_t above = a1 + 4096;
+    b[above] = 0x77;
+    assert_int_equal(dmce_alloc(b, 8192, 1, &a2), 0);
+    assert_true(a2 <= above && above < a2 + 8192);
+    assert_int_equal(b[above], 0x77); /* vouched zero, so left alone */
+    assert_int_equal(hdr(b)->hwm, 8 + 65);
+    /* Freed and reused below the mark: cleared. */
+    assert_int_equal(dmce_alloc_free(b, a1, NULL, NULL), 0);
+    assert_int_equal(dmce_alloc(b, 900, 1, &a3), 0);
+    assert_true(a3 == a1);
+    for (int i = 0; i < 900; i++)
+        assert_int_equal(b[a3 + (uint64_t)i], 0);
+    assert_int_equal(dmce_block_verify(b), 0);
+    /* An allocation above the mark is corruption. */
+    ((dmce_block_hdr_t *)b)->hwm = 8;
+    assert_int_equal(dmce_block_verify(b), DMCE_ECORRUPT);
+    ((dmce_block_hdr_t *)b)->hwm = hdr(b)->ngranules + 1;
+    assert_int_equal(dmce_block_attach(b, size), DMCE_ECORRUPT);
+    free(b);
+}
+
+/* Without ZEROED every allocation clears its bytes, whatever the memory held. */
+static void test_unzeroed_block_clears_everything(void **state)
+{
+    (void)state;
+    const uint64_t size = 64 * 1024;
+    uint8_t *b = new_block(size, 128); /* filled with 0xa5 before format */
+    assert_int_equal(hdr(b)->hwm, hdr(b)->ngranules);
+    uint64_t a;
+    assert_int_equal(dmce_alloc(b, 20000, 1, &a), 0);
+    for (int i = 0; i < 20000; i++)
+        assert_int_equal(b[a + (uint64_t)i], 0);
+    free(b);
+}
+
+/* ---- checking through a reader (clients with windows) -------------------- */
+
+typedef struct rd_ctx {
+    const uint8_t *base;
+    uint64_t size;
+    unsigned calls, fail_at; /* fail the fail_at-th read (1-based); 0 = never */
+} rd_ctx_t;
+
+static int rd_copy(void *ctx, uint64_t off, void *dst, uint32_t len)
+{
+    rd_ctx_t *r = ctx;
+    if (r->fail_at && ++r->calls == r->fail_at)
+        return -EIO;
+    if (off > r->size || len > r->size - off)
+        return -ERANGE;
+    memcpy(dst, r->base + off, len);
+    return 0;
+}
+
+/* dmce_alloc_check_via agrees with dmce_alloc_check on every offset and length. */
+static void test_check_via_reader_agrees(void **state)
+{
+    (void)state;
+    const uint64_t size = 128 * 1024;
+    uint8_t *b = new_block(size, 64);
+    uint64_t offs[40];
+    unsigned seed = 12345;
+    for (int i = 0; i < 40; i++) {
+        seed = seed * 1103515245u + 12345u;
+        assert_int_equal(dmce_alloc(b, 1 + seed % 3000, (uint32_t)i, &offs[i]), 0);
+    }
+    for (int i = 0; i < 40; i += 4)
+        assert_int_equal(dmce_alloc_free(b, offs[i], NULL, NULL), 0);
+    rd_ctx_t rc = {b, size, 0, 0};
+    dmce_block_reader_t rd = {rd_copy, &rc};
+    unsigned n_ok = 0, n_bad = 0, n_cross = 0;
+    for (uint64_t off = 0; off < size; off += 37) {
+        for (uint64_t len = 0; len < 5000; len += 1237) {
+            int want = dmce_alloc_check(b, off, len);
+            dmce_alloc_info_t ai;
+            int got = dmce_alloc_check_via(&rd, size, off, len, &ai);
+            assert_int_equal(got, want);
+            if (want == 0) {
+                dmce_alloc_info_t li;
+                assert_int_equal(dmce_alloc_lookup(b, off, &li), 0);
+                assert_true(ai.offset == li.offset && ai.size == li.size && ai.owner == li.owner);
+                n_ok++;
+            }
+            n_bad += want == DMCE_EBADADDR;
+            n_cross += want == DMCE_ECROSSEND;
+        }
+    }
+    assert_true(n_ok > 100 && n_bad > 100 && n_cross > 10);
+    free(b);
+}
+
+/* A reader failure comes back as is; a bad header gets the attach errors. */
+static void test_check_via_reader_errors(void **state)
+{
+    (void)state;
+    const uint64_t size = 64 * 1024;
+    uint8_t *b = new_block(size, 128);
+    uint64_t a;
+    assert_int_equal(dmce_alloc(b, 5000, 1, &a), 0);
+    dmce_block_reader_t rd;
+    for (unsigned k = 1; k <= 4; k++) {
+        rd_ctx_t rc = {b, size, 0, k};
+        rd = (dmce_block_reader_t){rd_copy, &rc};
+        int r = dmce_alloc_check_via(&rd, size, a + 4000, 10, NULL);
+        assert_true(r == -EIO || (r == 0 && rc.calls < k)); /* fewer reads than k: no failure */
+    }
+    rd_ctx_t ok = {b, size, 0, 0};
+    rd = (dmce_block_reader_t){rd_copy, &ok};
+    assert_int_equal(dmce_alloc_check_via(&rd, size, a + 4000, 10, NULL), 0);
+    assert_int_equal(dmce_alloc_check_via(&rd, size * 2, a, 1, NULL), DMCE_ECORRUPT);
+    ((dmce_block_hdr_t *)b)->magic ^= 1;
+    assert_int_equal(dmce_alloc_check_via(&rd, size, a, 1, NULL), DMCE_EBADMAGIC);
+    ((dmce_block_hdr_t *)b)->magic ^= 1;
+    ((dmce_block_hdr_t *)b)->version ^= 0x10;
+    assert_int_equal(dmce_alloc_check_via(&rd, size, a, 1, NULL), DMCE_EVERSION);
+    ((dmce_block_hdr_t *)b)->version ^= 0x10;
+    ((dmce_block_hdr_t *)b)->layout ^= 1;
+    assert_int_equal(dmce_alloc_check_via(&rd, size, a, 1, NULL), DMCE_ELAYOUT);
+    ((dmce_block_hdr_t *)b)->layout ^= 1;
+    assert_int_equal(dmce_alloc_check_via(NULL, size, a, 1, NULL), -EINVAL);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -869,6 +1009,10 @@ int main(void)
         cmocka_unit_test(test_granule_4096),        cmocka_unit_test(test_stress),
         cmocka_unit_test(test_corrupt_map),         cmocka_unit_test(test_corrupt_alloc_header),
         cmocka_unit_test(test_corrupt_free_lists),  cmocka_unit_test(test_garbage_block),
+        cmocka_unit_test(test_zeroed_block_skips_clearing_fresh_memory),
+        cmocka_unit_test(test_unzeroed_block_clears_everything),
+        cmocka_unit_test(test_check_via_reader_agrees),
+        cmocka_unit_test(test_check_via_reader_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
