@@ -1,404 +1,258 @@
 /*
- * bench_msmp.c - dmce-bench-msmp: latency and throughput of one client
- * doing dmce_read or dmce_write on one allocation, over MSMP.
+ * bench_msmp.c - dmce-bench-msmp: latency and throughput of dmce_read /
+ * dmce_write over MSMP, one or several client processes.
  *
- * Uses only the public client API (dmce/client.h) plus the runtime's
- * histogram (hist.h). One process, one thread, one connection: the same
- * shape as `redis-benchmark -c 1`, which perf/run-msmp-bench.sh runs beside
- * it.
+ * Uses only the public client API (dmce/client.h); the timing, warm-up,
+ * repetitions, client processes and output come from the common frame
+ * (bench.h), the same as for the peers (bench_peers.c), so dmce and
+ * Redis/memcached are measured by one loop into one kind of histogram.
  *
- *   connect -> dmce_setup(16 MiB) -> dmce_malloc(--size) -> write a pattern
- *   and read it back (sanity check) -> --warmup untimed ops -> --reps
- *   repetitions of the timed loop -> free -> disconnect.
+ * Each client process: connect (every memd-*.sock of --runtime-dir, or
+ * one --socket) -> dmce_setup(max(16 MiB, 2 x size)) -> dmce_malloc(size)
+ * -> write a pattern and read it back (sanity check) -> warm-up -> timed
+ * repetitions -> dmce_free -> dmce_disconnect. dmce_malloc spreads the
+ * clients' allocations round robin over the daemons.
  *
- * Timed loop: each op is bracketed by two CLOCK_MONOTONIC reads and its
- * latency recorded in a dmce_hist_t (relative error <= 1/256). A
- * repetition stops after --ops ops or --duration-s seconds, whichever
- * comes first; its ops/s is ops done / wall time of the loop (the clock
- * reads are included, about 20-40 ns per op).
+ * --access msmp (default) connects with DMCE_CONNECT_NO_MAP: every op is
+ * an MSMP request and response over the daemon's Unix socket (the
+ * out-of-process path). --access mapped connects as an application does
+ * by default: local blocks are mapped (fds passed over the socket) and
+ * dmce_read / dmce_write copy through the mapping after checking the
+ * block's allocation map, with no message (the in-process path).
  *
- * Report: per repetition ops/s, p50, p99, p99.9 (us); then the median of
- * each over the repetitions and the spread of ops/s (min..max). Medians
- * over repetitions rather than one merged histogram, so that one noisy
- * repetition cannot move the summary. With --json, stdout gets exactly
- * one JSON object (one line) and the human-readable lines go to stderr.
+ * Result: area "msmp", bench "get" (--op read) or "set" (--op write), impl
+ * "dmce" (msmp access) or "dmce-mapped", params size and clients; with one
+ * client over msmp its limit is the Unix socket round trip of the same
+ * size (limits area, unix_rtt[size=N]).
  *
- * Exit status: 0 on success, 1 on any dmce failure (message from
- * dmce_strerror), 2 on bad usage.
+ * Exit status: 0 ok, 1 a dmce call failed (message from dmce_strerror),
+ * 2 bad usage.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <dmce/client.h>
 #include <dmce/error.h>
 
-#include "hist.h"
+#include "bench.h"
 
 #define PROG "dmce-bench-msmp"
-#define SETUP_BYTES (UINT64_C(16) << 20)
-#define MAX_REPS 1000
+#define MIN_SETUP_BYTES (UINT64_C(16) << 20)
+#define MAX_SIZE (UINT64_C(64) << 20)
 
-typedef enum { OP_READ, OP_WRITE } op_kind_t;
-
-typedef struct options {
+typedef struct msmp_ctx {
+    /* options */
     const char *runtime_dir;
     const char *socket;
     uint64_t size;
-    uint64_t ops;
-    double duration_s;
-    uint64_t warmup;
-    unsigned reps;
-    op_kind_t op;
-    int json;
-} options_t;
-
-typedef struct rep_result {
-    uint64_t ops;
-    double seconds;
-    double ops_per_s;
-    double p50_us, p99_us, p999_us;
-} rep_result_t;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: " PROG " [options]\n"
-            "  --runtime-dir DIR  connect to every memd-*.sock in DIR (default $DMCE_RUNTIME_DIR)\n"
-            "  --socket PATH      or to this one daemon socket\n"
-            "  --size BYTES       bytes per op, size of the allocation (default 64)\n"
-            "  --ops N            ops per repetition (default 10000)\n"
-            "  --duration-s S     at most S seconds per repetition (default 10)\n"
-            "  --warmup N         untimed ops before the first repetition (default 1000)\n"
-            "  --reps R           repetitions (default 5)\n"
-            "  --op read|write    operation (default read)\n"
-            "  --json             one JSON object on stdout; human output on stderr\n"
-            "  --help\n");
-}
-
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (s[0] == '-' || s[0] == '\0')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_args(int argc, char **argv, options_t *o)
-{
-    static const struct option longopts[] = {
-        {"runtime-dir", required_argument, NULL, 'r'},
-        {"socket", required_argument, NULL, 's'},
-        {"size", required_argument, NULL, 'z'},
-        {"ops", required_argument, NULL, 'n'},
-        {"duration-s", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'},
-        {"reps", required_argument, NULL, 'R'},
-        {"op", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *o = (options_t){
-        .size = 64, .ops = 10000, .duration_s = 10.0, .warmup = 1000, .reps = 5, .op = OP_READ};
-    int c;
-    uint64_t v;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'r': o->runtime_dir = optarg; break;
-        case 's': o->socket = optarg; break;
-        case 'z':
-            if (parse_u64(optarg, 1, SETUP_BYTES, &o->size) < 0) {
-                fprintf(stderr, PROG ": --size: expected 1..%llu, got '%s'\n",
-                        (unsigned long long)SETUP_BYTES, optarg);
-                return -1;
-            }
-            break;
-        case 'n':
-            if (parse_u64(optarg, 1, UINT64_C(1) << 40, &o->ops) < 0) {
-                fprintf(stderr, PROG ": --ops: expected a positive integer, got '%s'\n", optarg);
-                return -1;
-            }
-            break;
-        case 'd': {
-            char *end;
-            errno = 0;
-            double d = strtod(optarg, &end);
-            if (errno || *end != '\0' || !(d > 0.0) || d > 86400.0) {
-                fprintf(stderr, PROG ": --duration-s: expected 0 < S <= 86400, got '%s'\n",
-                        optarg);
-                return -1;
-            }
-            o->duration_s = d;
-            break;
-        }
-        case 'w':
-            if (parse_u64(optarg, 0, UINT64_C(1) << 40, &o->warmup) < 0) {
-                fprintf(stderr, PROG ": --warmup: expected an integer >= 0, got '%s'\n", optarg);
-                return -1;
-            }
-            break;
-        case 'R':
-            if (parse_u64(optarg, 1, MAX_REPS, &v) < 0) {
-                fprintf(stderr, PROG ": --reps: expected 1..%d, got '%s'\n", MAX_REPS, optarg);
-                return -1;
-            }
-            o->reps = (unsigned)v;
-            break;
-        case 'o':
-            if (strcmp(optarg, "read") == 0) {
-                o->op = OP_READ;
-            } else if (strcmp(optarg, "write") == 0) {
-                o->op = OP_WRITE;
-            } else {
-                fprintf(stderr, PROG ": --op: expected read or write, got '%s'\n", optarg);
-                return -1;
-            }
-            break;
-        case 'j': o->json = 1; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
-    if (o->runtime_dir && o->socket) {
-        fprintf(stderr, PROG ": give --runtime-dir or --socket, not both\n");
-        return -1;
-    }
-    return 0;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int do_op(dmce_client_t *c, op_kind_t op, dmce_addr_t addr, unsigned char *buf,
-                 size_t len)
-{
-    return op == OP_READ ? dmce_read(c, addr, buf, len) : dmce_write(c, addr, buf, len);
-}
-
-static void fail(const char *what, int err)
-{
-    fprintf(stderr, PROG ": %s: %s (%s)\n", what, dmce_strerror(err), dmce_err_name(err));
-}
-
-/* One timed repetition. Returns 0, or the failing op's error. */
-static int run_rep(dmce_client_t *c, const options_t *o, dmce_addr_t addr, unsigned char *buf,
-                   dmce_hist_t *h, rep_result_t *r)
-{
-    const uint64_t limit_ns = (uint64_t)(o->duration_s * 1e9);
-    dmce_hist_reset(h);
-    uint64_t start = now_ns(), t1 = start, done = 0;
-    while (done < o->ops && t1 - start < limit_ns) {
-        if (o->op == OP_WRITE)
-            buf[0] = (unsigned char)done; /* not the same bytes every time */
-        uint64_t t0 = now_ns();
-        int rc = do_op(c, o->op, addr, buf, (size_t)o->size);
-        t1 = now_ns();
-        if (rc < 0)
-            return rc;
-        dmce_hist_record(h, t1 - t0);
-        done++;
-    }
-    r->ops = done;
-    r->seconds = (double)(t1 - start) / 1e9;
-    r->ops_per_s = r->seconds > 0 ? (double)done / r->seconds : 0.0;
-    r->p50_us = (double)dmce_hist_percentile(h, 50.0) / 1e3;
-    r->p99_us = (double)dmce_hist_percentile(h, 99.0) / 1e3;
-    r->p999_us = (double)dmce_hist_percentile(h, 99.9) / 1e3;
-    return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of n values (sorts a copy; n <= MAX_REPS). */
-static double median(const double *v, unsigned n)
-{
-    double tmp[MAX_REPS];
-    memcpy(tmp, v, n * sizeof(*v));
-    qsort(tmp, n, sizeof(*tmp), cmp_double);
-    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2.0;
-}
-
-/* Write a pattern, read it back, compare: the benchmark measures working ops. */
-static int sanity_check(dmce_client_t *c, dmce_addr_t addr, unsigned char *buf,
-                        unsigned char *back, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (unsigned char)(i * 131u + 7u);
-    int rc = dmce_write(c, addr, buf, len);
-    if (rc < 0) {
-        fail("dmce_write (sanity check)", rc);
-        return -1;
-    }
-    memset(back, 0, len);
-    rc = dmce_read(c, addr, back, len);
-    if (rc < 0) {
-        fail("dmce_read (sanity check)", rc);
-        return -1;
-    }
-    if (memcmp(buf, back, len) != 0) {
-        fprintf(stderr, PROG ": sanity check: read back differs from what was written\n");
-        return -1;
-    }
-    return 0;
-}
-
-static int bench(dmce_client_t *c, const options_t *o)
-{
-    FILE *human = o->json ? stderr : stdout;
-    const char *opname = o->op == OP_READ ? "read" : "write";
+    int write;
+    int mapped;
+    /* per client process */
+    dmce_client_t *client; /* owner: setup; released by teardown */
     dmce_addr_t addr;
-    int rc = dmce_malloc(c, o->size, &addr);
-    if (rc < 0) {
-        fail("dmce_malloc", rc);
+    int allocated;
+    unsigned char *buf, *back;
+} msmp_ctx_t;
+
+static int set_runtime_dir(void *u, const char *v)
+{
+    ((msmp_ctx_t *)u)->runtime_dir = v;
+    return 0;
+}
+
+static int set_socket(void *u, const char *v)
+{
+    ((msmp_ctx_t *)u)->socket = v;
+    return 0;
+}
+
+static int set_size(void *u, const char *v)
+{
+    if (dmce_bench_parse_size(v, 1, MAX_SIZE, &((msmp_ctx_t *)u)->size) < 0) {
+        fprintf(stderr, PROG ": --size: expected 1..64M bytes (K/M suffix), got '%s'\n", v);
         return -1;
     }
-    int ret = -1;
-    unsigned char *buf = malloc((size_t)o->size), *back = malloc((size_t)o->size);
-    dmce_hist_t *h = malloc(sizeof(*h));
-    rep_result_t *res = calloc(o->reps, sizeof(*res));
-    double *col = calloc(o->reps, sizeof(*col));
-    if (!buf || !back || !h || !res || !col) {
-        fail("out of memory", -ENOMEM);
-        goto out;
-    }
-    dmce_hist_init(h);
-    if (sanity_check(c, addr, buf, back, (size_t)o->size) < 0)
-        goto out;
+    return 0;
+}
 
-    for (uint64_t i = 0; i < o->warmup; i++) {
-        rc = do_op(c, o->op, addr, buf, (size_t)o->size);
-        if (rc < 0) {
-            fail(o->op == OP_READ ? "dmce_read (warmup)" : "dmce_write (warmup)", rc);
-            goto out;
-        }
+static int set_op(void *u, const char *v)
+{
+    msmp_ctx_t *x = u;
+    if (strcmp(v, "read") == 0 || strcmp(v, "get") == 0) {
+        x->write = 0;
+    } else if (strcmp(v, "write") == 0 || strcmp(v, "set") == 0) {
+        x->write = 1;
+    } else {
+        fprintf(stderr, PROG ": --op: expected read or write, got '%s'\n", v);
+        return -1;
     }
+    return 0;
+}
 
-    fprintf(human, "msmp %s, %llu bytes, %llu ops x %u reps (max %.1f s each), warmup %llu\n",
-            opname, (unsigned long long)o->size, (unsigned long long)o->ops, o->reps,
-            o->duration_s, (unsigned long long)o->warmup);
-    fprintf(human, "%4s %10s %12s %10s %10s %10s\n", "rep", "ops", "ops/s", "p50 us", "p99 us",
-            "p99.9 us");
-    for (unsigned r = 0; r < o->reps; r++) {
-        rc = run_rep(c, o, addr, buf, h, &res[r]);
-        if (rc < 0) {
-            fail(o->op == OP_READ ? "dmce_read" : "dmce_write", rc);
-            goto out;
-        }
-        fprintf(human, "%4u %10llu %12.0f %10.2f %10.2f %10.2f\n", r + 1,
-                (unsigned long long)res[r].ops, res[r].ops_per_s, res[r].p50_us, res[r].p99_us,
-                res[r].p999_us);
+static int set_access(void *u, const char *v)
+{
+    msmp_ctx_t *x = u;
+    if (strcmp(v, "msmp") == 0) {
+        x->mapped = 0;
+    } else if (strcmp(v, "mapped") == 0) {
+        x->mapped = 1;
+    } else {
+        fprintf(stderr, PROG ": --access: expected msmp or mapped, got '%s'\n", v);
+        return -1;
     }
+    return 0;
+}
 
-    double lo = res[0].ops_per_s, hi = res[0].ops_per_s;
-    for (unsigned r = 0; r < o->reps; r++) {
-        col[r] = res[r].ops_per_s;
-        lo = col[r] < lo ? col[r] : lo;
-        hi = col[r] > hi ? col[r] : hi;
+static const char *msmp_strerror(int err)
+{
+    return dmce_strerror(err);
+}
+
+static void msmp_teardown(void *p, unsigned client)
+{
+    msmp_ctx_t *x = p;
+    if (x->allocated) {
+        int rc = dmce_free(x->client, x->addr);
+        if (rc < 0)
+            fprintf(stderr, PROG ": client %u: dmce_free: %s\n", client, dmce_strerror(rc));
+        x->allocated = 0;
     }
-    double med_ops = median(col, o->reps);
-    for (unsigned r = 0; r < o->reps; r++)
-        col[r] = res[r].p50_us;
-    double med_p50 = median(col, o->reps);
-    for (unsigned r = 0; r < o->reps; r++)
-        col[r] = res[r].p99_us;
-    double med_p99 = median(col, o->reps);
-    for (unsigned r = 0; r < o->reps; r++)
-        col[r] = res[r].p999_us;
-    double med_p999 = median(col, o->reps);
-
-    fprintf(human, "%4s %10s %12.0f %10.2f %10.2f %10.2f   (spread ops/s %.0f..%.0f)\n", "med",
-            "", med_ops, med_p50, med_p99, med_p999, lo, hi);
-
-    if (o->json) {
-        printf("{\"bench\":\"msmp\",\"op\":\"%s\",\"size\":%llu,\"ops_per_s\":%.1f,"
-               "\"p50_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,\"ops_per_s_min\":%.1f,"
-               "\"ops_per_s_max\":%.1f,\"ops\":%llu,\"warmup\":%llu,\"reps\":[",
-               opname, (unsigned long long)o->size, med_ops, med_p50, med_p99, med_p999, lo, hi,
-               (unsigned long long)o->ops, (unsigned long long)o->warmup);
-        for (unsigned r = 0; r < o->reps; r++)
-            printf("%s%.1f", r ? "," : "", res[r].ops_per_s);
-        printf("]}\n");
-        fflush(stdout);
+    if (x->client) {
+        int rc = dmce_disconnect(x->client);
+        if (rc < 0)
+            fprintf(stderr, PROG ": client %u: dmce_disconnect: %s\n", client, dmce_strerror(rc));
+        x->client = NULL;
     }
-    ret = 0;
+    free(x->buf);
+    free(x->back);
+    x->buf = x->back = NULL;
+}
 
-out:
-    rc = dmce_free(c, addr);
-    if (rc < 0 && ret == 0) {
-        fail("dmce_free", rc);
-        ret = -1;
+static int msmp_setup(void *p, unsigned client)
+{
+    msmp_ctx_t *x = p;
+    dmce_connect_opts_t copts;
+    memset(&copts, 0, sizeof(copts));
+    copts.flags = x->mapped ? 0 : DMCE_CONNECT_NO_MAP;
+    const char *socks[1] = {x->socket};
+    if (x->socket) {
+        copts.sockets = socks;
+        copts.nsockets = 1;
+    } else {
+        copts.runtime_dir = x->runtime_dir;
     }
-    free(col);
-    free(res);
-    if (h)
-        dmce_hist_destroy(h);
-    free(h);
-    free(back);
-    free(buf);
-    return ret;
+    int rc = dmce_connect(&copts, &x->client);
+    if (rc < 0) {
+        const char *dir = x->runtime_dir ? x->runtime_dir : getenv("DMCE_RUNTIME_DIR");
+        fprintf(stderr, PROG ": client %u: dmce_connect %s: %s\n", client,
+                x->socket ? x->socket
+                : dir     ? dir
+                          : "$DMCE_RUNTIME_DIR (unset)",
+                dmce_strerror(rc));
+        x->client = NULL;
+        return rc;
+    }
+    uint64_t amount = x->size * 2 > MIN_SETUP_BYTES ? x->size * 2 : MIN_SETUP_BYTES;
+    const char *what = "dmce_setup";
+    if ((rc = dmce_setup(x->client, amount, 0, NULL, NULL)) < 0)
+        goto fail;
+    what = "dmce_malloc";
+    if ((rc = dmce_malloc(x->client, x->size, &x->addr)) < 0)
+        goto fail;
+    x->allocated = 1;
+    x->buf = malloc(x->size);
+    x->back = malloc(x->size);
+    what = "out of memory";
+    if (!x->buf || !x->back) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    /* Sanity check: the benchmark measures ops that work. */
+    for (uint64_t i = 0; i < x->size; i++)
+        x->buf[i] = (unsigned char)(i * 131u + 7u + client);
+    what = "dmce_write (sanity check)";
+    if ((rc = dmce_write(x->client, x->addr, x->buf, x->size)) < 0)
+        goto fail;
+    memset(x->back, 0, x->size);
+    what = "dmce_read (sanity check)";
+    if ((rc = dmce_read(x->client, x->addr, x->back, x->size)) < 0)
+        goto fail;
+    if (memcmp(x->buf, x->back, x->size) != 0) {
+        fprintf(stderr, PROG ": client %u: sanity check: read back differs from what was written\n",
+                client);
+        rc = -EIO;
+        goto fail_quiet;
+    }
+    return 0;
+fail:
+    fprintf(stderr, PROG ": client %u: %s: %s\n", client, what, dmce_strerror(rc));
+fail_quiet:
+    msmp_teardown(x, client);
+    return rc;
+}
+
+static int msmp_op(void *p, uint64_t i)
+{
+    msmp_ctx_t *x = p;
+    if (x->write) {
+        x->buf[0] = (unsigned char)i; /* not the same bytes every time */
+        return dmce_write(x->client, x->addr, x->buf, x->size);
+    }
+    return dmce_read(x->client, x->addr, x->buf, x->size);
 }
 
 int main(int argc, char **argv)
 {
-    options_t o;
-    if (parse_args(argc, argv, &o) < 0)
+    msmp_ctx_t x = {.size = 64};
+    static const dmce_bench_opt_t own[] = {
+        {"runtime-dir", "DIR", "connect to every memd-*.sock in DIR (default $DMCE_RUNTIME_DIR)",
+         set_runtime_dir},
+        {"socket", "PATH", "or to this one daemon socket", set_socket},
+        {"size", "BYTES", "bytes per op and size of the allocation (default 64)", set_size},
+        {"op", "read|write", "operation (default read)", set_op},
+        {"access", "msmp|mapped", "every op a message (default), or through mapped blocks",
+         set_access},
+    };
+    dmce_bench_prog_t prog = {
+        .name = PROG,
+        .summary = "dmce_read / dmce_write latency and throughput over MSMP (Unix sockets).",
+        .opts = own,
+        .nopts = sizeof(own) / sizeof(own[0]),
+        .user = &x,
+        .ops = 10000,
+        .warmup = 1000,
+        .reps = 5,
+        .duration_s = 10.0,
+    };
+    dmce_bench_opts_t o;
+    int rc = dmce_bench_parse(&prog, argc, argv, &o);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    if (x.runtime_dir && x.socket) {
+        fprintf(stderr, PROG ": give --runtime-dir or --socket, not both\n");
         return 2;
-
-    dmce_connect_opts_t copts;
-    memset(&copts, 0, sizeof(copts));
-    const char *socks[1];
-    if (o.socket) {
-        socks[0] = o.socket;
-        copts.sockets = socks;
-        copts.nsockets = 1;
-    } else {
-        copts.runtime_dir = o.runtime_dir;
     }
 
-    dmce_client_t *c = NULL;
-    int rc = dmce_connect(&copts, &c);
-    if (rc < 0) {
-        const char *where = o.socket        ? o.socket
-                            : o.runtime_dir ? o.runtime_dir
-                            : getenv("DMCE_RUNTIME_DIR") ? getenv("DMCE_RUNTIME_DIR")
-                                                         : "$DMCE_RUNTIME_DIR (unset)";
-        fprintf(stderr, PROG ": dmce_connect %s: %s (%s)\n", where, dmce_strerror(rc),
-                dmce_err_name(rc));
-        return 1;
-    }
-    rc = dmce_setup(c, SETUP_BYTES, 0, NULL, NULL);
-    if (rc < 0) {
-        fail("dmce_setup (16 MiB)", rc);
-        dmce_disconnect(c);
-        return 1;
-    }
-    int ret = bench(c, &o) < 0 ? 1 : 0;
-    rc = dmce_disconnect(c);
-    if (rc < 0 && ret == 0) {
-        fail("dmce_disconnect", rc);
-        ret = 1;
-    }
-    return ret;
+    dmce_bench_case_t c;
+    if (dmce_bench_case_init(&c, "msmp", x.write ? "set" : "get",
+                             x.mapped ? "dmce-mapped" : "dmce") < 0 ||
+        dmce_perf_param_num(&c.res, "size", (double)x.size) < 0 ||
+        dmce_perf_param_num(&c.res, "clients", o.clients) < 0)
+        return 2;
+    c.res.bytes_per_op = (double)x.size;
+    if (o.clients == 1 && !x.mapped)
+        snprintf(c.res.limit, sizeof(c.res.limit), "unix_rtt[size=%llu]",
+                 (unsigned long long)x.size);
+    snprintf(c.res.note, sizeof(c.res.note), "dmce_%s of one allocation, %s",
+             x.write ? "write" : "read",
+             x.mapped ? "through the mapped block" : "every op a message (DMCE_CONNECT_NO_MAP)");
+    c.ctx = &x;
+    c.setup = msmp_setup;
+    c.op = msmp_op;
+    c.teardown = msmp_teardown;
+    c.strerror = msmp_strerror;
+    return dmce_bench_run(&c, &o) < 0 ? 1 : 0;
 }
