@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "msmp.h"
+#include "transport_ring.h"
 
 /* One memory daemon: its MSMP connection and what setup said. */
 struct dmce_conn {
@@ -28,6 +29,9 @@ struct dmce_conn {
     uint32_t max_payload;
     atomic_int pid;        /* the daemon's, from SO_PEERCRED at connect */
     atomic_int dead;       /* set by the watcher when that process exits */
+    int ring;              /* 1 after ring_open: frames travel through rt */
+    dmce_rt_t rt;          /* owner: this struct */
+    int bell;              /* the daemon worker's doorbell eventfd; owner: this struct */
 };
 
 /*

@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -66,6 +67,7 @@
 #include "log.h"
 #include "msmp.h"
 #include "topology.h"
+#include "transport_ring.h"
 #include "util.h"
 
 #define DMCE_MEMD_BATCH 16
@@ -121,6 +123,13 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"shm_dir", DMCE_CFG_STRING, OFF(shm_dir), "", 0, 0, NULL,
      "directory on a tmpfs or hugetlbfs mount for the block files; empty = POSIX shm "
      "(/dev/shm). A tmpfs mounted with huge=within_size gives blocks 2 MiB pages"},
+    {"rings", DMCE_CFG_BOOL, OFF(rings), "yes", 0, 0, NULL,
+     "offer local clients the shared-memory ring transport (else sockets only)"},
+    {"ring_capacity", DMCE_CFG_SIZE, OFF(ring_capacity), "256K", 4096, 16 << 20, NULL,
+     "bytes per ring (a power of two) when the client asks for the default"},
+    {"spin_us", DMCE_CFG_INT, OFF(spin_us), "50", 0, 10000, NULL,
+     "how long a worker, and a client waiting on a ring, may poll before sleeping, when "
+     "there are enough CPUs for every active spinner (0 = never spin)"},
     {"log_level", DMCE_CFG_ENUM, OFF(log_level), "info", 0, 0, level_names,
      "error, warn, info or debug"},
 };
@@ -176,9 +185,17 @@ struct memd_conn {
      * response frame it belongs to. Owner: this connection (dup()s, closed
      * once sent or when the connection closes).
      */
-    struct out_fd { size_t off; int fd; } *fds;
+    struct out_fd { size_t off; int fd[2]; unsigned n; } *fds;
     unsigned nfds, fds_cap;
     int want_out;               /* EPOLLOUT armed */
+    /*
+     * Ring transport: after ring_open, requests and responses travel through
+     * rt's rings and the socket only signals liveness. Owner of rt: this
+     * connection.
+     */
+    int ring;
+    dmce_rt_t rt;
+    uint64_t last_req_ns;       /* when its last request arrived (spin accounting) */
     struct memd_conn *prev, *next;
 };
 
@@ -187,7 +204,10 @@ struct memd_worker {
     pthread_t thread;
     int epfd;
     int evfd;
+    int bell;                   /* doorbell eventfd: ring clients wake a parked worker */
     int idx;
+    unsigned nrings;            /* ring connections of this worker */
+    atomic_uint active;         /* of those, with a request in the last ACTIVE_NS */
     struct memd_conn *conns;
 };
 
@@ -214,6 +234,8 @@ struct dmce_memd {
     atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
     atomic_int stop;
     uint64_t start_ms;
+    unsigned ncpus;             /* CPUs this daemon may run on */
+    atomic_uint spinning;       /* workers polling their rings right now */
     /* The prefault thread and its queue of new blocks (under pf_lock). */
     pthread_t pf_thread;
     int pf_on;
@@ -873,9 +895,30 @@ static void op_disconnect(struct dmce_memd *m, struct memd_conn *c, uint32_t len
     c->closing = 1;
 }
 
-/* Queue a dup of fd to go with the response that starts at output offset off. */
-static int conn_queue_fd(struct memd_conn *c, size_t off, int fd)
+/* Send buf[0, len) with descriptors fds[0..n) attached to its first byte. */
+static ssize_t send_with_fds(int sock, const uint8_t *buf, size_t len, const int *fds, unsigned n)
 {
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = CMSG_SPACE(n * sizeof(int))};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
+    return sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Queue dups of fds[0..n) to go with the response that starts at output offset off. */
+static int conn_queue_fds(struct memd_conn *c, size_t off, const int *fds, unsigned n)
+{
+    if (n == 0 || n > 2)
+        return -EINVAL;
     if (c->nfds == c->fds_cap) {
         unsigned cap = c->fds_cap ? 2 * c->fds_cap : 4;
         struct out_fd *p = realloc(c->fds, cap * sizeof(*p));
@@ -884,10 +927,18 @@ static int conn_queue_fd(struct memd_conn *c, size_t off, int fd)
         c->fds = p;
         c->fds_cap = cap;
     }
-    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (d < 0)
-        return -errno;
-    c->fds[c->nfds++] = (struct out_fd){off, d};
+    struct out_fd e = {.off = off};
+    for (unsigned i = 0; i < n; i++) {
+        e.fd[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+        if (e.fd[i] < 0) {
+            int r = -errno;
+            while (i-- > 0)
+                close(e.fd[i]);
+            return r;
+        }
+        e.n++;
+    }
+    c->fds[c->nfds++] = e;
     return 0;
 }
 
@@ -929,8 +980,23 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
     if (r < 0)
         return reply_error(m, c, &c->h, r);
     size_t at = c->out_len;
-    if (rq.flags & DMCE_MSMP_MAP_WANT_FD) {
-        r = conn_queue_fd(c, at, fd);
+    if ((rq.flags & DMCE_MSMP_MAP_WANT_FD) && c->ring) {
+        /*
+         * The response goes through the ring; the descriptor cannot. It goes
+         * first, on the socket (idle since ring_open), with one byte 'F' that
+         * the client reads when the response says a descriptor is attached.
+         */
+        static const uint8_t tag = 'F';
+        if (send_with_fds(c->fd, &tag, 1, &fd, 1) != 1) {
+            r = -errno;
+            LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
+                     strerror(errno));
+            return reply_error(m, c, &c->h, r ? r : -EIO);
+        }
+        rs.flags = DMCE_MSMP_MAP_FD;
+        STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
+    } else if (rq.flags & DMCE_MSMP_MAP_WANT_FD) {
+        r = conn_queue_fds(c, at, &fd, 1);
         if (r < 0) {
             LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
                      strerror(-r));
@@ -943,6 +1009,92 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
     uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_MAP_RESP_SIZE);
     if (out)
         dmce_msmp_map_resp_encode(&rs, out);
+}
+
+static int conn_flush(struct memd_conn *c);
+static void conn_close(struct memd_conn *c);
+
+/* Spin budget for clients of this daemon, and whether a worker may poll. */
+static int may_spin(struct dmce_memd *m, unsigned extra_spinners)
+{
+    if (m->cfg.spin_us == 0 || m->ncpus < 2)
+        return 0;
+    unsigned active = 0;
+    for (int i = 0; i < m->nworkers; i++)
+        active += atomic_load_explicit(&m->workers[i].active, memory_order_relaxed);
+    return active + atomic_load(&m->spinning) + extra_spinners <= m->ncpus;
+}
+
+/* Tell a ring client how to wait for its responses. */
+static void grant_spin(struct dmce_memd *m, struct memd_conn *c)
+{
+    uint32_t mode, ns = (uint32_t)m->cfg.spin_us * 1000u;
+    if (m->cfg.spin_us == 0 || m->ncpus < 2)
+        mode = DMCE_RT_SPIN_NONE;
+    else if (may_spin(m, 1))
+        mode = DMCE_RT_SPIN_PAUSE;
+    else
+        mode = DMCE_RT_SPIN_YIELD; /* more spinners than CPUs: take turns, do not burn them */
+    atomic_store_explicit(&c->rt.ctl->spin_mode, mode, memory_order_relaxed);
+    atomic_store_explicit(&c->rt.ctl->client_spin_ns, mode ? ns : 0, memory_order_relaxed);
+}
+
+/*
+ * ring_open: move this connection's requests and responses to a pair of
+ * shared-memory rings. The response (on the socket) carries the segment's
+ * memfd and the worker's doorbell eventfd; it is sent before this returns,
+ * and every later response goes to the ring.
+ */
+static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    if (len != DMCE_MSMP_RING_REQ_SIZE)
+        return reply_error(m, c, &c->h, -EBADMSG);
+    uint32_t cap = dmce_get_le32(p), flags = dmce_get_le32(p + 4);
+    if (flags)
+        return reply_error(m, c, &c->h, -EBADMSG);
+    if (!m->cfg.rings)
+        return reply_error(m, c, &c->h, -EOPNOTSUPP);
+    if (c->ring)
+        return reply_error(m, c, &c->h, -EALREADY);
+    if (cap == 0)
+        cap = (uint32_t)m->cfg.ring_capacity;
+    if (dmce_rt_segment_size(cap) == 0 || cap > (16u << 20))
+        return reply_error(m, c, &c->h, -EINVAL);
+    if (c->in_len - c->in_off != DMCE_MSMP_HDR_SIZE + len || c->out_len)
+        return reply_error(m, c, &c->h, -EPROTO); /* nothing may be in flight around the switch */
+    int segfd = -1;
+    int r = dmce_rt_create(cap, &segfd, &c->rt);
+    if (r < 0) {
+        LOG_WARN("client pid %d: no ring segment (%s); it stays on the socket", (int)c->pid,
+                 strerror(-r));
+        return reply_error(m, c, &c->h, r);
+    }
+    int fds[2] = {segfd, c->w->bell};
+    r = conn_queue_fds(c, c->out_len, fds, 2);
+    close(segfd); /* the queue holds a dup until it is sent */
+    uint8_t *out = r == 0 ? reply_begin(c, &c->h, 0, DMCE_MSMP_RING_RESP_SIZE) : NULL;
+    if (out) {
+        dmce_put_le32(out, cap);
+        dmce_put_le32(out + 4, 0);
+        dmce_put_le64(out + 8, c->rt.size);
+    }
+    /* The response must leave on the socket now: from here on output goes to the ring. */
+    if (!out || conn_flush(c) < 0 || c->out_len) {
+        LOG_WARN("client pid %d: ring_open response not sent; disconnecting it", (int)c->pid);
+        dmce_rt_unmap(&c->rt);
+        c->closing = 1;
+        return;
+    }
+    c->ring = 1;
+    c->last_req_ns = dmce_now_ns();
+    c->w->nrings++;
+    grant_spin(m, c);
+    /* The socket now only tells liveness (and carries map descriptors out). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = 0;
+    STAT_ADD(m, DMCE_STAT_RING_CLIENTS, 1);
+    LOG_DEBUG("client pid %d: ring transport, %u bytes per ring", (int)c->pid, cap);
 }
 
 static void collect_stats(struct dmce_memd *m, uint64_t *v)
@@ -1014,6 +1166,7 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
     case DMCE_MSMP_OP_DISCONNECT: return op_disconnect(m, c, len);
     case DMCE_MSMP_OP_STATS: return op_stats(m, c, len);
     case DMCE_MSMP_OP_MAP: return op_map(m, c, p, len);
+    case DMCE_MSMP_OP_RING_OPEN: return op_ring_open(m, c, p, len);
     default: return reply_error(m, c, &c->h, -EOPNOTSUPP);
     }
 }
@@ -1048,8 +1201,14 @@ static void conn_close(struct memd_conn *c)
     }
     atomic_fetch_sub(&m->clients, 1);
     for (unsigned i = 0; i < c->nfds; i++)
-        close(c->fds[i].fd);
+        for (unsigned k = 0; k < c->fds[i].n; k++)
+            close(c->fds[i].fd[k]);
     free(c->fds);
+    if (c->ring) {
+        dmce_rt_unmap(&c->rt); /* closes both rings: the client's waits end */
+        w->nrings--;
+        STAT_ADD(m, DMCE_STAT_RING_CLIENTS, (uint64_t)-1);
+    }
     free(c->in);
     free(c->out);
     free(c);
@@ -1064,38 +1223,37 @@ static void conn_arm(struct memd_conn *c, int want_out)
     c->want_out = want_out;
 }
 
-/* Send what is pending. Returns -1 if the connection must be closed now. */
-/* Send out[from, to) with descriptor fd attached to its first byte. */
-static ssize_t send_with_fd(int sock, const uint8_t *buf, size_t len, int fd)
+/* Ring connections: put pending output into the response ring, as much as fits. */
+static int conn_flush_ring(struct memd_conn *c)
 {
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    struct iovec iov = {(void *)buf, len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                         .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    return sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (c->out_off < c->out_len) {
+        int n = dmce_ring_write(&c->rt.rp.tx, c->out + c->out_off, c->out_len - c->out_off);
+        if (n < 0)
+            return -1; /* closed by the client, or a corrupt ring: drop the connection */
+        if (n == 0)
+            return 0; /* full: the worker comes back when the client has read */
+        c->out_off += (size_t)n;
+    }
+    c->out_off = c->out_len = 0;
+    return c->closing ? -1 : 0;
 }
 
 /* Send what is pending. Returns -1 if the connection must be closed now. */
 static int conn_flush(struct memd_conn *c)
 {
+    if (c->ring)
+        return conn_flush_ring(c);
     unsigned fi = 0; /* next descriptor to send; all before it are sent */
     while (c->out_off < c->out_len) {
         ssize_t n;
         if (fi < c->nfds && c->fds[fi].off == c->out_off) {
-            /* This response carries a descriptor: send it with its first byte. */
+            /* This response carries descriptors: send them with its first byte. */
             size_t end = fi + 1 < c->nfds ? c->fds[fi + 1].off : c->out_len;
-            n = send_with_fd(c->fd, c->out + c->out_off, end - c->out_off, c->fds[fi].fd);
+            n = send_with_fds(c->fd, c->out + c->out_off, end - c->out_off, c->fds[fi].fd,
+                              c->fds[fi].n);
             if (n > 0) {
-                close(c->fds[fi].fd);
+                for (unsigned k = 0; k < c->fds[fi].n; k++)
+                    close(c->fds[fi].fd[k]);
                 fi++;
             }
         } else {
@@ -1129,6 +1287,31 @@ static int conn_flush(struct memd_conn *c)
         return -1;
     conn_arm(c, 0);
     return 0;
+}
+
+/*
+ * Read up to len request bytes from the connection's transport: like
+ * recv(MSG_DONTWAIT): > 0 bytes, 0 at end of stream, -1 with errno
+ * (EAGAIN: nothing now; EPROTO: a corrupt ring).
+ */
+static ssize_t conn_recv(struct memd_conn *c, void *buf, size_t len)
+{
+    if (!c->ring)
+        return recv(c->fd, buf, len, MSG_DONTWAIT);
+    int n = dmce_ring_read(&c->rt.rp.rx, buf, len);
+    if (n > 0) {
+        c->last_req_ns = dmce_now_ns();
+        return n;
+    }
+    if (n == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n == DMCE_ECLOSED)
+        return 0;
+    LOG_WARN("client pid %d: request ring: %s; disconnecting it", (int)c->pid, dmce_strerror(n));
+    errno = EPROTO;
+    return -1;
 }
 
 /* Make room for `need` bytes from in_off on: compact, then grow. */
@@ -1194,7 +1377,7 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
         if (in_reserve(c, DMCE_MAX(need, (size_t)DMCE_MEMD_IN_CHUNK)) < 0)
             return -1;
         size_t room = c->in_cap - c->in_len;
-        ssize_t n = recv(c->fd, c->in + c->in_len, room, MSG_DONTWAIT);
+        ssize_t n = conn_recv(c, c->in + c->in_len, room);
         reads++;
         if (n == 0)
             return -1;
@@ -1217,10 +1400,21 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
     return 0;
 }
 
-/* 1 if a header is buffered but not yet handled (held back by backpressure). */
+/*
+ * 1 if a whole frame is buffered but not handled yet (held back by
+ * backpressure), or a header that must be answered as malformed. A frame
+ * still arriving does not count: nothing can be done with it until more
+ * bytes come, and a worker must not spin on it.
+ */
 static int conn_has_frame(const struct memd_conn *c)
 {
-    return c->in_len - c->in_off >= DMCE_MSMP_HDR_SIZE;
+    size_t avail = c->in_len - c->in_off;
+    if (avail < DMCE_MSMP_HDR_SIZE)
+        return 0;
+    dmce_msmp_hdr_t h;
+    if (dmce_msmp_hdr_decode(c->in + c->in_off, (uint32_t)c->w->m->cfg.max_payload, &h) < 0)
+        return 1;
+    return avail >= DMCE_MSMP_HDR_SIZE + (size_t)h.len;
 }
 
 static void conn_accept(struct memd_worker *w)
@@ -1271,6 +1465,92 @@ static void conn_accept(struct memd_worker *w)
     }
 }
 
+/* A ring client counts as active (for spin accounting) this long after a request. */
+#define ACTIVE_NS (5ull * 1000 * 1000)
+/* While spinning, look at the sockets (epoll) at least this often. */
+#define POLL_SLICE_NS (50ull * 1000)
+
+/*
+ * Serve every ring connection of w once: read and handle whole frames, put
+ * responses into the rings. Returns the number of connections that had
+ * requests. Updates w->active.
+ */
+static unsigned rings_service(struct memd_worker *w, uint64_t now)
+{
+    struct dmce_memd *m = w->m;
+    unsigned work = 0, active = 0;
+    for (struct memd_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->ring)
+            continue;
+        int bad = 0;
+        if (dmce_ring_readable(&c->rt.rp.rx) != 0 || conn_has_frame(c)) {
+            uint64_t before = c->last_req_ns;
+            bad = conn_input(m, c) < 0;
+            if (c->last_req_ns != before) {
+                work++;
+                grant_spin(m, c);
+            }
+        }
+        if (!bad && c->out_len)
+            bad = conn_flush(c) < 0;
+        if (bad) {
+            conn_close(c);
+            continue;
+        }
+        if (now - c->last_req_ns < ACTIVE_NS)
+            active++;
+    }
+    atomic_store_explicit(&w->active, active, memory_order_relaxed);
+    return work;
+}
+
+/* 1 if some ring connection of w has something to do now. */
+static int rings_pending(struct memd_worker *w)
+{
+    for (struct memd_conn *c = w->conns; c; c = c->next) {
+        if (!c->ring)
+            continue;
+        if (dmce_ring_readable(&c->rt.rp.rx) != 0 || conn_has_frame(c) ||
+            (c->out_len && dmce_ring_writable(&c->rt.rp.tx) != 0))
+            return 1;
+    }
+    return 0;
+}
+
+/* Tell every ring client of w whether this worker sleeps (doorbell needed). */
+static void rings_park(struct memd_worker *w, uint32_t parked)
+{
+    for (struct memd_conn *c = w->conns; c; c = c->next)
+        if (c->ring)
+            atomic_store_explicit(&c->rt.ctl->server_parked, parked, memory_order_relaxed);
+}
+
+/*
+ * The socket of a ring connection: only end of stream (the client went
+ * away) is expected. Returns -1 when the connection must close.
+ */
+static int ring_socket_event(struct memd_conn *c)
+{
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n > 0)
+        LOG_WARN("client pid %d sent bytes on its socket after ring_open; disconnecting it",
+                 (int)c->pid);
+    return -1;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     struct memd_worker *w = arg;
@@ -1278,8 +1558,54 @@ static void *worker_main(void *arg)
     rcu_register_thread();
     dmce_numa_bind_thread(m->numa_node);
     struct epoll_event evs[64];
+    const uint64_t spin_ns = (uint64_t)m->cfg.spin_us * 1000u;
+    uint64_t last_work = 0;
+    int spinning = 0; /* counted in m->spinning */
     while (!atomic_load(&m->stop)) {
-        int n = epoll_wait(w->epfd, evs, 64, -1);
+        int timeout = -1, parked = 0;
+        if (w->nrings) {
+            /*
+             * Ring connections: poll them for up to POLL_SLICE_NS while there
+             * is work or recent work and the CPUs allow a spinner (with a
+             * CPU pause; yielding when clients outnumber the CPUs), then
+             * look at the sockets. Idle: park and sleep in epoll.
+             */
+            uint64_t now = dmce_now_ns(), slice_end = now + POLL_SLICE_NS;
+            for (;;) {
+                if (rings_service(w, now))
+                    last_work = now;
+                now = dmce_now_ns();
+                int want = spin_ns && now - last_work < spin_ns && m->ncpus > 1;
+                if (want && !spinning) {
+                    atomic_fetch_add(&m->spinning, 1);
+                    spinning = 1;
+                }
+                if (!want || now >= slice_end)
+                    break;
+                if (may_spin(m, 0))
+                    cpu_relax();
+                else
+                    sched_yield();
+            }
+            if (spinning && now - last_work < spin_ns) {
+                timeout = 0;
+            } else {
+                if (spinning) {
+                    atomic_fetch_sub(&m->spinning, 1);
+                    spinning = 0;
+                }
+                rings_park(w, 1);
+                atomic_thread_fence(memory_order_seq_cst);
+                if (rings_pending(w)) { /* a request slipped in before the flags were seen */
+                    rings_park(w, 0);
+                    continue;
+                }
+                parked = 1;
+            }
+        }
+        int n = epoll_wait(w->epfd, evs, 64, timeout);
+        if (parked)
+            rings_park(w, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -1294,9 +1620,19 @@ static void *worker_main(void *arg)
             }
             if (tag == &w->evfd)
                 continue;
+            if (tag == &w->bell) {
+                uint64_t v;
+                if (read(w->bell, &v, sizeof(v)) < 0) {
+                    /* EAGAIN: another wake-up drained it; the rings are served next */
+                }
+                last_work = dmce_now_ns();
+                continue;
+            }
             struct memd_conn *c = tag;
             int bad = 0;
-            if (evs[i].events & EPOLLOUT) {
+            if (c->ring) {
+                bad = ring_socket_event(c) < 0;
+            } else if (evs[i].events & EPOLLOUT) {
                 bad = conn_flush(c) < 0;
                 /* Backpressure over: handle the frames it held back. */
                 if (!bad && !c->want_out && conn_has_frame(c))
@@ -1310,6 +1646,8 @@ static void *worker_main(void *arg)
                 conn_close(c);
         }
     }
+    if (spinning)
+        atomic_fetch_sub(&m->spinning, 1);
     while (w->conns)
         conn_close(w->conns);
     rcu_unregister_thread();
@@ -1477,7 +1815,11 @@ static int start_workers(struct dmce_memd *m)
         w->idx = i;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->epfd < 0 || w->evfd < 0)
+        w->bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->epfd < 0 || w->evfd < 0 || w->bell < 0)
+            return -errno;
+        struct epoll_event evb = {.events = EPOLLIN, .data.ptr = &w->bell};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->bell, &evb) < 0)
             return -errno;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &m->listen_fd};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, m->listen_fd, &ev) < 0)
@@ -1503,6 +1845,8 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     m->listen_fd = m->lock_fd = -1;
     m->next_session_id = 1;
     m->start_ms = dmce_now_ms();
+    cpu_set_t cpus;
+    m->ncpus = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? (unsigned)CPU_COUNT(&cpus) : 1;
     pthread_mutex_init(&m->grow_lock, NULL);
     pthread_mutex_init(&m->sess_lock, NULL);
     pthread_mutex_init(&m->pf_lock, NULL);
@@ -1632,6 +1976,8 @@ void dmce_memd_stop(dmce_memd_t *m)
             close(m->workers[i].epfd);
         if (m->workers[i].evfd > 0)
             close(m->workers[i].evfd);
+        if (m->workers[i].bell > 0)
+            close(m->workers[i].bell);
     }
     if (m->listen_fd >= 0) {
         close(m->listen_fd);

@@ -35,6 +35,9 @@ typedef struct dmce_memd_config {
     int64_t workers;
     int64_t max_clients;
     int prefault;
+    int rings;
+    uint64_t ring_capacity;
+    int64_t spin_us;
     char shm_dir[DMCE_CFG_STRMAX];
     int log_level;
 } dmce_memd_config_t;

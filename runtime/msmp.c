@@ -15,7 +15,7 @@
 const char *dmce_msmp_op_name(unsigned op)
 {
     static const char *const names[] = {"?",    "setup",      "malloc", "read", "write",
-                                        "free", "disconnect", "stats",  "map"};
+                                        "free", "disconnect", "stats",  "map",  "ring_open"};
     _Static_assert(sizeof(names) / sizeof(names[0]) == DMCE_MSMP_OP_MAX_ + 1, "op names");
     return op <= DMCE_MSMP_OP_MAX_ ? names[op] : "?";
 }
@@ -197,8 +197,8 @@ int dmce_msmp_map_resp_decode(const uint8_t *in, size_t len, dmce_msmp_map_resp_
     m->alloc_size = dmce_get_le64(in + 40);
     if ((m->flags & ~DMCE_MSMP_MAP_FD) || m->reserved || m->block_size == 0 ||
         m->data_offset >= m->block_size || m->alloc_cell < m->data_offset ||
-        m->alloc_size > m->block_size - m->alloc_cell || m->page_size < 4096 ||
-        (m->page_size & (m->page_size - 1)))
+        m->alloc_cell > m->block_size || m->alloc_size > m->block_size - m->alloc_cell ||
+        m->page_size < 4096 || (m->page_size & (m->page_size - 1)))
         return -EBADMSG;
     return 0;
 }
@@ -216,7 +216,8 @@ int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values)
     if (len < 8)
         return -EBADMSG;
     uint32_t count = dmce_get_le32(in);
-    if (count < DMCE_STAT_COUNT_ || (uint64_t)len != 8u + 8ull * count)
+    if (count < DMCE_STAT_COUNT_ || (uint64_t)len != 8u + 8ull * count ||
+        dmce_get_le32(in + 4) != 0)
         return -EBADMSG;
     for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
         values[i] = dmce_get_le64(in + 8 + 8 * i);

@@ -48,7 +48,8 @@ enum dmce_msmp_op {
     DMCE_MSMP_OP_DISCONNECT = 6,
     DMCE_MSMP_OP_STATS = 7,
     DMCE_MSMP_OP_MAP = 8,
-    DMCE_MSMP_OP_MAX_ = 8,
+    DMCE_MSMP_OP_RING_OPEN = 9,
+    DMCE_MSMP_OP_MAX_ = 9,
 };
 
 const char *dmce_msmp_op_name(unsigned op);
@@ -144,6 +145,16 @@ typedef struct dmce_msmp_map_resp {
 #define DMCE_MSMP_MAP_RESP_SIZE 48u
 #define DMCE_MSMP_MAP_FD 0x1u
 
+/*
+ * ring_open request: 8 bytes: u32 capacity (bytes per ring, a power of two;
+ * 0 = the daemon's default), u32 flags (0). Response: 16 bytes: u32
+ * capacity, u32 flags (0), u64 segment size; two descriptors ride along
+ * (SCM_RIGHTS): the segment's memfd, then the worker's doorbell eventfd.
+ * From the next frame on, both directions use the rings.
+ */
+#define DMCE_MSMP_RING_REQ_SIZE 8u
+#define DMCE_MSMP_RING_RESP_SIZE 16u
+
 /* stats response: u32 count, u32 reserved, then count u64 values */
 enum dmce_msmp_stat {
     DMCE_STAT_DAEMON_ID,
@@ -175,6 +186,7 @@ enum dmce_msmp_stat {
     DMCE_STAT_FDS_SENT,
     DMCE_STAT_PREFAULTED,        /* bytes faulted in by the prefault thread */
     DMCE_STAT_PREFAULT_PENDING,  /* bytes of new blocks still to prefault */
+    DMCE_STAT_RING_CLIENTS,      /* connections using the ring transport */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

@@ -85,6 +85,13 @@ enum dmce_connect_flags {
     DMCE_CONNECT_NO_MAP = 1u << 0,
     /* Copies of remote memory are written back on dmce_flush, not at once. */
     DMCE_CONNECT_WRITE_BACK = 1u << 1,
+    /*
+     * Keep MSMP on the Unix socket. By default a local daemon's frames travel
+     * through a pair of shared-memory rings (same frames, same errors; the
+     * socket stays as the liveness signal), which spares the two scheduler
+     * wake-ups of every socket round trip.
+     */
+    DMCE_CONNECT_NO_RING = 1u << 2,
 };
 
 /*
@@ -182,6 +189,7 @@ typedef struct dmce_stats {
     uint64_t fds_sent;        /* block descriptors handed to clients */
     uint64_t prefaulted;      /* bytes of new blocks faulted in ahead of clients */
     uint64_t prefault_pending; /* bytes still to fault in */
+    uint64_t ring_clients;    /* connections on the shared-memory ring transport */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

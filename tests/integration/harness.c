@@ -364,3 +364,104 @@ int raw_setup(int fd, uint64_t amount)
     r = raw_recv(fd, &st, NULL, NULL, resp, sizeof(resp));
     return r < 0 ? r : st;
 }
+
+int raw_ring_open(int fd, uint32_t capacity, dmce_rt_t *rt, int *bell)
+{
+    uint8_t p[DMCE_MSMP_RING_REQ_SIZE];
+    dmce_put_le32(p, capacity);
+    dmce_put_le32(p + 4, 0);
+    int r = raw_send(fd, DMCE_MSMP_OP_RING_OPEN, 77, p, sizeof(p));
+    if (r < 0)
+        return r;
+    uint8_t resp[64];
+    struct iovec iov = {resp, DMCE_MSMP_HDR_SIZE + DMCE_MSMP_RING_RESP_SIZE};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    if (n < (ssize_t)DMCE_MSMP_HDR_SIZE)
+        return -EPROTO;
+    dmce_msmp_hdr_t h;
+    if (dmce_msmp_hdr_decode(resp, DMCE_MSMP_PAYLOAD_LIMIT, &h) < 0)
+        return -EPROTO;
+    if (h.status < 0)
+        return h.status;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if (n != (ssize_t)iov.iov_len || !cm || cm->cmsg_type != SCM_RIGHTS ||
+        cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+        return -EPROTO;
+    int fds[2];
+    memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+    const uint8_t *pl = resp + DMCE_MSMP_HDR_SIZE;
+    r = dmce_rt_map(fds[0], (size_t)dmce_get_le64(pl + 8), dmce_get_le32(pl), rt);
+    close(fds[0]);
+    if (r < 0) {
+        close(fds[1]);
+        return r;
+    }
+    *bell = fds[1];
+    return 0;
+}
+
+int raw_ring_send(dmce_rt_t *rt, int bell, const void *bytes, size_t len)
+{
+    const uint8_t *p = bytes;
+    uint64_t deadline = dmce_now_ms() + 5000;
+    while (len) {
+        int n = dmce_ring_write(&rt->rp.tx, p, len);
+        if (n < 0)
+            return n;
+        p += n;
+        len -= (size_t)n;
+        dmce_rt_kick(rt, bell);
+        if (n == 0 && dmce_now_ms() > deadline)
+            return -ETIMEDOUT;
+    }
+    return 0;
+}
+
+int raw_ring_request(dmce_rt_t *rt, int bell, uint16_t op, uint64_t req_id, const void *payload,
+                     uint32_t len)
+{
+    uint8_t hb[DMCE_MSMP_HDR_SIZE];
+    dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC, .version = DMCE_MSMP_VERSION, .op = op,
+                         .req_id = req_id, .len = len};
+    dmce_msmp_hdr_encode(&h, hb);
+    int r = raw_ring_send(rt, bell, hb, sizeof(hb));
+    return r == 0 && len ? raw_ring_send(rt, bell, payload, len) : r;
+}
+
+int raw_ring_recv(dmce_rt_t *rt, int bell, int32_t *status, void *buf, size_t cap)
+{
+    dmce_ring_wait_t pol = {.slice_ms = 20, .timeout_ms = 5000};
+    uint8_t hb[DMCE_MSMP_HDR_SIZE];
+    size_t got = 0;
+    while (got < sizeof(hb)) {
+        int w = dmce_ring_wait_readable(&rt->rp.rx, 1, &pol);
+        if (w < 0)
+            return w;
+        int n = dmce_ring_read(&rt->rp.rx, hb + got, sizeof(hb) - got);
+        if (n < 0)
+            return n;
+        got += (size_t)n;
+    }
+    dmce_msmp_hdr_t h;
+    if (dmce_msmp_hdr_decode(hb, DMCE_MSMP_PAYLOAD_LIMIT, &h) < 0 || h.len > cap)
+        return -EPROTO;
+    if (status)
+        *status = h.status;
+    for (got = 0; got < h.len;) {
+        int w = dmce_ring_wait_readable(&rt->rp.rx, 1, &pol);
+        if (w < 0)
+            return w;
+        int n = dmce_ring_read(&rt->rp.rx, (uint8_t *)buf + got, h.len - got);
+        if (n < 0)
+            return n;
+        got += (size_t)n;
+    }
+    dmce_rt_kick(rt, bell);
+    return (int)h.len;
+}

@@ -16,6 +16,8 @@
 
 #include <dmce/dmce.h>
 
+#include "transport_ring.h"
+
 #define H_MAX_DAEMONS 8
 
 typedef struct harness {
@@ -94,5 +96,21 @@ int raw_closed(int fd);
 
 /* setup over a raw socket with a random token; returns status. */
 int raw_setup(int fd, uint64_t amount);
+
+/* ---- raw ring transport, for fault tests ---- */
+
+/*
+ * ring_open on a raw socket: map the segment into *rt and keep the
+ * doorbell in *bell. capacity 0 = the daemon's default. 0 or an error
+ * (the daemon's status, or -EPROTO).
+ */
+int raw_ring_open(int fd, uint32_t capacity, dmce_rt_t *rt, int *bell);
+/* Put bytes into the request ring (any bytes: tests send garbage too) and ring the bell. */
+int raw_ring_send(dmce_rt_t *rt, int bell, const void *bytes, size_t len);
+/* A well-formed request through the ring. */
+int raw_ring_request(dmce_rt_t *rt, int bell, uint16_t op, uint64_t req_id, const void *payload,
+                     uint32_t len);
+/* One response from the ring (5 s bound): payload length, or an error. */
+int raw_ring_recv(dmce_rt_t *rt, int bell, int32_t *status, void *buf, size_t cap);
 
 #endif

@@ -1,0 +1,350 @@
+/*
+ * Integration: MSMP over shared-memory rings (runtime/transport_ring.h)
+ * against real dmce-memd processes: the transport is chosen and used, and
+ * every fault of issue 7 is handled without affecting other clients: a
+ * client that dies with half a frame in its ring, a corrupted header, a
+ * corrupted ring, ring_open misuse, frames larger than the ring, a daemon
+ * that dies while a client waits, a daemon that offers no rings, and
+ * several clients at once with none starved.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "msmp.h"
+#include "util.h"
+
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+
+static int setup_daemons(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_init(), 0);
+    /* Small rings: large frames wrap many times. */
+    assert_int_equal(harness_start(1, "--block-size=8M", "--max-blocks=4", "--ring-capacity=4K",
+                                   NULL),
+                     0);
+    assert_int_equal(harness_start(2, "--block-size=8M", "--max-blocks=4", "--rings=no", NULL), 0);
+    return 0;
+}
+
+static int teardown_daemons(void **state)
+{
+    (void)state;
+    int s1 = H.pid[1] ? harness_stop(1) : 0, s2 = H.pid[2] ? harness_stop(2) : 0;
+    int left = harness_shm_count();
+    harness_cleanup();
+    assert_int_equal(s1, 0);
+    assert_int_equal(s2, 0);
+    assert_int_equal(left, 0);
+    return 0;
+}
+
+static dmce_client_t *client(int id, unsigned flags)
+{
+    dmce_connect_opts_t o = {.io_timeout_ms = 10000, .flags = flags};
+    dmce_client_t *c;
+    assert_int_equal(harness_client_opts(&c, &id, 1, &o), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    return c;
+}
+
+/* A well-behaved client on daemon 1 still gets served. */
+static void assert_serves(void)
+{
+    dmce_client_t *c = client(1, DMCE_CONNECT_NO_MAP);
+    dmce_addr_t a;
+    assert_int_equal(dmce_malloc(c, 100, &a), 0);
+    uint8_t in[100], out[100];
+    memset(in, 0x3c, sizeof(in));
+    assert_int_equal(dmce_write(c, a, in, sizeof(in)), 0);
+    assert_int_equal(dmce_read(c, a, out, sizeof(out)), 0);
+    assert_memory_equal(in, out, sizeof(in));
+    assert_int_equal(dmce_disconnect(c), 0);
+}
+
+static uint64_t ring_clients(void)
+{
+    dmce_client_t *c;
+    int one = 1;
+    dmce_connect_opts_t o = {.io_timeout_ms = 10000, .flags = DMCE_CONNECT_NO_RING};
+    assert_int_equal(harness_client_opts(&c, &one, 1, &o), 0);
+    dmce_stats_t st;
+    assert_int_equal(dmce_daemon_stats(c, 0, &st), 0);
+    dmce_abandon(c);
+    return st.ring_clients;
+}
+
+static int ring_clients_are_zero(void *arg)
+{
+    (void)arg;
+    return ring_clients() == 0;
+}
+
+/* The default client uses the rings; NO_RING and a daemon without rings use the socket. */
+static void test_transport_is_chosen_by_libdmce(void **state)
+{
+    (void)state;
+    assert_int_equal(ring_clients(), 0);
+    dmce_client_t *c = client(1, DMCE_CONNECT_NO_MAP);
+    assert_int_equal(ring_clients(), 1);
+    dmce_client_t *s = client(1, DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING);
+    assert_int_equal(ring_clients(), 1);
+    /* Frames larger than the 4 KiB rings, both ways. */
+    const size_t n = 600 * KiB;
+    uint8_t *in = malloc(n), *out = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (uint8_t)(i * 13 + (i >> 11));
+    dmce_addr_t a;
+    assert_int_equal(dmce_malloc(c, n, &a), 0);
+    assert_int_equal(dmce_write(c, a, in, n), 0);
+    assert_int_equal(dmce_read(s, a, out, n), 0);
+    assert_memory_equal(in, out, n);
+    memset(out, 0, n);
+    assert_int_equal(dmce_read(c, a, out, n), 0);
+    assert_memory_equal(in, out, n);
+    assert_int_equal(dmce_read(c, a, out, n + 1), DMCE_ECROSSEND); /* errors travel the same */
+    assert_int_equal(dmce_free(c, a), 0);
+    assert_int_equal(dmce_free(c, a), DMCE_EBADADDR);
+    free(in);
+    free(out);
+    assert_int_equal(dmce_disconnect(s), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+
+    /* A daemon that offers no rings: the client stays on the socket, silently. */
+    c = client(2, DMCE_CONNECT_NO_MAP);
+    assert_int_equal(dmce_malloc(c, 10, &a), 0);
+    dmce_stats_t st;
+    assert_int_equal(dmce_daemon_stats(c, 0, &st), 0);
+    assert_int_equal(st.ring_clients, 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+}
+
+/* ring_open misuse: each its own error; a second ring_open over the ring. */
+static void test_ring_open_errors(void **state)
+{
+    (void)state;
+    dmce_rt_t rt;
+    int bell, fd = raw_connect(1);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_ring_open(fd, 5000, &rt, &bell), -EINVAL); /* not a power of two */
+    assert_int_equal(raw_ring_open(fd, 64 << 20, &rt, &bell), -EINVAL); /* too large */
+    uint8_t bad[4] = {0};
+    assert_int_equal(raw_send(fd, DMCE_MSMP_OP_RING_OPEN, 1, bad, sizeof(bad)), 0);
+    int32_t st;
+    uint8_t buf[64];
+    assert_int_equal(raw_recv(fd, &st, NULL, NULL, buf, sizeof(buf)), 0);
+    assert_int_equal(st, -EBADMSG);
+    assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
+    uint8_t p[DMCE_MSMP_RING_REQ_SIZE] = {0};
+    assert_int_equal(raw_ring_request(&rt, bell, DMCE_MSMP_OP_RING_OPEN, 2, p, sizeof(p)), 0);
+    assert_int_equal(raw_ring_recv(&rt, bell, &st, buf, sizeof(buf)), 0);
+    assert_int_equal(st, -EALREADY);
+    /* Ops work over the raw ring: stats. */
+    uint8_t sbuf[DMCE_MSMP_STATS_SIZE + 64];
+    assert_true(raw_ring_request(&rt, bell, DMCE_MSMP_OP_STATS, 3, NULL, 0) == 0);
+    assert_true(raw_ring_recv(&rt, bell, &st, sbuf, sizeof(sbuf)) > 0);
+    assert_int_equal(st, 0);
+    /* Bytes on the socket after the switch: the daemon drops the client. */
+    assert_int_equal(raw_send_bytes(fd, "x", 1), 0);
+    assert_true(raw_closed(fd));
+    close(fd);
+    close(bell);
+    dmce_rt_unmap(&rt);
+    assert_serves();
+}
+
+/* A client dies with half a frame in its ring: dropped, the others served. */
+static void test_half_written_frame_then_death(void **state)
+{
+    (void)state;
+    dmce_client_t *other = client(1, DMCE_CONNECT_NO_MAP);
+    for (int round = 0; round < 20; round++) {
+        dmce_rt_t rt;
+        int bell, fd = raw_connect(1);
+        assert_true(fd >= 0);
+        assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
+        uint8_t hb[DMCE_MSMP_HDR_SIZE];
+        dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC, .version = DMCE_MSMP_VERSION,
+                             .op = DMCE_MSMP_OP_WRITE, .req_id = 9, .len = 10000};
+        dmce_msmp_hdr_encode(&h, hb);
+        /* Half a header, or a header and part of its payload. */
+        size_t part = round % 2 ? 10 : sizeof(hb);
+        assert_int_equal(raw_ring_send(&rt, bell, hb, part), 0);
+        if (part == sizeof(hb))
+            assert_int_equal(raw_ring_send(&rt, bell, hb, sizeof(hb)), 0);
+        /* Meanwhile the other client is unaffected. */
+        dmce_addr_t a;
+        assert_int_equal(dmce_malloc(other, 64, &a), 0);
+        assert_int_equal(dmce_free(other, a), 0);
+        /* Death: the socket closes and the memory goes away, without closing the rings. */
+        munmap(rt.base, rt.size);
+        close(bell);
+        close(fd);
+    }
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000) || ring_clients() == 1);
+    assert_int_equal(dmce_disconnect(other), 0);
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+    assert_serves();
+}
+
+/* A corrupted frame header in the ring: error response, client dropped. */
+static void test_corrupt_header_in_ring(void **state)
+{
+    (void)state;
+    dmce_rt_t rt;
+    int bell, fd = raw_connect(1);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
+    uint8_t junk[DMCE_MSMP_HDR_SIZE];
+    memset(junk, 0xee, sizeof(junk));
+    assert_int_equal(raw_ring_send(&rt, bell, junk, sizeof(junk)), 0);
+    int32_t st = 0;
+    uint8_t buf[64];
+    assert_int_equal(raw_ring_recv(&rt, bell, &st, buf, sizeof(buf)), 0);
+    assert_int_equal(st, DMCE_EBADMAGIC);
+    assert_true(raw_closed(fd)); /* the stream cannot be trusted: dropped */
+    close(fd);
+    close(bell);
+    dmce_rt_unmap(&rt);
+    assert_serves();
+}
+
+/* A client that scribbles on the ring's positions: DMCE_ECORRUPT, dropped. */
+static void test_corrupt_ring_positions(void **state)
+{
+    (void)state;
+    dmce_rt_t rt;
+    int bell, fd = raw_connect(1);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
+    /* The request ring's head (bytes committed) jumps far past its capacity. */
+    dmce_ring_ctl_t *ctl = (dmce_ring_ctl_t *)((uint8_t *)rt.base + sizeof(dmce_ring_seg_hdr_t));
+    atomic_store(&ctl->head, (uint64_t)1 << 40);
+    atomic_store(&rt.ctl->server_parked, 1);
+    dmce_rt_kick(&rt, bell);
+    assert_true(raw_closed(fd));
+    close(fd);
+    close(bell);
+    dmce_rt_unmap(&rt);
+    assert_serves();
+}
+
+struct waiter {
+    dmce_client_t *c;
+    int result;
+    uint64_t ms;
+};
+
+static void *wait_malloc(void *p)
+{
+    struct waiter *w = p;
+    uint64_t t0 = dmce_now_ms();
+    dmce_addr_t a;
+    w->result = dmce_malloc(w->c, 64, &a);
+    w->ms = dmce_now_ms() - t0;
+    return NULL;
+}
+
+/* The daemon dies while a client waits for its response: an error, no hang. */
+static void test_daemon_dies_while_client_waits(void **state)
+{
+    (void)state;
+    dmce_client_t *c = client(1, DMCE_CONNECT_NO_MAP);
+    assert_int_equal(ring_clients() >= 1, 1);
+    /*
+     * Stop the daemon, and wait until it is stopped (kill returns before
+     * every thread has stopped; a worker polling its rings would still
+     * answer), so that the request sits in the ring.
+     */
+    kill(H.pid[1], SIGSTOP);
+    int st;
+    assert_int_equal(waitpid(H.pid[1], &st, WUNTRACED), H.pid[1]);
+    assert_true(WIFSTOPPED(st));
+    struct waiter w = {.c = c, .result = 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_malloc, &w), 0);
+    usleep(100 * 1000); /* either way the result must be DMCE_ECLOSED; this lets it wait first */
+    harness_kill(1);
+    pthread_join(t, NULL);
+    assert_int_equal(w.result, DMCE_ECLOSED);
+    assert_true(w.ms < 3000); /* bounded by the liveness slices (20 ms), not by io_timeout */
+    dmce_abandon(c);
+    assert_int_equal(harness_start(1, "--block-size=8M", "--max-blocks=4", "--ring-capacity=4K",
+                                   NULL),
+                     0);
+    assert_serves();
+}
+
+/* Several ring clients at once (separate processes): every one finishes its share. */
+static void test_many_clients_none_starves(void **state)
+{
+    (void)state;
+    enum { N = 6, OPS = 3000 };
+    pid_t pid[N];
+    for (int i = 0; i < N; i++) {
+        pid[i] = fork();
+        assert_true(pid[i] >= 0);
+        if (pid[i] == 0) {
+            dmce_connect_opts_t o = {.io_timeout_ms = 10000, .flags = DMCE_CONNECT_NO_MAP};
+            int one = 1;
+            dmce_client_t *c;
+            if (harness_client_opts(&c, &one, 1, &o) || dmce_setup(c, 0, 0, NULL, NULL))
+                _exit(2);
+            dmce_addr_t a;
+            if (dmce_malloc(c, 64, &a))
+                _exit(3);
+            uint8_t b[64];
+            memset(b, i, sizeof(b));
+            for (int k = 0; k < OPS; k++) {
+                if (dmce_write(c, a, b, sizeof(b)) || dmce_read(c, a, b, sizeof(b)) ||
+                    b[0] != (uint8_t)i)
+                    _exit(4);
+            }
+            _exit(dmce_disconnect(c) ? 5 : 0);
+        }
+    }
+    uint64_t deadline = dmce_now_ms() + 60000;
+    for (int i = 0; i < N; i++) {
+        int st = -1;
+        while (waitpid(pid[i], &st, WNOHANG) == 0) {
+            if (dmce_now_ms() > deadline) {
+                for (int k = 0; k < N; k++)
+                    kill(pid[k], SIGKILL);
+                fail_msg("client %d did not finish %d ops in 60 s: starved", i, OPS);
+            }
+            usleep(2000);
+        }
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_transport_is_chosen_by_libdmce),
+        cmocka_unit_test(test_ring_open_errors),
+        cmocka_unit_test(test_half_written_frame_then_death),
+        cmocka_unit_test(test_corrupt_header_in_ring),
+        cmocka_unit_test(test_corrupt_ring_positions),
+        cmocka_unit_test(test_daemon_dies_while_client_waits),
+        cmocka_unit_test(test_many_clients_none_starves),
+    };
+    return cmocka_run_group_tests(tests, setup_daemons, teardown_daemons);
+}
