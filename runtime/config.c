@@ -148,6 +148,29 @@ static char *trim(char *s)
     return s;
 }
 
+#define CONFIG_LINE_MAX 4096 /* characters in a config file line */
+
+/*
+ * One whole line (without its '\n') into buf: 1, or 0 at the end of the
+ * file, -E2BIG for a line longer than cap - 1 characters, -EINVAL for a
+ * NUL byte. A line is never split: fgets into a fixed buffer would parse
+ * the tail of a long line (say, of a comment) as a line of its own.
+ */
+static int read_line(FILE *f, char *buf, size_t cap)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (c == 0)
+            return -EINVAL;
+        if (n + 1 >= cap)
+            return -E2BIG;
+        buf[n++] = (char)c;
+    }
+    buf[n] = 0;
+    return c == EOF && n == 0 ? 0 : 1;
+}
+
 int dmce_config_load_file(const dmce_config_def_t *defs, size_t n, void *cfg, const char *path,
                           char *err, size_t errlen)
 {
@@ -157,10 +180,19 @@ int dmce_config_load_file(const dmce_config_def_t *defs, size_t n, void *cfg, co
         errf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
         return r;
     }
-    char line[1024];
-    int lineno = 0, r = 0;
-    while (fgets(line, sizeof(line), f)) {
+    char line[CONFIG_LINE_MAX + 1];
+    int lineno = 0, r = 0, got;
+    while ((got = read_line(f, line, sizeof(line))) != 0) {
         lineno++;
+        if (got == -E2BIG)
+            errf(err, errlen, "%s:%d: line longer than %d characters", path, lineno,
+                 CONFIG_LINE_MAX);
+        else if (got < 0)
+            errf(err, errlen, "%s:%d: NUL byte in a text file", path, lineno);
+        if (got < 0) {
+            r = -EINVAL;
+            break;
+        }
         char *hash = strchr(line, '#');
         if (hash)
             *hash = 0;

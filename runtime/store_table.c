@@ -701,6 +701,10 @@ static int try_rebuild(dmce_stab_t *t, uint32_t si)
             goto out;
         mark_range(bm, u - lo, r->units);
     }
+    /* The free lists are rebuilt from nothing: what they hold now is not
+     * trusted (bin_insert would link to a scribbled head). */
+    memset(s->bins, 0, sizeof s->bins);
+    s->binmap = 0;
     uint32_t prev = 0, free_units = 0, gaps = 0;
     for (uint32_t u = lo; u < hi;) {
         rec_t *r = rec_at(t, u);
