@@ -357,8 +357,8 @@ static int ring_rpc(struct dmce_conn *k, const uint8_t *hb, uint16_t op, uint64_
 static void ring_open(struct dmce_client *c, struct dmce_conn *k)
 {
     uint8_t p[DMCE_MSMP_RING_REQ_SIZE], resp[DMCE_MSMP_RING_RESP_SIZE];
-    dmce_put_le32(p, 0); /* the daemon's default capacity */
-    dmce_put_le32(p + 4, 0);
+    dmce_msmp_ring_req_t rq = {0}; /* the daemon's default capacity */
+    dmce_msmp_ring_req_encode(&rq, p);
     uint64_t id = ++k->next_req;
     dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC,
                          .version = DMCE_MSMP_VERSION,
@@ -375,10 +375,11 @@ static void ring_open(struct dmce_client *c, struct dmce_conn *k)
     if (r == 0)
         r = recv_reply(k, DMCE_MSMP_OP_RING_OPEN, id, resp, sizeof(resp), &rlen, deadline,
                        &broken, fds, 2, &nfds);
-    if (r == 0 && (rlen != sizeof(resp) || nfds != 2))
+    dmce_msmp_ring_resp_t rs;
+    if (r == 0 && (dmce_msmp_ring_resp_decode(resp, rlen, &rs) < 0 || nfds != 2))
         r = -EPROTO;
     if (r == 0)
-        r = dmce_rt_map(fds[0], (size_t)dmce_get_le64(resp + 8), dmce_get_le32(resp), &k->rt);
+        r = dmce_rt_map(fds[0], (size_t)rs.seg_size, rs.capacity, &k->rt);
     if (nfds > 0)
         close(fds[0]); /* the mapping keeps the segment */
     if (r == 0) {

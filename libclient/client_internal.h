@@ -71,7 +71,7 @@ struct dmce_client {
     /* ---- mapped access (map.c) ---- */
     pthread_mutex_t map_lock;        /* blocks[] growth, mappings[], watcher start */
     _Atomic(struct dmce_blk *) *blocks; /* indexed by block ID; NULL = not opened */
-    uint32_t nblocks;                /* 1 << block bits of the layout */
+    uint32_t nblocks;                /* 1 << 16: the widest block field of any layout */
     dmce_cache_t *cache;             /* owner: the client */
     uint64_t window_size;            /* 0 = whole blocks */
     unsigned max_windows;
@@ -102,11 +102,11 @@ int dmce__daemon_of_block(const struct dmce_client *c, uint32_t block);
 
 /* ---- map.c, for client.c ---- */
 
-/* Set up the mapping state at connect (opts may be NULL). 0 or -errno. */
+/*
+ * Set up the mapping state at connect (opts may be NULL). 0 or -errno;
+ * on failure nothing is left to release.
+ */
 int dmce__map_init(struct dmce_client *c, const dmce_connect_opts_t *opts);
-
-/* After setup: size the block table for the cluster's layout. */
-int dmce__map_layout(struct dmce_client *c);
 
 /*
  * Daemon `i` is a new process (it restarted): forget the blocks opened on

@@ -48,7 +48,7 @@
 
 static struct dmce_blk *blk_get(struct dmce_client *c, uint32_t id)
 {
-    if (!c->blocks || id >= c->nblocks)
+    if (id >= c->nblocks)
         return NULL;
     return atomic_load_explicit(&c->blocks[id], memory_order_acquire);
 }
@@ -108,16 +108,33 @@ int dmce__map_init(struct dmce_client *c, const dmce_connect_opts_t *opts)
     c->window_size = opts && opts->window_size ? opts->window_size : (is64 ? 0 : WINDOW_32);
     c->max_windows = opts && opts->max_windows ? opts->max_windows
                                                : (is64 ? MAX_WINDOWS_64 : MAX_WINDOWS_32);
-    if (c->window_size % PAGE || (!is64 && c->window_size == 0))
+    if (c->window_size % PAGE || (!is64 && c->window_size == 0)) {
+        pthread_mutex_destroy(&c->map_lock);
         return -EINVAL; /* a 32-bit process cannot map whole blocks of any size */
+    }
     dmce_cache_config_t cc = {
         .window_size = c->window_size,
         .max_windows = c->max_windows,
         .policy = (c->flags & DMCE_CONNECT_WRITE_BACK) ? DMCE_CACHE_WRITE_BACK
                                                        : DMCE_CACHE_WRITE_THROUGH,
     };
+    /*
+     * The Block ID Lookup Table: room for the widest block field (16 bits)
+     * from the start, so that readers never race its creation. calloc of
+     * 512 KiB is untouched zero pages until blocks are opened.
+     */
+    c->nblocks = 1u << 16;
+    c->blocks = calloc(c->nblocks, sizeof(c->blocks[0]));
+    if (!c->blocks)
+        return -ENOMEM;
     dmce_cache_backend_t be = {.ctx = c, .map = block_map, .unmap = block_unmap};
-    return dmce_cache_create(&cc, &be, &c->cache);
+    int r = dmce_cache_create(&cc, &be, &c->cache);
+    if (r < 0) {
+        free((void *)c->blocks);
+        c->blocks = NULL;
+        pthread_mutex_destroy(&c->map_lock);
+    }
+    return r;
 }
 
 static void watcher_stop(struct dmce_client *c);
@@ -310,15 +327,7 @@ static int block_open(struct dmce_client *c, unsigned d, dmce_addr_t addr, uint6
     b->page_size = rs.page_size;
 
     pthread_mutex_lock(&c->map_lock);
-    if (!c->blocks) {
-        dmce_layout_info_t li;
-        dmce_layout_info(c->layout, &li);
-        c->nblocks = 1u << li.block_bits;
-        c->blocks = calloc(c->nblocks, sizeof(c->blocks[0]));
-        if (!c->blocks)
-            r = -ENOMEM;
-    }
-    struct dmce_blk *have = r == 0 ? atomic_load(&c->blocks[id]) : NULL;
+    struct dmce_blk *have = atomic_load(&c->blocks[id]);
     if (r == 0 && !have)
         r = watcher_start_locked(c);
     if (r == 0 && !have) {

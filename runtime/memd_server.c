@@ -387,8 +387,7 @@ static void block_destroy(struct dmce_memd *m, struct memd_block *b)
  */
 static void *prefault_main(void *arg)
 {
-    struct dmce_memd *m = arg;
-    dmce_numa_bind_thread(m->numa_node);
+    struct dmce_memd *m = arg; /* runs on the daemon's node: affinity inherited from start */
     /* Only idle CPU: requests never wait behind page zeroing. */
     struct sched_param sp = {0};
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
@@ -1047,11 +1046,11 @@ static void grant_spin(struct dmce_memd *m, struct memd_conn *c)
  */
 static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
 {
-    if (len != DMCE_MSMP_RING_REQ_SIZE)
-        return reply_error(m, c, &c->h, -EBADMSG);
-    uint32_t cap = dmce_get_le32(p), flags = dmce_get_le32(p + 4);
-    if (flags)
-        return reply_error(m, c, &c->h, -EBADMSG);
+    dmce_msmp_ring_req_t rq;
+    int r = dmce_msmp_ring_req_decode(p, len, &rq);
+    if (r < 0)
+        return reply_error(m, c, &c->h, r);
+    uint32_t cap = rq.capacity;
     if (!m->cfg.rings)
         return reply_error(m, c, &c->h, -EOPNOTSUPP);
     if (c->ring)
@@ -1063,7 +1062,7 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     if (c->in_len - c->in_off != DMCE_MSMP_HDR_SIZE + len || c->out_len)
         return reply_error(m, c, &c->h, -EPROTO); /* nothing may be in flight around the switch */
     int segfd = -1;
-    int r = dmce_rt_create(cap, &segfd, &c->rt);
+    r = dmce_rt_create(cap, &segfd, &c->rt);
     if (r < 0) {
         LOG_WARN("client pid %d: no ring segment (%s); it stays on the socket", (int)c->pid,
                  strerror(-r));
@@ -1074,9 +1073,8 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     close(segfd); /* the queue holds a dup until it is sent */
     uint8_t *out = r == 0 ? reply_begin(c, &c->h, 0, DMCE_MSMP_RING_RESP_SIZE) : NULL;
     if (out) {
-        dmce_put_le32(out, cap);
-        dmce_put_le32(out + 4, 0);
-        dmce_put_le64(out + 8, c->rt.size);
+        dmce_msmp_ring_resp_t rs = {.capacity = cap, .seg_size = c->rt.size};
+        dmce_msmp_ring_resp_encode(&rs, out);
     }
     /* The response must leave on the socket now: from here on output goes to the ring. */
     if (!out || conn_flush(c) < 0 || c->out_len) {
@@ -1114,7 +1112,9 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
         if (!b)
             continue;
         dmce_block_usage_t u;
+        pthread_mutex_lock(&b->lock); /* usage walks the free lists: not safe under a malloc */
         dmce_block_usage(b->base, &u);
+        pthread_mutex_unlock(&b->lock);
         blocks++;
         free_bytes += u.free_bytes;
         used += u.used_bytes;
@@ -1555,8 +1555,7 @@ static void *worker_main(void *arg)
 {
     struct memd_worker *w = arg;
     struct dmce_memd *m = w->m;
-    rcu_register_thread();
-    dmce_numa_bind_thread(m->numa_node);
+    rcu_register_thread(); /* on the daemon's node: affinity inherited from start */
     struct epoll_event evs[64];
     const uint64_t spin_ns = (uint64_t)m->cfg.spin_us * 1000u;
     uint64_t last_work = 0;
@@ -1879,6 +1878,15 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     r = choose_numa_node(m);
     if (r < 0)
         goto fail;
+    /*
+     * Bind this thread before any other starts: every thread of the daemon
+     * inherits the affinity (and libnuma's node cache is filled once,
+     * here, not concurrently by each thread).
+     */
+    r = dmce_numa_bind_thread(m->numa_node);
+    if (r < 0)
+        LOG_WARN("cannot run on NUMA node %d: %s; threads left unbound", m->numa_node,
+                 strerror(-r));
 
     if (m->cfg.prefault) {
         r = -pthread_create(&m->pf_thread, NULL, prefault_main, m);

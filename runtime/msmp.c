@@ -203,6 +203,41 @@ int dmce_msmp_map_resp_decode(const uint8_t *in, size_t len, dmce_msmp_map_resp_
     return 0;
 }
 
+void dmce_msmp_ring_req_encode(const dmce_msmp_ring_req_t *m, uint8_t *out)
+{
+    dmce_put_le32(out, m->capacity);
+    dmce_put_le32(out + 4, m->flags);
+}
+
+int dmce_msmp_ring_req_decode(const uint8_t *in, size_t len, dmce_msmp_ring_req_t *m)
+{
+    if (len != DMCE_MSMP_RING_REQ_SIZE)
+        return -EBADMSG;
+    m->capacity = dmce_get_le32(in);
+    m->flags = dmce_get_le32(in + 4);
+    return m->flags ? -EBADMSG : 0;
+}
+
+void dmce_msmp_ring_resp_encode(const dmce_msmp_ring_resp_t *m, uint8_t *out)
+{
+    dmce_put_le32(out, m->capacity);
+    dmce_put_le32(out + 4, m->flags);
+    dmce_put_le64(out + 8, m->seg_size);
+}
+
+int dmce_msmp_ring_resp_decode(const uint8_t *in, size_t len, dmce_msmp_ring_resp_t *m)
+{
+    if (len != DMCE_MSMP_RING_RESP_SIZE)
+        return -EBADMSG;
+    m->capacity = dmce_get_le32(in);
+    m->flags = dmce_get_le32(in + 4);
+    m->seg_size = dmce_get_le64(in + 8);
+    if (m->flags || m->capacity < 4096 || m->capacity > (1u << 30) ||
+        (m->capacity & (m->capacity - 1)) || m->seg_size <= 2ull * m->capacity)
+        return -EBADMSG;
+    return 0;
+}
+
 void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out)
 {
     dmce_put_le32(out, DMCE_STAT_COUNT_);

@@ -152,7 +152,17 @@ typedef struct dmce_msmp_map_resp {
  * (SCM_RIGHTS): the segment's memfd, then the worker's doorbell eventfd.
  * From the next frame on, both directions use the rings.
  */
+typedef struct dmce_msmp_ring_req {
+    uint32_t capacity; /* 0 = the daemon's default */
+    uint32_t flags;    /* must be 0 */
+} dmce_msmp_ring_req_t;
 #define DMCE_MSMP_RING_REQ_SIZE 8u
+
+typedef struct dmce_msmp_ring_resp {
+    uint32_t capacity; /* bytes per ring: a power of two */
+    uint32_t flags;    /* 0 */
+    uint64_t seg_size; /* bytes of the segment (rings and control page) */
+} dmce_msmp_ring_resp_t;
 #define DMCE_MSMP_RING_RESP_SIZE 16u
 
 /* stats response: u32 count, u32 reserved, then count u64 values */
@@ -210,6 +220,15 @@ void dmce_msmp_map_req_encode(const dmce_msmp_map_req_t *m, uint8_t *out);
 int dmce_msmp_map_req_decode(const uint8_t *in, size_t len, dmce_msmp_map_req_t *m);
 void dmce_msmp_map_resp_encode(const dmce_msmp_map_resp_t *m, uint8_t *out);
 int dmce_msmp_map_resp_decode(const uint8_t *in, size_t len, dmce_msmp_map_resp_t *m);
+/*
+ * ring_open. The request decoder checks sizes and flags only (the daemon
+ * judges the capacity); the response decoder also wants a capacity that is
+ * a power of two in [4 KiB, 1 GiB] and a segment larger than both rings.
+ */
+void dmce_msmp_ring_req_encode(const dmce_msmp_ring_req_t *m, uint8_t *out);
+int dmce_msmp_ring_req_decode(const uint8_t *in, size_t len, dmce_msmp_ring_req_t *m);
+void dmce_msmp_ring_resp_encode(const dmce_msmp_ring_resp_t *m, uint8_t *out);
+int dmce_msmp_ring_resp_decode(const uint8_t *in, size_t len, dmce_msmp_ring_resp_t *m);
 /* Stats: values[DMCE_STAT_COUNT_]. Decoder accepts more values (newer peer). */
 void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out);
 int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values);

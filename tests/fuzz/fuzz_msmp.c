@@ -141,6 +141,36 @@ static void map_resp(const uint8_t *p, size_t n)
     }
 }
 
+static void ring_req(const uint8_t *p, size_t n)
+{
+    dmce_msmp_ring_req_t m;
+    int r = dmce_msmp_ring_req_decode(p, n, &m);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r == 0) {
+        uint8_t b[DMCE_MSMP_RING_REQ_SIZE];
+        FZ_CHECK_EQ(n, sizeof b);
+        FZ_CHECK_EQ(m.flags, 0);
+        dmce_msmp_ring_req_encode(&m, b);
+        FZ_CHECK(memcmp(b, p, sizeof b) == 0);
+    }
+}
+
+static void ring_resp(const uint8_t *p, size_t n)
+{
+    dmce_msmp_ring_resp_t m;
+    int r = dmce_msmp_ring_resp_decode(p, n, &m);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r == 0) {
+        uint8_t b[DMCE_MSMP_RING_RESP_SIZE];
+        FZ_CHECK_EQ(n, sizeof b);
+        /* What a client relies on before it maps the segment. */
+        FZ_CHECK(m.flags == 0 && m.capacity >= 4096 && m.capacity <= (1u << 30));
+        FZ_CHECK((m.capacity & (m.capacity - 1)) == 0 && m.seg_size > 2ull * m.capacity);
+        dmce_msmp_ring_resp_encode(&m, b);
+        FZ_CHECK(memcmp(b, p, sizeof b) == 0);
+    }
+}
+
 static void stats(const uint8_t *p, size_t n)
 {
     uint64_t v[DMCE_STAT_COUNT_];
@@ -181,6 +211,7 @@ static void frame_payload(const dmce_msmp_hdr_t *h, const uint8_t *p, size_t n)
             stats(p, n);
         break;
     case DMCE_MSMP_OP_MAP: resp ? map_resp(p, n) : map_req(p, n); break;
+    case DMCE_MSMP_OP_RING_OPEN: resp ? ring_resp(p, n) : ring_req(p, n); break;
     default: /* unknown ops are answered with -EOPNOTSUPP; the name lookup must cope */
         FZ_CHECK(dmce_msmp_op_name(h->op) != NULL);
         break;
@@ -223,6 +254,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_req(data, size);
     map_req(data, size);
     map_resp(data, size);
+    ring_req(data, size);
+    ring_resp(data, size);
     stats(data, size);
     return 0;
 }

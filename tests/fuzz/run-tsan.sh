@@ -38,7 +38,7 @@ mkdir -p "$LOGS"
 # $LOGS/<name>.<pid>; halt_on_error=0 so that one race does not hide the next.
 # exitcode=0: a report must not change a daemon's exit status (the tests
 # check it); the reports are counted from the logs instead.
-export TSAN_OPTIONS="log_path=$LOGS/tsan:halt_on_error=0:exitcode=0:second_deadlock_stack=1:history_size=4"
+export TSAN_OPTIONS="suppressions=$SRC/tests/fuzz/tsan.supp:log_path=$LOGS/tsan:halt_on_error=0:exitcode=0:second_deadlock_stack=1:history_size=4"
 rc=0
 # The fuzz programs are single-threaded: not here.
 ctest --test-dir "$BUILD" --output-on-failure -j"$J" -R "$REGEX" -E '_fuzz$' --timeout 900 || rc=$?

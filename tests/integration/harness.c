@@ -368,8 +368,8 @@ int raw_setup(int fd, uint64_t amount)
 int raw_ring_open(int fd, uint32_t capacity, dmce_rt_t *rt, int *bell)
 {
     uint8_t p[DMCE_MSMP_RING_REQ_SIZE];
-    dmce_put_le32(p, capacity);
-    dmce_put_le32(p + 4, 0);
+    dmce_msmp_ring_req_t rq = {.capacity = capacity};
+    dmce_msmp_ring_req_encode(&rq, p);
     int r = raw_send(fd, DMCE_MSMP_OP_RING_OPEN, 77, p, sizeof(p));
     if (r < 0)
         return r;
@@ -395,8 +395,10 @@ int raw_ring_open(int fd, uint32_t capacity, dmce_rt_t *rt, int *bell)
         return -EPROTO;
     int fds[2];
     memcpy(fds, CMSG_DATA(cm), sizeof(fds));
-    const uint8_t *pl = resp + DMCE_MSMP_HDR_SIZE;
-    r = dmce_rt_map(fds[0], (size_t)dmce_get_le64(pl + 8), dmce_get_le32(pl), rt);
+    dmce_msmp_ring_resp_t rs;
+    r = dmce_msmp_ring_resp_decode(resp + DMCE_MSMP_HDR_SIZE, DMCE_MSMP_RING_RESP_SIZE, &rs);
+    if (r == 0)
+        r = dmce_rt_map(fds[0], (size_t)rs.seg_size, rs.capacity, rt);
     close(fds[0]);
     if (r < 0) {
         close(fds[1]);
