@@ -65,17 +65,11 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "memd_internal.h"
 #include "msmp.h"
 #include "topology.h"
 #include "transport_ring.h"
 #include "util.h"
-
-#define DMCE_MEMD_BATCH 16
-/* Bytes asked of one recv(); the input buffer grows beyond it only for a large frame. */
-#define DMCE_MEMD_IN_CHUNK (64u << 10)
-/* Stop reading a client's requests while this much of its output is unsent. */
-#define DMCE_MEMD_OUT_HIGH (256u << 10)
-#define DMCE_MEMD_MAX_WORKERS 64
 
 /* ---- config table -------------------------------------------------------------- */
 
@@ -136,122 +130,9 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
 #undef OFF
 const size_t dmce_memd_config_ndefs = DMCE_ARRAY_LEN(dmce_memd_config_defs);
 
-/* ---- types ----------------------------------------------------------------------- */
-
-struct memd_block {
-    uint32_t id;
-    int fd;          /* owner: this struct; closed at shutdown */
-    void *base;      /* mapping of the whole block */
-    uint64_t size;
-    pthread_mutex_t lock; /* serializes allocator changes */
-    char name[2 * DMCE_CFG_STRMAX + 96]; /* shm_prefix + "b" + block ID */
-    struct memd_block *prefault_next; /* queue of blocks waiting for the prefault thread */
-};
-
-struct memd_table {
-    uint32_t n;                 /* = max_blocks */
-    struct memd_block *b[];     /* index: block ID - block_first; NULL = not created */
-};
-
-struct memd_conn;
-
-struct memd_session {
-    uint32_t id;
-    uint8_t token[DMCE_MSMP_TOKEN_LEN];
-    uid_t uid;
-    uint64_t reserved;
-    uint64_t used;
-    struct memd_conn *conn;    /* NULL when orphaned */
-    uint64_t orphan_deadline;  /* ms, when orphaned */
-    struct memd_session *next;
-};
-
-struct memd_worker;
-
-struct memd_conn {
-    int fd;
-    pid_t pid;
-    uid_t uid;
-    struct memd_worker *w;
-    struct memd_session *sess;  /* under sess_lock for the pointer's target */
-    dmce_msmp_hdr_t h;          /* header of the request being handled */
-    uint8_t *in;                /* received bytes [in_off, in_len), capacity in_cap */
-    size_t in_cap, in_len, in_off;
-    uint8_t *out;               /* pending output */
-    size_t out_cap, out_len, out_off;
-    int closing;                /* close once out is flushed */
-    /*
-     * Descriptors to pass (SCM_RIGHTS), each with the output offset of the
-     * response frame it belongs to. Owner: this connection (dup()s, closed
-     * once sent or when the connection closes).
-     */
-    struct out_fd { size_t off; int fd[2]; unsigned n; } *fds;
-    unsigned nfds, fds_cap;
-    int want_out;               /* EPOLLOUT armed */
-    /*
-     * Ring transport: after ring_open, requests and responses travel through
-     * rt's rings and the socket only signals liveness. Owner of rt: this
-     * connection.
-     */
-    int ring;
-    dmce_rt_t rt;
-    uint64_t last_req_ns;       /* when its last request arrived (spin accounting) */
-    struct memd_conn *prev, *next;
-};
-
-struct memd_worker {
-    struct dmce_memd *m;
-    pthread_t thread;
-    int epfd;
-    int evfd;
-    int bell;                   /* doorbell eventfd: ring clients wake a parked worker */
-    int idx;
-    unsigned nrings;            /* ring connections of this worker */
-    atomic_uint active;         /* of those, with a request in the last ACTIVE_NS */
-    struct memd_conn *conns;
-};
-
-struct dmce_memd {
-    dmce_memd_config_t cfg;
-    dmce_layout_t layout;
-    uint32_t block_first, block_last;
-    uint64_t block_data_bytes;  /* usable data bytes of one block */
-    uint64_t capacity;          /* block_data_bytes * max_blocks */
-    int numa_node;
-    int listen_fd;
-    int lock_fd;
-    char sock_path[DMCE_CFG_STRMAX + 32];
-    char lock_path[DMCE_CFG_STRMAX + 32];
-    char shm_prefix[2 * DMCE_CFG_STRMAX + 64]; /* shm_dir "/dmce." uid "." cluster ".m" id "." */
-    struct memd_table *table;   /* RCU-protected */
-    pthread_mutex_t grow_lock;
-    pthread_mutex_t sess_lock;
-    struct memd_session *sessions;
-    uint32_t next_session_id;
-    uint64_t committed;         /* sum of max(reserved, used), under sess_lock */
-    uint64_t nsessions, norphans;
-    atomic_uint_fast64_t clients;
-    atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
-    atomic_int stop;
-    uint64_t start_ms;
-    unsigned ncpus;             /* CPUs this daemon may run on */
-    atomic_uint spinning;       /* workers polling their rings right now */
-    /* The prefault thread and its queue of new blocks (under pf_lock). */
-    pthread_t pf_thread;
-    int pf_on;
-    pthread_mutex_t pf_lock;
-    pthread_cond_t pf_cond;
-    struct memd_block *pf_queue;
-    atomic_uint_fast64_t pf_pending; /* bytes not yet prefaulted */
-    int nworkers;
-    struct memd_worker workers[DMCE_MEMD_MAX_WORKERS];
-};
-
-#define STAT_ADD(m, k, v) atomic_fetch_add_explicit(&(m)->stat[k], (v), memory_order_relaxed)
-
 /* ---- blocks ----------------------------------------------------------------------- */
 
-static struct memd_table *table_get(struct dmce_memd *m)
+struct memd_table *memd_table_get(struct dmce_memd *m)
 {
     return rcu_dereference(m->table);
 }
@@ -474,7 +355,7 @@ out:
 /*
  * Resolve a DMCE address to a block and cell. Inside rcu_read_lock().
  */
-static int resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, uint64_t *cell)
+int memd_resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, uint64_t *cell)
 {
     if (addr == DMCE_ADDR_NULL)
         return DMCE_ENULLADDR;
@@ -484,7 +365,7 @@ static int resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b,
         return DMCE_ENOSERVER;
     if (p.block < m->block_first || p.block > m->block_last)
         return DMCE_ENOBLOCK;
-    struct memd_block *blk = table_get(m)->b[p.block - m->block_first];
+    struct memd_block *blk = memd_table_get(m)->b[p.block - m->block_first];
     if (!blk)
         return DMCE_ENOBLOCK;
     if (p.cell >= blk->size)
@@ -539,7 +420,7 @@ static uint64_t free_owner_everywhere(struct dmce_memd *m, uint32_t id, int *cou
     uint64_t bytes = 0;
     int n = 0;
     rcu_read_lock();
-    struct memd_table *t = table_get(m);
+    struct memd_table *t = memd_table_get(m);
     for (uint32_t i = 0; i < t->n; i++) {
         struct memd_block *b = t->b[i];
         if (!b)
@@ -586,7 +467,7 @@ static int out_reserve(struct memd_conn *c, size_t more)
 }
 
 /* Append a response header; the caller then appends `len` payload bytes. */
-static uint8_t *reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int status,
+uint8_t *memd_reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int status,
                             uint32_t len)
 {
     if (out_reserve(c, DMCE_MSMP_HDR_SIZE + len) < 0) {
@@ -606,13 +487,13 @@ static uint8_t *reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int
     return p;
 }
 
-static void reply_error(struct dmce_memd *m, struct memd_conn *c, const dmce_msmp_hdr_t *req,
+void memd_reply_error(struct dmce_memd *m, struct memd_conn *c, const dmce_msmp_hdr_t *req,
                         int err)
 {
     STAT_ADD(m, DMCE_STAT_OPS_ERRORS, 1);
     LOG_DEBUG("client pid %d: %s request %llu failed: %s", (int)c->pid,
               dmce_msmp_op_name(req->op), (unsigned long long)req->req_id, dmce_strerror(err));
-    reply_begin(c, req, err, 0);
+    memd_reply_begin(c, req, err, 0);
 }
 
 /* ---- operations ----------------------------------------------------------------------- */
@@ -622,14 +503,14 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     dmce_msmp_setup_req_t rq;
     int r = dmce_msmp_setup_req_decode(p, len, &rq);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     if (c->sess)
-        return reply_error(m, c, &c->h, DMCE_ESETUPDONE);
+        return memd_reply_error(m, c, &c->h, DMCE_ESETUPDONE);
     if (rq.layout != UINT32_MAX && rq.layout != (uint32_t)m->layout)
-        return reply_error(m, c, &c->h, DMCE_ELAYOUT);
+        return memd_reply_error(m, c, &c->h, DMCE_ELAYOUT);
     static const uint8_t zero[DMCE_MSMP_TOKEN_LEN];
     if (dmce_ct_equal(rq.token, zero, sizeof(zero)))
-        return reply_error(m, c, &c->h, -EINVAL);
+        return memd_reply_error(m, c, &c->h, -EINVAL);
 
     pthread_mutex_lock(&m->sess_lock);
     struct memd_session *s = NULL;
@@ -639,11 +520,11 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     if (rq.flags & DMCE_SETUP_REATTACH) {
         if (!s || s->conn) {
             pthread_mutex_unlock(&m->sess_lock);
-            return reply_error(m, c, &c->h, DMCE_ETOKEN);
+            return memd_reply_error(m, c, &c->h, DMCE_ETOKEN);
         }
     } else if (s) {
         pthread_mutex_unlock(&m->sess_lock);
-        return reply_error(m, c, &c->h, -EEXIST);
+        return memd_reply_error(m, c, &c->h, -EEXIST);
     }
     uint64_t mine = s ? charge(s) : 0;
     uint64_t avail = m->capacity - (m->committed - mine);
@@ -654,7 +535,7 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
             pthread_mutex_unlock(&m->sess_lock);
             LOG_INFO("client pid %d: setup of %llu bytes refused (%llu available); disconnecting",
                      (int)c->pid, (unsigned long long)want, (unsigned long long)avail);
-            reply_error(m, c, &c->h, DMCE_ENOMEM);
+            memd_reply_error(m, c, &c->h, DMCE_ENOMEM);
             c->closing = 1; /* seed 002 FIG. 13: failure notice, then disconnect */
             return;
         }
@@ -664,7 +545,7 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
         s = calloc(1, sizeof(*s));
         if (!s) {
             pthread_mutex_unlock(&m->sess_lock);
-            return reply_error(m, c, &c->h, -ENOMEM);
+            return memd_reply_error(m, c, &c->h, -ENOMEM);
         }
         do
             s->id = m->next_session_id++;
@@ -691,7 +572,7 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
                                  .block_last = m->block_last};
     pthread_mutex_unlock(&m->sess_lock);
     STAT_ADD(m, DMCE_STAT_OPS_SETUP, 1);
-    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_SETUP_RESP_SIZE);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_SETUP_RESP_SIZE);
     if (out)
         dmce_msmp_setup_resp_encode(&rs, out);
 }
@@ -728,7 +609,7 @@ static int alloc_in_blocks(struct dmce_memd *m, uint64_t size, uint32_t owner, d
     int r = DMCE_ENOMEM;
     uint32_t count = 0;
     rcu_read_lock();
-    struct memd_table *t = table_get(m);
+    struct memd_table *t = memd_table_get(m);
     for (uint32_t i = 0; i < t->n; i++) {
         struct memd_block *b = t->b[i];
         if (!b)
@@ -755,23 +636,23 @@ static void op_malloc(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p
     uint64_t size;
     int r = dmce_msmp_u64_decode(p, len, &size);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     if (!c->sess)
-        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
     if (size == 0)
-        return reply_error(m, c, &c->h, -EINVAL);
+        return memd_reply_error(m, c, &c->h, -EINVAL);
     rcu_read_lock();
-    struct memd_table *t = table_get(m);
+    struct memd_table *t = memd_table_get(m);
     uint64_t maxa = 0;
     for (uint32_t i = 0; i < t->n && !maxa; i++)
         if (t->b[i])
             maxa = dmce_block_max_alloc(t->b[i]->base);
     rcu_read_unlock();
     if (size > maxa)
-        return reply_error(m, c, &c->h, -EMSGSIZE);
+        return memd_reply_error(m, c, &c->h, -EMSGSIZE);
     r = quota_take(m, c->sess, size);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     dmce_addr_t addr = 0;
     for (int tries = 0; tries < 4096; tries++) {
         uint32_t nblocks;
@@ -784,10 +665,10 @@ static void op_malloc(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p
     }
     if (r < 0) {
         quota_give_back(m, c->sess->id, size);
-        return reply_error(m, c, &c->h, r == -ENOMEM ? r : DMCE_ENOMEM);
+        return memd_reply_error(m, c, &c->h, r == -ENOMEM ? r : DMCE_ENOMEM);
     }
     STAT_ADD(m, DMCE_STAT_OPS_MALLOC, 1);
-    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_U64_SIZE);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_U64_SIZE);
     if (out)
         dmce_msmp_u64_encode(addr, out);
 }
@@ -797,22 +678,22 @@ static void op_read(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
     dmce_msmp_rw_req_t rq;
     int r = dmce_msmp_read_req_decode(p, len, &rq);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     if (!c->sess)
-        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
     if (rq.len > m->cfg.max_payload)
-        return reply_error(m, c, &c->h, -EMSGSIZE);
+        return memd_reply_error(m, c, &c->h, -EMSGSIZE);
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
-    r = resolve(m, rq.addr, &b, &cell);
+    r = memd_resolve(m, rq.addr, &b, &cell);
     if (r == 0)
         r = dmce_alloc_check(b->base, cell, rq.len);
     if (r < 0) {
         rcu_read_unlock();
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     }
-    uint8_t *out = reply_begin(c, &c->h, 0, rq.len);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, rq.len);
     if (out)
         memcpy(out, (uint8_t *)b->base + cell, rq.len);
     rcu_read_unlock();
@@ -825,13 +706,13 @@ static void op_write(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     dmce_msmp_rw_req_t rq;
     int r = dmce_msmp_write_req_decode(p, len, &rq);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     if (!c->sess)
-        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
-    r = resolve(m, rq.addr, &b, &cell);
+    r = memd_resolve(m, rq.addr, &b, &cell);
     if (r == 0)
         r = dmce_alloc_check(b->base, cell, rq.len);
     if (r == 0) {
@@ -843,10 +724,10 @@ static void op_write(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     }
     rcu_read_unlock();
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     STAT_ADD(m, DMCE_STAT_OPS_WRITE, 1);
     STAT_ADD(m, DMCE_STAT_BYTES_WRITTEN, rq.len);
-    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_WRITE_RESP_SIZE);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_WRITE_RESP_SIZE);
     if (out) {
         dmce_put_le32(out, rq.len);
         dmce_put_le32(out + 4, 0);
@@ -858,15 +739,15 @@ static void op_free(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
     uint64_t addr;
     int r = dmce_msmp_u64_decode(p, len, &addr);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     if (!c->sess)
-        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
     uint32_t owner = 0;
     uint64_t size = 0;
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
-    r = resolve(m, addr, &b, &cell);
+    r = memd_resolve(m, addr, &b, &cell);
     if (r == 0) {
         pthread_mutex_lock(&b->lock);
         r = dmce_alloc_free(b->base, cell, &owner, &size);
@@ -874,23 +755,23 @@ static void op_free(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
     }
     rcu_read_unlock();
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     quota_give_back(m, owner, size);
     STAT_ADD(m, DMCE_STAT_OPS_FREE, 1);
-    reply_begin(c, &c->h, 0, 0);
+    memd_reply_begin(c, &c->h, 0, 0);
 }
 
 static void op_disconnect(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
 {
     if (len != 0)
-        return reply_error(m, c, &c->h, -EBADMSG);
+        return memd_reply_error(m, c, &c->h, -EBADMSG);
     if (!c->sess)
-        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
     struct memd_session *s = c->sess;
     c->sess = NULL;
     sess_end(m, s, "disconnect");
     STAT_ADD(m, DMCE_STAT_OPS_DISCONNECT, 1);
-    reply_begin(c, &c->h, 0, 0);
+    memd_reply_begin(c, &c->h, 0, 0);
     c->closing = 1;
 }
 
@@ -951,15 +832,15 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
     dmce_msmp_map_req_t rq;
     int r = dmce_msmp_map_req_decode(p, len, &rq);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     if (!c->sess)
-        return reply_error(m, c, &c->h, DMCE_ENOSETUP);
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
     dmce_msmp_map_resp_t rs = {0};
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
     dmce_alloc_info_t ai;
-    r = resolve(m, rq.addr, &b, &cell);
+    r = memd_resolve(m, rq.addr, &b, &cell);
     if (r == 0)
         r = dmce_alloc_check(b->base, cell, rq.len);
     if (r == 0)
@@ -977,7 +858,7 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
     }
     rcu_read_unlock();
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     size_t at = c->out_len;
     if ((rq.flags & DMCE_MSMP_MAP_WANT_FD) && c->ring) {
         /*
@@ -990,7 +871,7 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
             r = -errno;
             LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
                      strerror(errno));
-            return reply_error(m, c, &c->h, r ? r : -EIO);
+            return memd_reply_error(m, c, &c->h, r ? r : -EIO);
         }
         rs.flags = DMCE_MSMP_MAP_FD;
         STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
@@ -999,13 +880,13 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
         if (r < 0) {
             LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
                      strerror(-r));
-            return reply_error(m, c, &c->h, r);
+            return memd_reply_error(m, c, &c->h, r);
         }
         rs.flags = DMCE_MSMP_MAP_FD;
         STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
     }
     STAT_ADD(m, DMCE_STAT_OPS_MAP, 1);
-    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_MAP_RESP_SIZE);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_MAP_RESP_SIZE);
     if (out)
         dmce_msmp_map_resp_encode(&rs, out);
 }
@@ -1049,29 +930,29 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     dmce_msmp_ring_req_t rq;
     int r = dmce_msmp_ring_req_decode(p, len, &rq);
     if (r < 0)
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     uint32_t cap = rq.capacity;
     if (!m->cfg.rings)
-        return reply_error(m, c, &c->h, -EOPNOTSUPP);
+        return memd_reply_error(m, c, &c->h, -EOPNOTSUPP);
     if (c->ring)
-        return reply_error(m, c, &c->h, -EALREADY);
+        return memd_reply_error(m, c, &c->h, -EALREADY);
     if (cap == 0)
         cap = (uint32_t)m->cfg.ring_capacity;
     if (dmce_rt_segment_size(cap) == 0 || cap > (16u << 20))
-        return reply_error(m, c, &c->h, -EINVAL);
+        return memd_reply_error(m, c, &c->h, -EINVAL);
     if (c->in_len - c->in_off != DMCE_MSMP_HDR_SIZE + len || c->out_len)
-        return reply_error(m, c, &c->h, -EPROTO); /* nothing may be in flight around the switch */
+        return memd_reply_error(m, c, &c->h, -EPROTO); /* nothing may be in flight around the switch */
     int segfd = -1;
     r = dmce_rt_create(cap, &segfd, &c->rt);
     if (r < 0) {
         LOG_WARN("client pid %d: no ring segment (%s); it stays on the socket", (int)c->pid,
                  strerror(-r));
-        return reply_error(m, c, &c->h, r);
+        return memd_reply_error(m, c, &c->h, r);
     }
     int fds[2] = {segfd, c->w->bell};
     r = conn_queue_fds(c, c->out_len, fds, 2);
     close(segfd); /* the queue holds a dup until it is sent */
-    uint8_t *out = r == 0 ? reply_begin(c, &c->h, 0, DMCE_MSMP_RING_RESP_SIZE) : NULL;
+    uint8_t *out = r == 0 ? memd_reply_begin(c, &c->h, 0, DMCE_MSMP_RING_RESP_SIZE) : NULL;
     if (out) {
         dmce_msmp_ring_resp_t rs = {.capacity = cap, .seg_size = c->rt.size};
         dmce_msmp_ring_resp_encode(&rs, out);
@@ -1106,7 +987,7 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
     v[DMCE_STAT_BLOCK_LAST] = m->block_last;
     uint64_t blocks = 0, free_bytes = 0, used = 0, nallocs = 0;
     rcu_read_lock();
-    struct memd_table *t = table_get(m);
+    struct memd_table *t = memd_table_get(m);
     for (uint32_t i = 0; i < t->n; i++) {
         struct memd_block *b = t->b[i];
         if (!b)
@@ -1143,11 +1024,11 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
 static void op_stats(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
 {
     if (len != 0)
-        return reply_error(m, c, &c->h, -EBADMSG);
+        return memd_reply_error(m, c, &c->h, -EBADMSG);
     STAT_ADD(m, DMCE_STAT_OPS_STATS, 1);
     uint64_t v[DMCE_STAT_COUNT_];
     collect_stats(m, v);
-    uint8_t *out = reply_begin(c, &c->h, 0, DMCE_MSMP_STATS_SIZE);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_STATS_SIZE);
     if (out)
         dmce_msmp_stats_encode(v, out);
 }
@@ -1156,7 +1037,7 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
 {
     uint32_t len = c->h.len;
     if (c->h.flags & DMCE_MSMP_FLAG_RESPONSE)
-        return reply_error(m, c, &c->h, -EPROTO);
+        return memd_reply_error(m, c, &c->h, -EPROTO);
     switch (c->h.op) {
     case DMCE_MSMP_OP_SETUP: return op_setup(m, c, p, len);
     case DMCE_MSMP_OP_MALLOC: return op_malloc(m, c, p, len);
@@ -1167,7 +1048,10 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
     case DMCE_MSMP_OP_STATS: return op_stats(m, c, len);
     case DMCE_MSMP_OP_MAP: return op_map(m, c, p, len);
     case DMCE_MSMP_OP_RING_OPEN: return op_ring_open(m, c, p, len);
-    default: return reply_error(m, c, &c->h, -EOPNOTSUPP);
+    default:
+        if (memd_store_dispatch(m, c, p, len))
+            return;
+        return memd_reply_error(m, c, &c->h, -EOPNOTSUPP);
     }
 }
 
@@ -1361,7 +1245,7 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
                          (int)c->pid, dmce_strerror(r));
                 if (r == DMCE_EBADMAGIC || r == DMCE_EVERSION)
                     c->h.req_id = 0; /* nothing in it can be trusted */
-                reply_error(m, c, &c->h, r);
+                memd_reply_error(m, c, &c->h, r);
                 c->closing = 1;
                 return 0;
             }
@@ -1649,6 +1533,7 @@ static void *worker_main(void *arg)
         atomic_fetch_sub(&m->spinning, 1);
     while (w->conns)
         conn_close(w->conns);
+    memd_store_worker_fini(w);
     rcu_unregister_thread();
     return NULL;
 }
