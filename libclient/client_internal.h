@@ -16,22 +16,14 @@
 
 #include "cache.h"
 #include "msmp.h"
-#include "transport_ring.h"
+#include "msmp_conn.h"
 
 /* One memory daemon: its MSMP connection and what setup said. */
 struct dmce_conn {
-    pthread_mutex_t lock;  /* serializes requests on fd */
-    int fd;                /* owner: this struct; -1 when closed */
-    char path[256];
-    uint64_t next_req;
+    pthread_mutex_t lock;  /* serializes requests on t */
+    dmce_mconn_t t;        /* the transport (socket or rings); owner: this struct */
     int set_up;            /* a session exists on this daemon */
     dmce_msmp_setup_resp_t info;
-    uint32_t max_payload;
-    atomic_int pid;        /* the daemon's, from SO_PEERCRED at connect */
-    atomic_int dead;       /* set by the watcher when that process exits */
-    int ring;              /* 1 after ring_open: frames travel through rt */
-    dmce_rt_t rt;          /* owner: this struct */
-    int bell;              /* the daemon worker's doorbell eventfd; owner: this struct */
 };
 
 /*

@@ -195,14 +195,14 @@ static void *watcher_main(void *arg)
         nfds_t np = 0;
         p[np++] = (struct pollfd){.fd = c->watch_evfd, .events = POLLIN};
         for (unsigned i = 0; i < c->n; i++) {
-            pid_t pid = atomic_load(&c->conn[i].pid);
+            pid_t pid = atomic_load(&c->conn[i].t.pid);
             if (pid != ppid[i]) {
                 if (pfd[i] >= 0)
                     close(pfd[i]);
                 ppid[i] = pid;
                 pfd[i] = pid > 0 ? pidfd_open_(pid) : -1;
                 if (pid > 0 && pfd[i] < 0 && errno == ESRCH)
-                    atomic_store(&c->conn[i].dead, 1);
+                    atomic_store(&c->conn[i].t.dead, 1);
             }
             if (pfd[i] >= 0) {
                 idx[np] = i;
@@ -215,7 +215,7 @@ static void *watcher_main(void *arg)
             if (!p[k].revents)
                 continue;
             unsigned i = idx[k];
-            atomic_store(&c->conn[i].dead, 1);
+            atomic_store(&c->conn[i].t.dead, 1);
             close(pfd[i]);
             pfd[i] = -1; /* stays closed until another process answers on that socket */
         }
@@ -371,7 +371,7 @@ static int blk_for(struct dmce_client *c, dmce_addr_t addr, uint64_t len, struct
         if (r < 0)
             return r;
     }
-    if (atomic_load_explicit(&c->conn[b->daemon].dead, memory_order_relaxed))
+    if (atomic_load_explicit(&c->conn[b->daemon].t.dead, memory_order_relaxed))
         return DMCE_ECLOSED;
     *out = b;
     *cell = p.cell;
