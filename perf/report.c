@@ -1603,6 +1603,23 @@ static void add_unique(const char **list, size_t *n, size_t max, const char *s)
         list[(*n)++] = s;
 }
 
+/*
+ * The limit of result d in row `key` of `area`: the result d->limit names
+ * (in area "limits", else an impl "limit" of d's own area), or, when d
+ * names none, the impl "limit" of the same row. NULL when not measured.
+ */
+static const dmce_perf_result_t *limit_for(const dmce_perf_run_t *run, const char *area,
+                                           const char *key, const dmce_perf_result_t *d)
+{
+    if (!d)
+        return NULL;
+    if (d->limit[0]) {
+        const dmce_perf_result_t *l = find_result(run, "limits", NULL, d->limit);
+        return l ? l : find_result(run, area, "limit", d->limit);
+    }
+    return find_result(run, area, "limit", key);
+}
+
 static void ratio_row(const dmce_perf_run_t *run, const char *area, const char *key,
                       const dmce_perf_result_t *first, const dmce_perf_result_t *d, int has_limit,
                       const char *const *refs, size_t nrefs, FILE *f)
@@ -1615,11 +1632,7 @@ static void ratio_row(const dmce_perf_run_t *run, const char *area, const char *
     }
     fprintf(f, "| %s | %s |", label, fmt_cell(d, cell, sizeof(cell)));
     if (has_limit) {
-        const dmce_perf_result_t *l = NULL;
-        if (d && d->limit[0])
-            l = find_result(run, "limits", NULL, d->limit);
-        else if (d)
-            l = find_result(run, area, "limit", key);
+        const dmce_perf_result_t *l = limit_for(run, area, key, d);
         if (l) {
             char c[128];
             snprintf(cell, sizeof(cell), "%s: %s", l->bench, fmt_cell(l, c, sizeof(c)));
@@ -1685,6 +1698,56 @@ int dmce_perf_render_ratio_table(const dmce_perf_run_t *run, const char *area, F
         if (!printed) /* references only: dmce was not measured here */
             ratio_row(run, area, rows[i].key, rows[i].first, NULL, has_limit, refs, nrefs, f);
         n += printed ? printed : 1;
+    }
+    free(rows);
+    return n;
+}
+
+/* s with '|' and line breaks replaced, so that it stays in one table cell. */
+static const char *cell_text(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < len; i++)
+        buf[i] = s[i] == '|' ? '/' : (s[i] == '\n' || s[i] == '\r') ? ' ' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
+#define BW_MIN_BYTES (1024.0 * 1024.0)
+
+int dmce_perf_render_bw_table(const dmce_perf_run_t *run, const char *area, FILE *f)
+{
+    row_t *rows;
+    size_t nrows = collect_rows(run, area, &rows);
+    int n = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        for (size_t k = 0; k < run->nresults; k++) {
+            const dmce_perf_result_t *r = &run->results[k];
+            char key[DMCE_PERF_TEXT_MAX * 2];
+            if (strcmp(r->area, area) != 0 || strcmp(r->impl, "limit") == 0 ||
+                r->bytes_per_op < BW_MIN_BYTES || !r->gb_per_s.present ||
+                dmce_perf_result_key(r, key, sizeof(key)) < 0 || strcmp(key, rows[i].key) != 0)
+                continue;
+            const dmce_perf_result_t *l = limit_for(run, area, key, r);
+            if (!l || !l->gb_per_s.present || !(l->gb_per_s.median > 0))
+                continue;
+            if (n == 0)
+                fprintf(f, "| benchmark | GB/s (min..max) | limit GB/s | ratio to limit | what "
+                           "|\n|---|---:|---:|---:|---|\n");
+            char label[320], a[32], b[32], c[32], d[32], note[DMCE_PERF_TEXT_MAX];
+            row_label(r, label, sizeof(label));
+            if (strcmp(r->impl, "dmce") != 0) {
+                size_t len = strlen(label);
+                snprintf(label + len, sizeof(label) - len, " [%s]", r->impl);
+            }
+            dmce_perf_stat_t lo = {1, r->gb_per_s.min, 0, 0}, hi = {1, r->gb_per_s.max, 0, 0};
+            double q = r->gb_per_s.median / l->gb_per_s.median;
+            fprintf(f, "| %s | %s (%s..%s) | %s: %s | %.2f | %s |\n", label,
+                    fmt_gbs(&r->gb_per_s, a, sizeof(a)), fmt_gbs(&lo, b, sizeof(b)),
+                    fmt_gbs(&hi, c, sizeof(c)), l->bench, fmt_gbs(&l->gb_per_s, d, sizeof(d)), q,
+                    cell_text(r->note, note, sizeof(note)));
+            n++;
+        }
     }
     free(rows);
     return n;
@@ -1798,6 +1861,8 @@ int dmce_perf_render_md(const dmce_perf_run_t *run, const char *const *plots, si
     for (size_t a = 0; a < nareas; a++) {
         fprintf(f, "\n## %s\n\n", areas[a]);
         if (dmce_perf_render_ratio_table(run, areas[a], f) > 0)
+            fprintf(f, "\n");
+        if (dmce_perf_render_bw_table(run, areas[a], f) > 0)
             fprintf(f, "\n");
         dmce_perf_render_detail_table(run, areas[a], f);
     }

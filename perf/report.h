@@ -126,8 +126,11 @@ typedef struct dmce_perf_param {
  * impl names who did it: "dmce", "limit" (the machine, measured by us), or
  * a peer ("redis", "memcached", "redis-benchmark"). Results with the same
  * area, bench and params are comparable and share a row in the report.
- * limit, when set, is the key (dmce_perf_result_key) of a result in area
- * "limits" that bounds this one, e.g. "unix_rtt[size=64]".
+ * limit, when set, is the key (dmce_perf_result_key) of a result that
+ * bounds this one: in area "limits" (e.g. "unix_rtt[size=64]"), else an
+ * impl "limit" of this result's own area (e.g. "remap[pages=4k,window=4M]").
+ * When unset, an impl "limit" of the same area, bench and params is the
+ * limit.
  */
 typedef struct dmce_perf_result {
     char area[DMCE_PERF_NAME_MAX];
@@ -227,15 +230,27 @@ int dmce_perf_run_load(dmce_perf_run_t *run, const char *path, char *err, size_t
  * Markdown: the ratio table of one area. One row per (bench, params) and
  * dmce variant (impl "dmce" or "dmce-*", e.g. "dmce-mapped"; the variant
  * is named in the row); columns: that dmce figure, its limit (the result
- * its limit field names) and every other impl seen in the area, each with
- * "ops/s, p50" and the ratio dmce/X of ops/s (>1: dmce does more per
- * second). A missing figure is "-", never a guess. No dmce result in the
- * area: nothing printed. Returns the number of rows.
+ * its limit field names, or the same row's impl "limit") and every other
+ * impl seen in the area, each with "ops/s, p50" and the ratio dmce/X of
+ * ops/s (>1: dmce does more per second). A missing figure is "-", never a
+ * guess. No dmce result in the area: nothing printed. Returns the number
+ * of rows.
  */
 int dmce_perf_render_ratio_table(const dmce_perf_run_t *run, const char *area, FILE *f);
+/*
+ * Markdown: the bandwidth table of one area. One row per result moving at
+ * least 1 MiB per op (dmce and the references, not the limits) whose limit
+ * was measured with a GB/s figure: its GB/s (median, min..max), the
+ * limit's, the ratio of the medians, and the result's note. No such
+ * result: nothing printed. Returns the number of rows.
+ */
+int dmce_perf_render_bw_table(const dmce_perf_run_t *run, const char *area, FILE *f);
 /* Markdown: every result of an area with samples, percentiles and spread. */
 int dmce_perf_render_detail_table(const dmce_perf_run_t *run, const char *area, FILE *f);
-/* The whole report.md; plots (may be NULL) lists PNG names to link. */
+/*
+ * The whole report.md: per area the ratio table, the bandwidth table and
+ * the detail table. plots (may be NULL) lists PNG names to link.
+ */
 int dmce_perf_render_md(const dmce_perf_run_t *run, const char *const *plots, size_t nplots,
                         FILE *f);
 
