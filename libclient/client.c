@@ -574,6 +574,12 @@ int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out)
     out->prefaulted = v[DMCE_STAT_PREFAULTED];
     out->prefault_pending = v[DMCE_STAT_PREFAULT_PENDING];
     out->ring_clients = v[DMCE_STAT_RING_CLIENTS];
+    out->mirrors = v[DMCE_STAT_MIRRORS];
+    out->mirror_copies = v[DMCE_STAT_MIRROR_COPIES];
+    out->mirror_bytes_copied = v[DMCE_STAT_MIRROR_BYTES_COPIED];
+    out->mirror_broken = v[DMCE_STAT_MIRROR_BROKEN];
+    out->ops_persist = v[DMCE_STAT_OPS_PERSIST];
+    out->promoted = v[DMCE_STAT_PROMOTED];
     out->uptime_ms = v[DMCE_STAT_UPTIME_MS];
     return 0;
 }

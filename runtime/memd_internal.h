@@ -18,8 +18,11 @@
 
 #include <dmce/addr.h>
 
+#include "alloc.h"
+#include "config.h"
 #include "memd_server.h"
 #include "msmp.h"
+#include "msmp_conn.h"
 #include "transport_ring.h"
 
 #define DMCE_MEMD_BATCH 16
@@ -29,19 +32,63 @@
 #define DMCE_MEMD_OUT_HIGH (256u << 10)
 #define DMCE_MEMD_MAX_WORKERS 64
 
+/* A block's role on this daemon. */
+enum memd_role {
+    MEMD_PRIMARY = 0, /* the block: clients use it here */
+    MEMD_MIRROR = 1,  /* a copy kept for the daemon that holds the primary */
+};
+
+/* Chunks of a block that a write and the copy to a new mirror serialize on. */
+#define MEMD_CHUNK (64u << 10)
+#define MEMD_STRIPES 64u
+
+/* The mirror of one of this daemon's primary blocks, as the primary sees it. */
+enum memd_mirror_state {
+    MEMD_MIRROR_COPYING = 1, /* the block is being copied into it; writes go to both */
+    MEMD_MIRROR_SYNCED = 2,  /* a full copy; every change goes to both */
+};
+
+struct memd_mirror {
+    uint32_t daemon_id;            /* who holds the copy */
+    char peer[DMCE_CFG_STRMAX];    /* its socket */
+    int fd;                        /* its object; owner: this struct */
+    void *base;                    /* our mapping of it, as large as the block */
+    atomic_int state;              /* enum memd_mirror_state */
+    atomic_uint_fast64_t copied;   /* bytes copied so far (progress) */
+    uint64_t to_copy;              /* bytes the copy covers (up to the high-water mark) */
+};
+
 struct memd_block {
     uint32_t id;
     int fd;          /* owner: this struct; closed at shutdown */
     void *base;      /* mapping of the whole block */
     uint64_t size;
-    pthread_mutex_t lock; /* serializes allocator changes */
+    pthread_mutex_t lock; /* serializes allocator changes (and a copy to a new mirror) */
     char name[2 * DMCE_CFG_STRMAX + 96]; /* shm_prefix + "b" + block ID */
     struct memd_block *prefault_next; /* queue of blocks waiting for the prefault thread */
+    atomic_int role;           /* enum memd_role; changed by promote under grow_lock */
+    uint32_t primary_daemon;   /* MEMD_MIRROR: the daemon that holds the primary */
+    /*
+     * MEMD_PRIMARY: the mirror this daemon keeps in step, or NULL. Set and
+     * cleared under `lock`; read by writers under their chunk's stripe.
+     * Owner: this block.
+     */
+    struct memd_mirror *_Atomic mirror;
+    pthread_mutex_t stripes[MEMD_STRIPES]; /* chunk i: stripes[i % MEMD_STRIPES] */
 };
 
+/*
+ * The Block ID Lookup Table. by_id is indexed by block ID over the whole
+ * ID space of the layout (a daemon holds mirrors and promoted copies of
+ * other daemons' IDs); list holds the same blocks compactly, for scans.
+ * Immutable once published: a change copies it under grow_lock, publishes
+ * the copy (rcu_assign_pointer) and frees the old one after a grace period.
+ */
 struct memd_table {
-    uint32_t n;                 /* = max_blocks */
-    struct memd_block *b[];     /* index: block ID - block_first; NULL = not created */
+    uint32_t nids;               /* 1 << block bits of the layout */
+    uint32_t count;              /* blocks held (primaries and mirrors) */
+    struct memd_block **list;    /* [count], storage after by_id */
+    struct memd_block *by_id[];  /* [nids] */
 };
 
 struct memd_conn;
@@ -135,6 +182,19 @@ struct dmce_memd {
     pthread_cond_t pf_cond;
     struct memd_block *pf_queue;
     atomic_uint_fast64_t pf_pending; /* bytes not yet prefaulted */
+    /*
+     * Mirroring (memd_mirror.c): jobs that copy a block to a new mirror run
+     * on one thread, one at a time; connections to peer daemons are cached
+     * by socket path (under peer_lock).
+     */
+    pthread_t mr_thread;
+    int mr_on;
+    pthread_mutex_t mr_lock;
+    pthread_cond_t mr_cond;
+    struct memd_mirror_job *mr_jobs;
+    pthread_mutex_t peer_lock;
+    struct memd_peer *peers;
+    uint64_t mirror_bytes;       /* data bytes held as mirrors (under sess_lock) */
     int nworkers;
     struct memd_worker workers[DMCE_MEMD_MAX_WORKERS];
 };
@@ -162,9 +222,88 @@ int memd_resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, u
 uint8_t *memd_reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int status,
                           uint32_t len);
 
+/*
+ * Send descriptor fd (a dup of it) with the response that is about to be
+ * begun with memd_reply_begin: on the socket with that frame, or for a ring
+ * connection ahead of it on the socket. 0 or -errno.
+ */
+int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd);
+
 /* An error response (no payload), counted in the stats. */
 void memd_reply_error(struct dmce_memd *m, struct memd_conn *c, const dmce_msmp_hdr_t *req,
                       int err);
+
+/*
+ * Resolve a DMCE address to a block this daemon serves (a primary), inside
+ * rcu_read_lock(): memd_resolve and, for a mirror copy, DMCE_ENOBLOCK.
+ * memd_resolve itself also finds mirror copies (peer operations).
+ */
+int memd_resolve_primary(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b,
+                         uint64_t *cell);
+
+/*
+ * Create a block object with ID `id` and `size` bytes (fallocated,
+ * mapped, on the daemon's NUMA node). format: 1 to format it as an empty
+ * block, 0 to leave it zero (a mirror, to be filled by its primary).
+ * Caller holds grow_lock; the block is not published.
+ */
+int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int format,
+                      struct memd_block **out);
+
+/* Unmap, close, unlink and free a block that is no longer published. */
+void memd_block_destroy(struct dmce_memd *m, struct memd_block *b);
+
+/*
+ * Usage of block b without waiting: its allocator lock may be held for a
+ * long time (a copy to a new mirror); then the header's counters are read
+ * as they are and largest_free is 0.
+ */
+void memd_block_usage_nowait(struct memd_block *b, dmce_block_usage_t *u);
+
+/* Publish a table with b added / removed. grow_lock held; waits a grace period. */
+int memd_table_add_locked(struct dmce_memd *m, struct memd_block *b);
+int memd_table_remove_locked(struct dmce_memd *m, struct memd_block *b);
+
+/* Sessions (under sess_lock): find by ID; change reserved/used keeping the totals exact. */
+struct memd_session *memd_sess_by_id_locked(struct dmce_memd *m, uint32_t id);
+void memd_sess_account_locked(struct dmce_memd *m, struct memd_session *s, uint64_t reserved,
+                              uint64_t used);
+/* A session with no connection (its client is away): kept for grace_ms. sess_lock held. */
+struct memd_session *memd_sess_orphan_locked(struct dmce_memd *m, uint32_t id);
+
+/* ---- mirroring (memd_mirror.c) ---- */
+
+/*
+ * Write src to [cell, cell+len) of primary block b, and of its mirror if it
+ * has one, chunk by chunk under the stripe locks; verify (seed 002
+ * FIG. 16). 0 or -EIO (what was read back differs: a concurrent writer or a
+ * bad page). Inside rcu_read_lock().
+ */
+int memd_block_write(struct memd_block *b, uint64_t cell, const void *src, uint64_t len);
+
+/* Copy [cell, cell+len) of b to its mirror (persist). Inside rcu_read_lock(). */
+void memd_block_persist(struct memd_block *b, uint64_t cell, uint64_t len);
+
+/*
+ * After an allocator change on primary b (b->lock held), do the same on
+ * its mirror: the copies are identical, so the results must be too; a
+ * difference drops the mirror (logged; the dispatcher re-mirrors).
+ */
+void memd_mirror_after_alloc(struct dmce_memd *m, struct memd_block *b, uint64_t size,
+                             uint32_t owner, uint64_t offset);
+void memd_mirror_after_free(struct dmce_memd *m, struct memd_block *b, uint64_t offset);
+void memd_mirror_after_free_owner(struct dmce_memd *m, struct memd_block *b, uint32_t owner,
+                                  int freed);
+
+/*
+ * Mirroring operations (persist, mirror_create, mirror_start, promote,
+ * drop, blocks): answer c->h and return 1, or 0 for any other op.
+ */
+int memd_mirror_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len);
+
+/* Start / stop the mirroring thread; release mirrors and peer connections. */
+int memd_mirror_start(struct dmce_memd *m);
+void memd_mirror_stop(struct dmce_memd *m);
 
 /* ---- the session store's operations (memd_store.c) ---- */
 

@@ -178,13 +178,15 @@ static void prefault_enqueue(struct dmce_memd *m, struct memd_block *b)
  * zeroes such pages at their first fault, which the prefault thread then
  * takes in the background (or the first process to touch them).
  */
-static int block_create(struct dmce_memd *m, uint32_t id, struct memd_block **out)
+int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int format,
+                      struct memd_block **out)
 {
     struct memd_block *b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
     b->id = id;
-    b->size = m->cfg.block_size;
+    b->size = size;
+    b->role = format ? MEMD_PRIMARY : MEMD_MIRROR;
     block_name(m, id, b->name, sizeof(b->name));
     int r;
     b->fd = block_obj_open(m, b->name);
@@ -229,15 +231,18 @@ static int block_create(struct dmce_memd *m, uint32_t id, struct memd_block **ou
         LOG_WARN("block %u: binding to NUMA node %d failed: %s; memory left unbound", id,
                  m->numa_node, strerror(-r));
     /* A fresh, fallocate()d object reads as zeroes: say so, and allocations skip clearing. */
-    r = dmce_block_format(b->base, b->size, (uint32_t)m->cfg.granule, (uint32_t)m->cfg.page_size,
-                          id, DMCE_BLOCK_ZEROED);
+    r = format ? dmce_block_format(b->base, b->size, (uint32_t)m->cfg.granule,
+                                   (uint32_t)m->cfg.page_size, id, DMCE_BLOCK_ZEROED)
+               : 0; /* a mirror: zero until its primary copies itself in */
     if (r < 0) {
         LOG_ERROR("block %u: format failed: %s", id, dmce_strerror(r));
         goto fail_unmap;
     }
     pthread_mutex_init(&b->lock, NULL);
-    LOG_INFO("block %u created: %s, %llu bytes, NUMA node %d", id, b->name,
-             (unsigned long long)b->size, m->numa_node);
+    for (unsigned i = 0; i < MEMD_STRIPES; i++)
+        pthread_mutex_init(&b->stripes[i], NULL);
+    LOG_INFO("block %u created%s: %s, %llu bytes, NUMA node %d", id, format ? "" : " as a mirror",
+             b->name, (unsigned long long)b->size, m->numa_node);
     *out = b;
     return 0;
 fail_unmap:
@@ -249,13 +254,21 @@ fail_unlink:
     return r;
 }
 
-static void block_destroy(struct dmce_memd *m, struct memd_block *b)
+void memd_block_destroy(struct dmce_memd *m, struct memd_block *b)
 {
+    struct memd_mirror *mr = atomic_load(&b->mirror);
+    if (mr) { /* our mapping of a peer's copy: the peer owns the object */
+        munmap(mr->base, b->size);
+        close(mr->fd);
+        free(mr);
+    }
     munmap(b->base, b->size);
     close(b->fd);
     if (block_obj_unlink(m, b->name) < 0)
         LOG_WARN("block %u: cannot remove %s: %s", b->id, b->name, strerror(errno));
     pthread_mutex_destroy(&b->lock);
+    for (unsigned i = 0; i < MEMD_STRIPES; i++)
+        pthread_mutex_destroy(&b->stripes[i]);
     free(b);
 }
 
@@ -306,47 +319,114 @@ static void *prefault_main(void *arg)
     return NULL;
 }
 
+/* A table with room for every block ID and max_blocks list entries, copied from old (or empty). */
+static struct memd_table *table_copy(struct dmce_memd *m, const struct memd_table *old)
+{
+    dmce_layout_info_t li;
+    dmce_layout_info(m->layout, &li);
+    uint32_t nids = 1u << li.block_bits;
+    size_t sz = sizeof(struct memd_table) + (size_t)nids * sizeof(struct memd_block *) +
+                (size_t)m->cfg.max_blocks * sizeof(struct memd_block *);
+    struct memd_table *t = calloc(1, sz);
+    if (!t)
+        return NULL;
+    t->nids = nids;
+    t->list = &t->by_id[nids];
+    if (old) {
+        memcpy(t->by_id, old->by_id, (size_t)nids * sizeof(t->by_id[0]));
+        memcpy(t->list, old->list, (size_t)old->count * sizeof(t->list[0]));
+        t->count = old->count;
+    }
+    return t;
+}
+
+/* Publish nt and free the old table after a grace period. grow_lock held. */
+static void table_publish_locked(struct dmce_memd *m, struct memd_table *nt)
+{
+    struct memd_table *old = m->table;
+    rcu_assign_pointer(m->table, nt);
+    synchronize_rcu();
+    free(old);
+}
+
+void memd_block_usage_nowait(struct memd_block *b, dmce_block_usage_t *u)
+{
+    if (pthread_mutex_trylock(&b->lock) == 0) { /* usage walks the free lists: not under a malloc */
+        dmce_block_usage(b->base, u);
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    const volatile dmce_block_hdr_t *h = b->base;
+    memset(u, 0, sizeof(*u));
+    u->size = h->size;
+    u->data_bytes = (uint64_t)h->ngranules * h->granule;
+    u->free_bytes = (uint64_t)h->free_granules * h->granule;
+    u->used_bytes = h->used_bytes;
+    u->nallocs = h->nallocs;
+}
+
+int memd_table_add_locked(struct dmce_memd *m, struct memd_block *b)
+{
+    if (m->table->count >= (uint32_t)m->cfg.max_blocks || b->id >= m->table->nids ||
+        m->table->by_id[b->id])
+        return DMCE_ENOMEM;
+    struct memd_table *nt = table_copy(m, m->table);
+    if (!nt)
+        return -ENOMEM;
+    nt->by_id[b->id] = b;
+    nt->list[nt->count++] = b;
+    table_publish_locked(m, nt);
+    return 0;
+}
+
+int memd_table_remove_locked(struct dmce_memd *m, struct memd_block *b)
+{
+    struct memd_table *nt = table_copy(m, m->table);
+    if (!nt)
+        return -ENOMEM;
+    nt->by_id[b->id] = NULL;
+    for (uint32_t i = 0; i < nt->count; i++) {
+        if (nt->list[i] == b) {
+            nt->list[i] = nt->list[--nt->count];
+            break;
+        }
+    }
+    table_publish_locked(m, nt);
+    return 0;
+}
+
 /*
- * Create the next block if there is room. Publishes a new table copy.
- * Must not be called inside an RCU read-side section. Returns 0 when a
- * block was added (or another thread added one meanwhile: *gen changed),
- * DMCE_ENOMEM when the daemon is at max_blocks.
+ * Create a new primary block if there is room: the lowest free ID of this
+ * daemon's range. Must not be called inside an RCU read-side section.
+ * Returns 0 when a block was added (or another thread added one meanwhile:
+ * the count changed), DMCE_ENOMEM when the daemon holds max_blocks.
  */
 static int table_grow(struct dmce_memd *m, uint32_t seen_count)
 {
     pthread_mutex_lock(&m->grow_lock);
-    struct memd_table *old = m->table; /* stable: only changed under grow_lock */
-    uint32_t count = 0, slot = UINT32_MAX;
-    for (uint32_t i = 0; i < old->n; i++) {
-        if (old->b[i])
-            count++;
-        else if (slot == UINT32_MAX)
-            slot = i;
-    }
+    struct memd_table *t = m->table; /* stable: only changed under grow_lock */
     int r = 0;
-    if (count != seen_count) {
-        r = 0; /* someone grew it meanwhile: retry */
+    uint32_t id = 0;
+    if (t->count != seen_count)
+        goto out; /* someone grew it meanwhile: retry */
+    r = DMCE_ENOMEM;
+    if (t->count >= (uint32_t)m->cfg.max_blocks)
         goto out;
-    }
-    if (slot == UINT32_MAX) {
-        r = DMCE_ENOMEM;
+    for (uint32_t i = m->block_first; i <= m->block_last && !id; i++)
+        if (!t->by_id[i])
+            id = i;
+    if (!id)
+        goto out; /* every ID of the range names a block somewhere (mirrors, failovers) */
+    struct memd_block *b;
+    r = memd_block_create(m, id, m->cfg.block_size, 1, &b);
+    if (r < 0)
         goto out;
-    }
-    struct memd_table *nt = malloc(sizeof(*nt) + old->n * sizeof(nt->b[0]));
-    if (!nt) {
-        r = -ENOMEM;
-        goto out;
-    }
-    memcpy(nt, old, sizeof(*nt) + old->n * sizeof(nt->b[0]));
-    r = block_create(m, m->block_first + slot, &nt->b[slot]);
+    r = memd_table_add_locked(m, b);
     if (r < 0) {
-        free(nt);
+        memd_block_destroy(m, b);
         goto out;
     }
-    prefault_enqueue(m, nt->b[slot]);
-    rcu_assign_pointer(m->table, nt);
-    synchronize_rcu();
-    free(old);
+    prefault_enqueue(m, b);
 out:
     pthread_mutex_unlock(&m->grow_lock);
     return r;
@@ -363,9 +443,8 @@ int memd_resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, u
     dmce_addr_decode(m->layout, addr, &p);
     if (p.server != DMCE_SERVER_LOCAL)
         return DMCE_ENOSERVER;
-    if (p.block < m->block_first || p.block > m->block_last)
-        return DMCE_ENOBLOCK;
-    struct memd_block *blk = memd_table_get(m)->b[p.block - m->block_first];
+    struct memd_table *t = memd_table_get(m);
+    struct memd_block *blk = p.block < t->nids ? t->by_id[p.block] : NULL;
     if (!blk)
         return DMCE_ENOBLOCK;
     if (p.cell >= blk->size)
@@ -373,6 +452,15 @@ int memd_resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, u
     *b = blk;
     *cell = p.cell;
     return 0;
+}
+
+int memd_resolve_primary(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b,
+                         uint64_t *cell)
+{
+    int r = memd_resolve(m, addr, b, cell);
+    if (r == 0 && (*b)->role != MEMD_PRIMARY)
+        return DMCE_ENOBLOCK; /* a copy kept for another daemon: ask the primary */
+    return r;
 }
 
 /* ---- sessions ------------------------------------------------------------------------ */
@@ -383,8 +471,8 @@ static uint64_t charge(const struct memd_session *s)
 }
 
 /* Change a session's reserved/used and keep `committed` exact. sess_lock held. */
-static void sess_account_locked(struct dmce_memd *m, struct memd_session *s, uint64_t reserved,
-                                uint64_t used)
+void memd_sess_account_locked(struct dmce_memd *m, struct memd_session *s, uint64_t reserved,
+                              uint64_t used)
 {
     m->committed -= charge(s);
     s->reserved = reserved;
@@ -392,7 +480,27 @@ static void sess_account_locked(struct dmce_memd *m, struct memd_session *s, uin
     m->committed += charge(s);
 }
 
-static struct memd_session *sess_by_id_locked(struct dmce_memd *m, uint32_t id)
+/*
+ * A session for allocations whose client is not here (a promoted mirror's
+ * owners): orphaned from the start, so it ends after grace_ms unless its
+ * client sets up with this session ID. NULL when out of memory.
+ */
+struct memd_session *memd_sess_orphan_locked(struct dmce_memd *m, uint32_t id)
+{
+    struct memd_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->id = id;
+    s->uid = geteuid();
+    s->orphan_deadline = dmce_now_ms() + (uint64_t)m->cfg.grace_ms;
+    s->next = m->sessions;
+    m->sessions = s;
+    m->nsessions++;
+    m->norphans++;
+    return s;
+}
+
+struct memd_session *memd_sess_by_id_locked(struct dmce_memd *m, uint32_t id)
 {
     for (struct memd_session *s = m->sessions; s; s = s->next)
         if (s->id == id)
@@ -421,12 +529,14 @@ static uint64_t free_owner_everywhere(struct dmce_memd *m, uint32_t id, int *cou
     int n = 0;
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
-    for (uint32_t i = 0; i < t->n; i++) {
-        struct memd_block *b = t->b[i];
-        if (!b)
-            continue;
+    for (uint32_t i = 0; i < t->count; i++) {
+        struct memd_block *b = t->list[i];
+        if (b->role != MEMD_PRIMARY)
+            continue; /* a copy: its primary frees there and here */
         pthread_mutex_lock(&b->lock);
         int k = dmce_alloc_free_owner(b->base, id, &bytes);
+        if (k > 0)
+            memd_mirror_after_free_owner(m, b, id, k);
         pthread_mutex_unlock(&b->lock);
         if (k > 0)
             n += k;
@@ -549,7 +659,7 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
         }
         do
             s->id = m->next_session_id++;
-        while (s->id == 0 || sess_by_id_locked(m, s->id));
+        while (s->id == 0 || memd_sess_by_id_locked(m, s->id));
         memcpy(s->token, rq.token, sizeof(s->token));
         s->uid = c->uid;
         s->next = m->sessions;
@@ -560,7 +670,7 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
         LOG_INFO("session %u reattached by pid %d", s->id, (int)c->pid);
     }
     s->conn = c;
-    sess_account_locked(m, s, want, s->used);
+    memd_sess_account_locked(m, s, want, s->used);
     c->sess = s;
     dmce_msmp_setup_resp_t rs = {.granted = want,
                                  .used = s->used,
@@ -588,7 +698,7 @@ static int quota_take(struct dmce_memd *m, struct memd_session *s, uint64_t size
     else if (m->committed - charge(s) + DMCE_MAX(s->reserved, used) > m->capacity)
         r = DMCE_ENOMEM;
     else
-        sess_account_locked(m, s, s->reserved, used);
+        memd_sess_account_locked(m, s, s->reserved, used);
     pthread_mutex_unlock(&m->sess_lock);
     return r;
 }
@@ -596,9 +706,9 @@ static int quota_take(struct dmce_memd *m, struct memd_session *s, uint64_t size
 static void quota_give_back(struct dmce_memd *m, uint32_t owner, uint64_t size)
 {
     pthread_mutex_lock(&m->sess_lock);
-    struct memd_session *s = sess_by_id_locked(m, owner);
+    struct memd_session *s = memd_sess_by_id_locked(m, owner);
     if (s)
-        sess_account_locked(m, s, s->reserved, s->used >= size ? s->used - size : 0);
+        memd_sess_account_locked(m, s, s->reserved, s->used >= size ? s->used - size : 0);
     pthread_mutex_unlock(&m->sess_lock);
 }
 
@@ -610,16 +720,16 @@ static int alloc_in_blocks(struct dmce_memd *m, uint64_t size, uint32_t owner, d
     uint32_t count = 0;
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
-    for (uint32_t i = 0; i < t->n; i++) {
-        struct memd_block *b = t->b[i];
-        if (!b)
-            continue;
-        count++;
-        if (r == 0)
+    count = t->count;
+    for (uint32_t i = 0; i < t->count && r != 0; i++) {
+        struct memd_block *b = t->list[i];
+        if (b->role != MEMD_PRIMARY)
             continue;
         uint64_t off;
         pthread_mutex_lock(&b->lock);
         int a = dmce_alloc(b->base, size, owner, &off);
+        if (a == 0)
+            memd_mirror_after_alloc(m, b, size, owner, off);
         pthread_mutex_unlock(&b->lock);
         if (a == 0) {
             dmce_addr_encode(m->layout, DMCE_SERVER_LOCAL, b->id, off, addr);
@@ -644,9 +754,11 @@ static void op_malloc(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
     uint64_t maxa = 0;
-    for (uint32_t i = 0; i < t->n && !maxa; i++)
-        if (t->b[i])
-            maxa = dmce_block_max_alloc(t->b[i]->base);
+    for (uint32_t i = 0; i < t->count && !maxa; i++)
+        if (t->list[i]->role == MEMD_PRIMARY)
+            maxa = dmce_block_max_alloc(t->list[i]->base);
+    if (!maxa) /* no primary yet (all copies): a new block's, as large as the first of ours */
+        maxa = m->block_data_bytes - DMCE_ALLOC_HDR_SIZE;
     rcu_read_unlock();
     if (size > maxa)
         return memd_reply_error(m, c, &c->h, -EMSGSIZE);
@@ -686,7 +798,7 @@ static void op_read(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
-    r = memd_resolve(m, rq.addr, &b, &cell);
+    r = memd_resolve_primary(m, rq.addr, &b, &cell);
     if (r == 0)
         r = dmce_alloc_check(b->base, cell, rq.len);
     if (r < 0) {
@@ -712,16 +824,11 @@ static void op_write(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
-    r = memd_resolve(m, rq.addr, &b, &cell);
+    r = memd_resolve_primary(m, rq.addr, &b, &cell);
     if (r == 0)
         r = dmce_alloc_check(b->base, cell, rq.len);
-    if (r == 0) {
-        uint8_t *dst = (uint8_t *)b->base + cell;
-        memcpy(dst, p + DMCE_MSMP_WRITE_HDR, rq.len);
-        /* Verify (seed 002 FIG. 16): catches a concurrent writer or a bad page. */
-        if (memcmp(dst, p + DMCE_MSMP_WRITE_HDR, rq.len) != 0)
-            r = -EIO;
-    }
+    if (r == 0) /* both copies, verified (seed 002 FIG. 16) */
+        r = memd_block_write(b, cell, p + DMCE_MSMP_WRITE_HDR, rq.len);
     rcu_read_unlock();
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
@@ -747,10 +854,12 @@ static void op_free(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
     rcu_read_lock();
     struct memd_block *b;
     uint64_t cell;
-    r = memd_resolve(m, addr, &b, &cell);
+    r = memd_resolve_primary(m, addr, &b, &cell);
     if (r == 0) {
         pthread_mutex_lock(&b->lock);
         r = dmce_alloc_free(b->base, cell, &owner, &size);
+        if (r == 0)
+            memd_mirror_after_free(m, b, cell);
         pthread_mutex_unlock(&b->lock);
     }
     rcu_read_unlock();
@@ -822,6 +931,26 @@ static int conn_queue_fds(struct memd_conn *c, size_t off, const int *fds, unsig
     return 0;
 }
 
+int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd)
+{
+    if (c->ring) {
+        /*
+         * The response goes through the ring; a descriptor cannot. It goes
+         * first, on the socket (idle since ring_open), with one byte 'F' that
+         * the client reads when the response says a descriptor is attached.
+         */
+        static const uint8_t tag = 'F';
+        if (send_with_fds(c->fd, &tag, 1, &fd, 1) != 1)
+            return errno ? -errno : -EIO;
+    } else {
+        int r = conn_queue_fds(c, c->out_len, &fd, 1);
+        if (r < 0)
+            return r;
+    }
+    STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
+    return 0;
+}
+
 /*
  * map: check the range like a read would, describe the block, and (when
  * asked) hand over the block's descriptor. The peer's uid was checked at
@@ -840,7 +969,7 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
     struct memd_block *b;
     uint64_t cell;
     dmce_alloc_info_t ai;
-    r = memd_resolve(m, rq.addr, &b, &cell);
+    r = memd_resolve_primary(m, rq.addr, &b, &cell);
     if (r == 0)
         r = dmce_alloc_check(b->base, cell, rq.len);
     if (r == 0)
@@ -859,31 +988,14 @@ static void op_map(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, u
     rcu_read_unlock();
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
-    size_t at = c->out_len;
-    if ((rq.flags & DMCE_MSMP_MAP_WANT_FD) && c->ring) {
-        /*
-         * The response goes through the ring; the descriptor cannot. It goes
-         * first, on the socket (idle since ring_open), with one byte 'F' that
-         * the client reads when the response says a descriptor is attached.
-         */
-        static const uint8_t tag = 'F';
-        if (send_with_fds(c->fd, &tag, 1, &fd, 1) != 1) {
-            r = -errno;
-            LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
-                     strerror(errno));
-            return memd_reply_error(m, c, &c->h, r ? r : -EIO);
-        }
-        rs.flags = DMCE_MSMP_MAP_FD;
-        STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
-    } else if (rq.flags & DMCE_MSMP_MAP_WANT_FD) {
-        r = conn_queue_fds(c, at, &fd, 1);
+    if (rq.flags & DMCE_MSMP_MAP_WANT_FD) {
+        r = memd_reply_fd(m, c, fd);
         if (r < 0) {
             LOG_WARN("client pid %d: cannot pass block %u's descriptor: %s", (int)c->pid, rs.block,
                      strerror(-r));
             return memd_reply_error(m, c, &c->h, r);
         }
         rs.flags = DMCE_MSMP_MAP_FD;
-        STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
     }
     STAT_ADD(m, DMCE_STAT_OPS_MAP, 1);
     uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_MAP_RESP_SIZE);
@@ -988,21 +1100,25 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
     uint64_t blocks = 0, free_bytes = 0, used = 0, nallocs = 0;
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
-    for (uint32_t i = 0; i < t->n; i++) {
-        struct memd_block *b = t->b[i];
-        if (!b)
+    uint64_t mirrors = 0, copies = 0;
+    for (uint32_t i = 0; i < t->count; i++) {
+        struct memd_block *b = t->list[i];
+        if (b->role != MEMD_PRIMARY) {
+            copies++;
             continue;
+        }
+        mirrors += atomic_load(&b->mirror) != NULL;
         dmce_block_usage_t u;
-        pthread_mutex_lock(&b->lock); /* usage walks the free lists: not safe under a malloc */
-        dmce_block_usage(b->base, &u);
-        pthread_mutex_unlock(&b->lock);
+        memd_block_usage_nowait(b, &u);
         blocks++;
         free_bytes += u.free_bytes;
         used += u.used_bytes;
         nallocs += u.nallocs;
     }
-    uint64_t nslots = t->n;
+    uint64_t nslots = (uint64_t)m->cfg.max_blocks - copies;
     rcu_read_unlock();
+    v[DMCE_STAT_MIRRORS] = mirrors;
+    v[DMCE_STAT_MIRROR_COPIES] = copies;
     v[DMCE_STAT_BLOCKS] = blocks;
     v[DMCE_STAT_BYTES_TOTAL] = m->capacity;
     v[DMCE_STAT_BYTES_USED] = used;
@@ -1049,7 +1165,7 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
     case DMCE_MSMP_OP_MAP: return op_map(m, c, p, len);
     case DMCE_MSMP_OP_RING_OPEN: return op_ring_open(m, c, p, len);
     default:
-        if (memd_store_dispatch(m, c, p, len))
+        if (memd_mirror_dispatch(m, c, p, len) || memd_store_dispatch(m, c, p, len))
             return;
         return memd_reply_error(m, c, &c->h, -EOPNOTSUPP);
     }
@@ -1075,7 +1191,7 @@ static void conn_close(struct memd_conn *c)
         s->conn = NULL;
         s->orphan_deadline = dmce_now_ms() + (uint64_t)m->cfg.grace_ms;
         m->norphans++;
-        sess_account_locked(m, s, 0, s->used); /* reservation released at once */
+        memd_sess_account_locked(m, s, 0, s->used); /* reservation released at once */
         pthread_mutex_unlock(&m->sess_lock);
         LOG_INFO("client pid %d dropped without disconnect: session %u keeps %llu bytes for "
                  "%lld ms (grace_ms)",
@@ -1773,6 +1889,11 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         LOG_WARN("cannot run on NUMA node %d: %s; threads left unbound", m->numa_node,
                  strerror(-r));
 
+    r = memd_mirror_start(m);
+    if (r < 0) {
+        LOG_ERROR("cannot start the mirroring thread: %s", strerror(-r));
+        goto fail;
+    }
     if (m->cfg.prefault) {
         r = -pthread_create(&m->pf_thread, NULL, prefault_main, m);
         if (r < 0) {
@@ -1783,22 +1904,24 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     }
 
     /* Geometry: usable data bytes of one block, from a formatted scratch header. */
-    m->table = calloc(1, sizeof(*m->table) + (size_t)cfg->max_blocks * sizeof(m->table->b[0]));
+    m->table = table_copy(m, NULL);
     if (!m->table) {
         r = -ENOMEM;
         goto fail;
     }
-    m->table->n = (uint32_t)cfg->max_blocks;
     for (int64_t i = 0; i < cfg->blocks_initial; i++) {
-        r = block_create(m, m->block_first + (uint32_t)i, &m->table->b[i]);
+        struct memd_block *b;
+        r = memd_block_create(m, m->block_first + (uint32_t)i, cfg->block_size, 1, &b);
         if (r < 0)
             goto fail;
-        prefault_enqueue(m, m->table->b[i]);
+        m->table->by_id[b->id] = b; /* not published yet: no reader exists */
+        m->table->list[m->table->count++] = b;
+        prefault_enqueue(m, b);
     }
     {
         /* Capacity in user-visible data bytes: from a block's own header. */
         dmce_block_usage_t u;
-        dmce_block_usage(m->table->b[0]->base, &u);
+        dmce_block_usage(m->table->list[0]->base, &u);
         m->block_data_bytes = u.data_bytes;
         m->capacity = m->block_data_bytes * (uint64_t)cfg->max_blocks;
     }
@@ -1864,6 +1987,7 @@ void dmce_memd_stop(dmce_memd_t *m)
         pthread_mutex_unlock(&m->pf_lock);
         pthread_join(m->pf_thread, NULL);
     }
+    memd_mirror_stop(m);
     for (int i = 0; i < DMCE_MEMD_MAX_WORKERS; i++) {
         if (m->workers[i].epfd > 0)
             close(m->workers[i].epfd);
@@ -1882,9 +2006,8 @@ void dmce_memd_stop(dmce_memd_t *m)
         free(s);
     }
     if (m->table) {
-        for (uint32_t i = 0; i < m->table->n; i++)
-            if (m->table->b[i])
-                block_destroy(m, m->table->b[i]);
+        for (uint32_t i = 0; i < m->table->count; i++)
+            memd_block_destroy(m, m->table->list[i]);
         free(m->table);
     }
     if (m->lock_fd >= 0) {

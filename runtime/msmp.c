@@ -14,8 +14,10 @@
 
 const char *dmce_msmp_op_name(unsigned op)
 {
-    static const char *const names[] = {"?",    "setup",      "malloc", "read", "write",
-                                        "free", "disconnect", "stats",  "map",  "ring_open"};
+    static const char *const names[] = {
+        "?",       "setup",         "malloc",       "read",    "write", "free",
+        "disconnect", "stats",      "map",          "ring_open", "persist", "mirror_create",
+        "mirror_start", "promote",  "drop",         "blocks"};
     _Static_assert(sizeof(names) / sizeof(names[0]) == DMCE_MSMP_OP_MAX_ + 1, "op names");
     return op <= DMCE_MSMP_OP_MAX_ ? names[op] : "?";
 }
@@ -234,6 +236,131 @@ int dmce_msmp_ring_resp_decode(const uint8_t *in, size_t len, dmce_msmp_ring_res
     m->seg_size = dmce_get_le64(in + 8);
     if (m->flags || m->capacity < 4096 || m->capacity > (1u << 30) ||
         (m->capacity & (m->capacity - 1)) || m->seg_size <= 2ull * m->capacity)
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_range_encode(const dmce_msmp_range_t *m, uint8_t *out)
+{
+    dmce_put_le64(out, m->addr);
+    dmce_put_le64(out + 8, m->len);
+}
+
+int dmce_msmp_range_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *m)
+{
+    if (len != DMCE_MSMP_RANGE_SIZE)
+        return -EBADMSG;
+    m->addr = dmce_get_le64(in);
+    m->len = dmce_get_le64(in + 8);
+    return 0;
+}
+
+void dmce_msmp_mirror_create_encode(const dmce_msmp_mirror_create_t *m, uint8_t *out)
+{
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->primary);
+    dmce_put_le64(out + 8, m->size);
+}
+
+int dmce_msmp_mirror_create_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_create_t *m)
+{
+    if (len != DMCE_MSMP_MIRROR_CREATE_SIZE)
+        return -EBADMSG;
+    m->block = dmce_get_le32(in);
+    m->primary = dmce_get_le32(in + 4);
+    m->size = dmce_get_le64(in + 8);
+    if (m->block == 0 || m->size == 0 || m->size % 4096)
+        return -EBADMSG;
+    return 0;
+}
+
+int dmce_msmp_mirror_start_encode(const dmce_msmp_mirror_start_t *m, uint8_t *out, size_t cap)
+{
+    size_t n = strnlen(m->path, sizeof(m->path));
+    if (n == 0 || n > DMCE_MSMP_PATH_MAX || cap < DMCE_MSMP_MIRROR_START_HDR + n)
+        return -EINVAL;
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->peer);
+    dmce_put_le32(out + 8, m->flags);
+    dmce_put_le32(out + 12, (uint32_t)n);
+    memcpy(out + DMCE_MSMP_MIRROR_START_HDR, m->path, n);
+    return (int)(DMCE_MSMP_MIRROR_START_HDR + n);
+}
+
+int dmce_msmp_mirror_start_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_start_t *m)
+{
+    if (len < DMCE_MSMP_MIRROR_START_HDR)
+        return -EBADMSG;
+    m->block = dmce_get_le32(in);
+    m->peer = dmce_get_le32(in + 4);
+    m->flags = dmce_get_le32(in + 8);
+    uint32_t n = dmce_get_le32(in + 12);
+    if (m->block == 0 || m->flags || n == 0 || n > DMCE_MSMP_PATH_MAX ||
+        (uint64_t)len != DMCE_MSMP_MIRROR_START_HDR + (uint64_t)n)
+        return -EBADMSG;
+    memcpy(m->path, in + DMCE_MSMP_MIRROR_START_HDR, n);
+    m->path[n] = 0;
+    if (memchr(m->path, 0, n)) /* an embedded NUL would name another path */
+        return -EBADMSG;
+    return 0;
+}
+
+void dmce_msmp_block_req_encode(uint32_t block, uint8_t *out)
+{
+    dmce_put_le32(out, block);
+    dmce_put_le32(out + 4, 0);
+}
+
+int dmce_msmp_block_req_decode(const uint8_t *in, size_t len, uint32_t *block)
+{
+    if (len != DMCE_MSMP_BLOCK_REQ_SIZE || dmce_get_le32(in + 4) != 0)
+        return -EBADMSG;
+    *block = dmce_get_le32(in);
+    return *block ? 0 : -EBADMSG;
+}
+
+void dmce_msmp_block_info_encode(const dmce_msmp_block_info_t *m, uint8_t *out)
+{
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->role);
+    dmce_put_le32(out + 8, m->peer);
+    dmce_put_le32(out + 12, m->mirror_state);
+    dmce_put_le64(out + 16, m->size);
+    dmce_put_le64(out + 24, m->used);
+    dmce_put_le64(out + 32, m->nallocs);
+    dmce_put_le64(out + 40, m->copied);
+}
+
+int dmce_msmp_blocks_count(const uint8_t *in, size_t len, uint32_t *count)
+{
+    if (len < 8 || dmce_get_le32(in + 4) != 0)
+        return -EBADMSG;
+    uint32_t n = dmce_get_le32(in);
+    if ((uint64_t)len != 8u + (uint64_t)n * DMCE_MSMP_BLOCK_INFO_SIZE)
+        return -EBADMSG;
+    *count = n;
+    return 0;
+}
+
+int dmce_msmp_block_info_decode(const uint8_t *in, size_t len, uint32_t i,
+                                dmce_msmp_block_info_t *m)
+{
+    uint32_t n;
+    int r = dmce_msmp_blocks_count(in, len, &n);
+    if (r < 0)
+        return r;
+    if (i >= n)
+        return -EINVAL;
+    const uint8_t *e = in + 8 + (size_t)i * DMCE_MSMP_BLOCK_INFO_SIZE;
+    m->block = dmce_get_le32(e);
+    m->role = dmce_get_le32(e + 4);
+    m->peer = dmce_get_le32(e + 8);
+    m->mirror_state = dmce_get_le32(e + 12);
+    m->size = dmce_get_le64(e + 16);
+    m->used = dmce_get_le64(e + 24);
+    m->nallocs = dmce_get_le64(e + 32);
+    m->copied = dmce_get_le64(e + 40);
+    if (m->block == 0 || m->role > 1 || m->mirror_state > 2)
         return -EBADMSG;
     return 0;
 }

@@ -49,7 +49,14 @@ enum dmce_msmp_op {
     DMCE_MSMP_OP_STATS = 7,
     DMCE_MSMP_OP_MAP = 8,
     DMCE_MSMP_OP_RING_OPEN = 9,
-    DMCE_MSMP_OP_MAX_ = 9,
+    /* Mirroring (docs/dispatcher.md). */
+    DMCE_MSMP_OP_PERSIST = 10,       /* client: copy a range to the mirror */
+    DMCE_MSMP_OP_MIRROR_CREATE = 11, /* primary daemon -> peer: make a copy object */
+    DMCE_MSMP_OP_MIRROR_START = 12,  /* dispatcher -> primary: mirror a block on a peer */
+    DMCE_MSMP_OP_PROMOTE = 13,       /* dispatcher -> mirror holder: become the primary */
+    DMCE_MSMP_OP_DROP = 14,          /* dispatcher -> holder: forget a copy */
+    DMCE_MSMP_OP_BLOCKS = 15,        /* anyone: the blocks this daemon holds */
+    DMCE_MSMP_OP_MAX_ = 15,
 };
 
 const char *dmce_msmp_op_name(unsigned op);
@@ -165,6 +172,66 @@ typedef struct dmce_msmp_ring_resp {
 } dmce_msmp_ring_resp_t;
 #define DMCE_MSMP_RING_RESP_SIZE 16u
 
+/*
+ * persist request: 16 bytes: u64 address, u64 length (the range must lie in
+ * one live allocation, as for a write). Response: none.
+ */
+typedef struct dmce_msmp_range {
+    uint64_t addr;
+    uint64_t len;
+} dmce_msmp_range_t;
+#define DMCE_MSMP_RANGE_SIZE 16u
+
+/*
+ * mirror_create request: 16 bytes: u32 block, u32 primary daemon ID, u64
+ * block size. Response: the same 16 bytes, with the new (zero) object's
+ * descriptor (SCM_RIGHTS).
+ */
+typedef struct dmce_msmp_mirror_create {
+    uint32_t block;
+    uint32_t primary;
+    uint64_t size;
+} dmce_msmp_mirror_create_t;
+#define DMCE_MSMP_MIRROR_CREATE_SIZE 16u
+
+/*
+ * mirror_start request: 16 bytes + path: u32 block, u32 peer daemon ID, u32
+ * flags (0), u32 path length (1..255), then the peer's socket path (no
+ * NUL). Response: none (the copy runs in the background; see blocks).
+ */
+#define DMCE_MSMP_PATH_MAX 255u
+typedef struct dmce_msmp_mirror_start {
+    uint32_t block;
+    uint32_t peer;
+    uint32_t flags;
+    char path[DMCE_MSMP_PATH_MAX + 1]; /* NUL-terminated once decoded */
+} dmce_msmp_mirror_start_t;
+#define DMCE_MSMP_MIRROR_START_HDR 16u
+
+/* promote and drop requests: 8 bytes: u32 block, u32 reserved (0). */
+#define DMCE_MSMP_BLOCK_REQ_SIZE 8u
+/* promote response: 16 bytes: u64 allocations adopted, u64 bytes adopted. */
+#define DMCE_MSMP_PROMOTE_RESP_SIZE 16u
+
+/*
+ * blocks response: u32 count, u32 reserved, then count entries of 48
+ * bytes: u32 block, u32 role (0 primary, 1 mirror), u32 peer (the mirror's
+ * daemon for a primary, the primary's for a mirror; 0 none), u32 mirror
+ * state (0 none, 1 copying, 2 synced), u64 size, u64 used bytes, u64
+ * allocations, u64 bytes copied to the mirror so far.
+ */
+typedef struct dmce_msmp_block_info {
+    uint32_t block;
+    uint32_t role;
+    uint32_t peer;
+    uint32_t mirror_state;
+    uint64_t size;
+    uint64_t used;
+    uint64_t nallocs;
+    uint64_t copied;
+} dmce_msmp_block_info_t;
+#define DMCE_MSMP_BLOCK_INFO_SIZE 48u
+
 /* stats response: u32 count, u32 reserved, then count u64 values */
 enum dmce_msmp_stat {
     DMCE_STAT_DAEMON_ID,
@@ -197,6 +264,12 @@ enum dmce_msmp_stat {
     DMCE_STAT_PREFAULTED,        /* bytes faulted in by the prefault thread */
     DMCE_STAT_PREFAULT_PENDING,  /* bytes of new blocks still to prefault */
     DMCE_STAT_RING_CLIENTS,      /* connections using the ring transport */
+    DMCE_STAT_MIRRORS,           /* primaries with a mirror */
+    DMCE_STAT_MIRROR_COPIES,     /* mirror copies held for other daemons */
+    DMCE_STAT_MIRROR_BYTES_COPIED, /* bytes copied to new mirrors, ever */
+    DMCE_STAT_MIRROR_BROKEN,     /* mirrors dropped after a failure or a mismatch */
+    DMCE_STAT_OPS_PERSIST,
+    DMCE_STAT_PROMOTED,          /* mirror copies promoted to primary */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)
@@ -229,6 +302,20 @@ void dmce_msmp_ring_req_encode(const dmce_msmp_ring_req_t *m, uint8_t *out);
 int dmce_msmp_ring_req_decode(const uint8_t *in, size_t len, dmce_msmp_ring_req_t *m);
 void dmce_msmp_ring_resp_encode(const dmce_msmp_ring_resp_t *m, uint8_t *out);
 int dmce_msmp_ring_resp_decode(const uint8_t *in, size_t len, dmce_msmp_ring_resp_t *m);
+void dmce_msmp_range_encode(const dmce_msmp_range_t *m, uint8_t *out);
+int dmce_msmp_range_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *m);
+void dmce_msmp_mirror_create_encode(const dmce_msmp_mirror_create_t *m, uint8_t *out);
+int dmce_msmp_mirror_create_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_create_t *m);
+/* Returns the encoded length (16 + path length), or -EINVAL for a bad path. */
+int dmce_msmp_mirror_start_encode(const dmce_msmp_mirror_start_t *m, uint8_t *out, size_t cap);
+int dmce_msmp_mirror_start_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_start_t *m);
+void dmce_msmp_block_req_encode(uint32_t block, uint8_t *out);
+int dmce_msmp_block_req_decode(const uint8_t *in, size_t len, uint32_t *block);
+void dmce_msmp_block_info_encode(const dmce_msmp_block_info_t *m, uint8_t *out);
+/* One entry of a blocks response: entry i of the payload in[0, len). */
+int dmce_msmp_blocks_count(const uint8_t *in, size_t len, uint32_t *count);
+int dmce_msmp_block_info_decode(const uint8_t *in, size_t len, uint32_t i,
+                                dmce_msmp_block_info_t *m);
 /* Stats: values[DMCE_STAT_COUNT_]. Decoder accepts more values (newer peer). */
 void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out);
 int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values);

@@ -190,6 +190,12 @@ typedef struct dmce_stats {
     uint64_t prefaulted;      /* bytes of new blocks faulted in ahead of clients */
     uint64_t prefault_pending; /* bytes still to fault in */
     uint64_t ring_clients;    /* connections on the shared-memory ring transport */
+    uint64_t mirrors;         /* blocks of this daemon with a mirror on another */
+    uint64_t mirror_copies;   /* copies held here for other daemons' blocks */
+    uint64_t mirror_bytes_copied; /* bytes copied into new mirrors, ever */
+    uint64_t mirror_broken;   /* mirrors dropped (holder gone, or a copy that disagreed) */
+    uint64_t ops_persist;
+    uint64_t promoted;        /* copies promoted to primary after a daemon's death */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

@@ -1,0 +1,632 @@
+/*
+ * memd_mirror.c - mirrored blocks in the memory daemon (docs/dispatcher.md).
+ *
+ * A primary block may have one mirror: a copy of it, under the same block
+ * ID, in a shm object that another daemon (the peer) created and owns. The
+ * primary maps the peer's object and keeps it identical to the block:
+ *
+ *   - writes (MSMP write, persist) go to both copies, chunk by chunk, under
+ *     the chunk's stripe lock, and are acknowledged after both;
+ *   - allocator changes (malloc, free, a session's frees) run on the block
+ *     under its lock and are then replayed on the mirror, which is
+ *     identical, so the results must be identical: any difference drops the
+ *     mirror rather than keep a copy that is not one;
+ *   - a new mirror is filled by the mirroring thread: it publishes the
+ *     mirror (so writes from then on reach it), then copies the block chunk
+ *     by chunk under each chunk's stripe lock, holding the block's allocator
+ *     lock throughout. A write and the copy of its chunk are ordered by the
+ *     stripe, so the later one carries the newest bytes; the allocator's
+ *     state is copied as one snapshot (mallocs and frees wait for the copy),
+ *     and replayed on both copies after it.
+ *
+ * The peer's side: mirror_create makes a fresh, zero object for the block
+ * (a MEMD_MIRROR block in its table, which clients cannot use) and hands
+ * its descriptor to the primary. promote turns it into a primary when the
+ * primary's daemon is gone: its allocations are adopted by their owners'
+ * session IDs (orphaned sessions until the clients come back).
+ *
+ * Locks: grow_lock (table changes) > b->lock (allocator, copy) >
+ * b->stripes[i] (chunk writes) > sess_lock; peer_lock alone.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <urcu.h>
+
+#include <dmce/error.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "memd_internal.h"
+#include "util.h"
+
+#define STAT_SET(m, k, v) atomic_store_explicit(&(m)->stat[k], (v), memory_order_relaxed)
+
+/* A connection to a peer daemon, by socket path. */
+struct memd_peer {
+    struct memd_peer *next;
+    pthread_mutex_t lock; /* one request at a time */
+    dmce_mconn_t conn;
+};
+
+/* A block to copy to a new mirror. */
+struct memd_mirror_job {
+    struct memd_mirror_job *next;
+    uint32_t block;
+    uint32_t peer;
+    char path[DMCE_MSMP_PATH_MAX + 1];
+};
+
+/* ---- writes to both copies ------------------------------------------------------------ */
+
+static pthread_mutex_t *stripe_of(struct memd_block *b, uint64_t off)
+{
+    return &b->stripes[(off / MEMD_CHUNK) % MEMD_STRIPES];
+}
+
+int memd_block_write(struct memd_block *b, uint64_t cell, const void *src, uint64_t len)
+{
+    const uint8_t *s = src;
+    uint8_t *p = b->base;
+    int r = 0;
+    for (uint64_t off = cell; off < cell + len;) {
+        uint64_t end = DMCE_MIN((off / MEMD_CHUNK + 1) * MEMD_CHUNK, cell + len), n = end - off;
+        pthread_mutex_t *st = stripe_of(b, off);
+        pthread_mutex_lock(st);
+        memcpy(p + off, s + (off - cell), n);
+        /* Verify (seed 002 FIG. 16): catches a concurrent writer or a bad page. */
+        if (memcmp(p + off, s + (off - cell), n) != 0)
+            r = -EIO;
+        struct memd_mirror *mr = atomic_load_explicit(&b->mirror, memory_order_acquire);
+        if (mr) {
+            memcpy((uint8_t *)mr->base + off, s + (off - cell), n);
+            if (memcmp((uint8_t *)mr->base + off, s + (off - cell), n) != 0)
+                r = -EIO;
+        }
+        pthread_mutex_unlock(st);
+        off = end;
+    }
+    return r;
+}
+
+void memd_block_persist(struct memd_block *b, uint64_t cell, uint64_t len)
+{
+    for (uint64_t off = cell; off < cell + len;) {
+        uint64_t end = DMCE_MIN((off / MEMD_CHUNK + 1) * MEMD_CHUNK, cell + len);
+        pthread_mutex_t *st = stripe_of(b, off);
+        pthread_mutex_lock(st);
+        struct memd_mirror *mr = atomic_load_explicit(&b->mirror, memory_order_acquire);
+        if (mr)
+            memcpy((uint8_t *)mr->base + off, (const uint8_t *)b->base + off, end - off);
+        pthread_mutex_unlock(st);
+        off = end;
+    }
+}
+
+/*
+ * Stop keeping b's mirror (b->lock held): no writer can be using it once
+ * every stripe has been taken. The peer keeps its object until told to
+ * drop it.
+ */
+static void mirror_detach_locked(struct dmce_memd *m, struct memd_block *b, const char *why)
+{
+    struct memd_mirror *mr = atomic_load(&b->mirror);
+    if (!mr)
+        return;
+    for (unsigned i = 0; i < MEMD_STRIPES; i++)
+        pthread_mutex_lock(&b->stripes[i]);
+    atomic_store_explicit(&b->mirror, NULL, memory_order_release);
+    for (unsigned i = MEMD_STRIPES; i-- > 0;)
+        pthread_mutex_unlock(&b->stripes[i]);
+    LOG_WARN("block %u: mirror on memd[%u] dropped: %s", b->id, mr->daemon_id, why);
+    STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
+    munmap(mr->base, b->size);
+    close(mr->fd);
+    free(mr);
+}
+
+static struct memd_mirror *synced_mirror(struct memd_block *b)
+{
+    struct memd_mirror *mr = atomic_load_explicit(&b->mirror, memory_order_acquire);
+    return mr && atomic_load(&mr->state) == MEMD_MIRROR_SYNCED ? mr : NULL;
+}
+
+void memd_mirror_after_alloc(struct dmce_memd *m, struct memd_block *b, uint64_t size,
+                             uint32_t owner, uint64_t offset)
+{
+    struct memd_mirror *mr = synced_mirror(b);
+    if (!mr)
+        return;
+    uint64_t off = 0;
+    int r = dmce_alloc(mr->base, size, owner, &off);
+    if (r != 0 || off != offset)
+        mirror_detach_locked(m, b, "its allocator disagreed on a malloc");
+}
+
+void memd_mirror_after_free(struct dmce_memd *m, struct memd_block *b, uint64_t offset)
+{
+    struct memd_mirror *mr = synced_mirror(b);
+    if (mr && dmce_alloc_free(mr->base, offset, NULL, NULL) != 0)
+        mirror_detach_locked(m, b, "its allocator disagreed on a free");
+}
+
+void memd_mirror_after_free_owner(struct dmce_memd *m, struct memd_block *b, uint32_t owner,
+                                  int freed)
+{
+    struct memd_mirror *mr = synced_mirror(b);
+    if (mr && dmce_alloc_free_owner(mr->base, owner, NULL) != freed)
+        mirror_detach_locked(m, b, "its allocator disagreed on a session's frees");
+}
+
+/* ---- peers ---------------------------------------------------------------------------- */
+
+static struct memd_peer *peer_get(struct dmce_memd *m, const char *path)
+{
+    pthread_mutex_lock(&m->peer_lock);
+    struct memd_peer *p = m->peers;
+    while (p && strcmp(p->conn.path, path) != 0)
+        p = p->next;
+    if (!p && (p = calloc(1, sizeof(*p)))) {
+        if (dmce_mconn_init(&p->conn, path, 10000, DMCE_MCONN_NO_RING) < 0) {
+            free(p);
+            p = NULL;
+        } else {
+            pthread_mutex_init(&p->lock, NULL);
+            p->next = m->peers;
+            m->peers = p;
+        }
+    }
+    pthread_mutex_unlock(&m->peer_lock);
+    return p;
+}
+
+/* ---- copying a block to a new mirror ---------------------------------------------------- */
+
+/* Bytes of b that can differ from zero: metadata and data up to the high-water mark. */
+static uint64_t used_extent(const struct memd_block *b)
+{
+    const dmce_block_hdr_t *h = b->base;
+    uint64_t end = h->data_offset + (uint64_t)h->hwm * h->granule;
+    end = (end + MEMD_CHUNK - 1) / MEMD_CHUNK * MEMD_CHUNK;
+    return DMCE_MIN(end, b->size);
+}
+
+static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
+{
+    rcu_read_lock();
+    struct memd_table *t = memd_table_get(m);
+    struct memd_block *b = j->block < t->nids ? t->by_id[j->block] : NULL;
+    rcu_read_unlock(); /* primaries stay until the daemon stops; this thread stops first */
+    if (!b || b->role != MEMD_PRIMARY) {
+        LOG_WARN("mirror block %u on memd[%u]: no such primary here", j->block, j->peer);
+        return;
+    }
+    if (atomic_load(&b->mirror)) {
+        LOG_INFO("block %u already has a mirror", b->id);
+        return;
+    }
+    struct memd_peer *peer = peer_get(m, j->path);
+    if (!peer)
+        return;
+    dmce_msmp_mirror_create_t rq = {.block = b->id, .primary = (uint32_t)m->cfg.id,
+                                    .size = b->size};
+    uint8_t pl[DMCE_MSMP_MIRROR_CREATE_SIZE], resp[DMCE_MSMP_MIRROR_CREATE_SIZE];
+    dmce_msmp_mirror_create_encode(&rq, pl);
+    size_t rlen = 0;
+    int fd = -1;
+    pthread_mutex_lock(&peer->lock);
+    int r = dmce_mconn_rpc(&peer->conn, DMCE_MSMP_OP_MIRROR_CREATE, pl, sizeof(pl), NULL, 0, resp,
+                           sizeof(resp), &rlen, &fd);
+    pthread_mutex_unlock(&peer->lock);
+    if (r == 0 && fd < 0)
+        r = -EPROTO;
+    if (r < 0) {
+        LOG_WARN("block %u: memd[%u] (%s) cannot hold a mirror: %s; the block stays single", b->id,
+                 j->peer, j->path, dmce_strerror(r));
+        STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
+        return;
+    }
+    struct memd_mirror *mr = calloc(1, sizeof(*mr));
+    struct stat fst;
+    void *base = MAP_FAILED;
+    if (mr && fstat(fd, &fst) == 0 && (uint64_t)fst.st_size >= b->size) /* never past its end */
+        base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        LOG_ERROR("block %u: cannot map the mirror from memd[%u]: %s", b->id, j->peer,
+                  strerror(errno));
+        free(mr);
+        close(fd);
+        return;
+    }
+    mr->daemon_id = j->peer;
+    snprintf(mr->peer, sizeof(mr->peer), "%s", j->path);
+    mr->fd = fd;
+    mr->base = base;
+    atomic_store(&mr->state, MEMD_MIRROR_COPYING);
+
+    uint64_t t0 = dmce_now_ns();
+    pthread_mutex_lock(&b->lock); /* mallocs and frees wait: the allocator's state is one snapshot */
+    mr->to_copy = used_extent(b);
+    atomic_store_explicit(&b->mirror, mr, memory_order_release); /* writes now reach it too */
+    for (uint64_t off = 0; off < mr->to_copy && !atomic_load(&m->stop); off += MEMD_CHUNK) {
+        uint64_t n = DMCE_MIN((uint64_t)MEMD_CHUNK, mr->to_copy - off);
+        pthread_mutex_t *st = stripe_of(b, off);
+        pthread_mutex_lock(st);
+        memcpy((uint8_t *)base + off, (const uint8_t *)b->base + off, n);
+        pthread_mutex_unlock(st);
+        atomic_fetch_add(&mr->copied, n);
+        STAT_ADD(m, DMCE_STAT_MIRROR_BYTES_COPIED, n);
+    }
+    if (atomic_load(&m->stop)) {
+        mirror_detach_locked(m, b, "the daemon is stopping");
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    atomic_store(&mr->state, MEMD_MIRROR_SYNCED);
+    pthread_mutex_unlock(&b->lock);
+    double s = (double)(dmce_now_ns() - t0) / 1e9;
+    LOG_INFO("block %u mirrored on memd[%u]: %llu bytes copied in %.3f s (%.2f GB/s)", b->id,
+             j->peer, (unsigned long long)mr->to_copy, s,
+             s > 0 ? (double)mr->to_copy / 1e9 / s : 0.0);
+}
+
+static void *mirror_main(void *arg)
+{
+    struct dmce_memd *m = arg;
+    pthread_mutex_lock(&m->mr_lock);
+    for (;;) {
+        while (!m->mr_jobs && !atomic_load(&m->stop))
+            pthread_cond_wait(&m->mr_cond, &m->mr_lock);
+        if (atomic_load(&m->stop))
+            break;
+        struct memd_mirror_job *j = m->mr_jobs;
+        m->mr_jobs = j->next;
+        pthread_mutex_unlock(&m->mr_lock);
+        mirror_job(m, j);
+        free(j);
+        pthread_mutex_lock(&m->mr_lock);
+    }
+    pthread_mutex_unlock(&m->mr_lock);
+    return NULL;
+}
+
+int memd_mirror_start(struct dmce_memd *m)
+{
+    pthread_mutex_init(&m->mr_lock, NULL);
+    pthread_cond_init(&m->mr_cond, NULL);
+    pthread_mutex_init(&m->peer_lock, NULL);
+    int r = pthread_create(&m->mr_thread, NULL, mirror_main, m);
+    if (r)
+        return -r;
+    m->mr_on = 1;
+    return 0;
+}
+
+void memd_mirror_stop(struct dmce_memd *m)
+{
+    if (m->mr_on) {
+        pthread_mutex_lock(&m->mr_lock);
+        pthread_cond_broadcast(&m->mr_cond);
+        pthread_mutex_unlock(&m->mr_lock);
+        pthread_join(m->mr_thread, NULL);
+        m->mr_on = 0;
+        while (m->mr_jobs) {
+            struct memd_mirror_job *j = m->mr_jobs;
+            m->mr_jobs = j->next;
+            free(j);
+        }
+        pthread_mutex_destroy(&m->mr_lock);
+        pthread_cond_destroy(&m->mr_cond);
+    }
+    while (m->peers) {
+        struct memd_peer *p = m->peers;
+        m->peers = p->next;
+        dmce_mconn_close(&p->conn);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+    }
+}
+
+/* ---- operations ------------------------------------------------------------------------- */
+
+static struct memd_block *block_by_id(struct dmce_memd *m, uint32_t id)
+{
+    struct memd_table *t = memd_table_get(m);
+    return id < t->nids ? t->by_id[id] : NULL;
+}
+
+/* persist: copy a range of a live allocation to the mirror. */
+static void op_persist(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    dmce_msmp_range_t rq;
+    int r = dmce_msmp_range_decode(p, len, &rq);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    if (!c->sess)
+        return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    rcu_read_lock();
+    struct memd_block *b;
+    uint64_t cell;
+    r = memd_resolve_primary(m, rq.addr, &b, &cell);
+    if (r == 0)
+        r = dmce_alloc_check(b->base, cell, rq.len);
+    if (r == 0)
+        memd_block_persist(b, cell, rq.len);
+    rcu_read_unlock();
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    STAT_ADD(m, DMCE_STAT_OPS_PERSIST, 1);
+    memd_reply_begin(c, &c->h, 0, 0);
+}
+
+/* mirror_create (peer side): a fresh, zero object for another daemon's block. */
+static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
+                             uint32_t len)
+{
+    dmce_msmp_mirror_create_t rq;
+    int r = dmce_msmp_mirror_create_decode(p, len, &rq);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    if (rq.primary == (uint32_t)m->cfg.id)
+        return memd_reply_error(m, c, &c->h, -EINVAL); /* a block is never its own mirror */
+    if (rq.size > (1ull << 40))
+        return memd_reply_error(m, c, &c->h, -EMSGSIZE);
+    pthread_mutex_lock(&m->grow_lock);
+    struct memd_block *b = NULL;
+    if (rq.block >= m->table->nids)
+        r = -EINVAL;
+    else if (m->table->by_id[rq.block])
+        r = -EEXIST;
+    else if (m->table->count >= (uint32_t)m->cfg.max_blocks)
+        r = DMCE_ENOMEM;
+    if (r == 0) {
+        /* A copy takes a block of room: reservations already promised keep theirs. */
+        pthread_mutex_lock(&m->sess_lock);
+        if (m->committed + m->mirror_bytes + m->block_data_bytes > m->capacity)
+            r = DMCE_ENOMEM;
+        else
+            m->mirror_bytes += m->block_data_bytes;
+        pthread_mutex_unlock(&m->sess_lock);
+    }
+    if (r == 0) {
+        r = memd_block_create(m, rq.block, rq.size, 0, &b);
+        if (r == 0) {
+            b->primary_daemon = rq.primary;
+            r = memd_table_add_locked(m, b);
+            if (r < 0)
+                memd_block_destroy(m, b);
+        }
+        if (r < 0) {
+            pthread_mutex_lock(&m->sess_lock);
+            m->mirror_bytes -= m->block_data_bytes;
+            pthread_mutex_unlock(&m->sess_lock);
+        }
+    }
+    pthread_mutex_unlock(&m->grow_lock);
+    if (r < 0) {
+        LOG_WARN("cannot hold a mirror of memd[%u]'s block %u: %s", rq.primary, rq.block,
+                 dmce_strerror(r));
+        return memd_reply_error(m, c, &c->h, r);
+    }
+    r = memd_reply_fd(m, c, b->fd);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    LOG_INFO("holding a mirror of memd[%u]'s block %u", rq.primary, rq.block);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_MIRROR_CREATE_SIZE);
+    if (out)
+        dmce_msmp_mirror_create_encode(&rq, out);
+}
+
+/* mirror_start (from the dispatcher): copy a primary to a new mirror on a peer. */
+static void op_mirror_start(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
+                            uint32_t len)
+{
+    dmce_msmp_mirror_start_t rq;
+    int r = dmce_msmp_mirror_start_decode(p, len, &rq);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    rcu_read_lock();
+    struct memd_block *b = block_by_id(m, rq.block);
+    if (!b || b->role != MEMD_PRIMARY)
+        r = DMCE_ENOBLOCK;
+    else if (atomic_load(&b->mirror))
+        r = -EALREADY;
+    rcu_read_unlock();
+    if (r == 0 && rq.peer == (uint32_t)m->cfg.id)
+        r = -EINVAL;
+    struct memd_mirror_job *j = r == 0 ? calloc(1, sizeof(*j)) : NULL;
+    if (r == 0 && !j)
+        r = -ENOMEM;
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    j->block = rq.block;
+    j->peer = rq.peer;
+    memcpy(j->path, rq.path, sizeof(j->path));
+    pthread_mutex_lock(&m->mr_lock);
+    struct memd_mirror_job **pp = &m->mr_jobs;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = j;
+    pthread_cond_signal(&m->mr_cond);
+    pthread_mutex_unlock(&m->mr_lock);
+    memd_reply_begin(c, &c->h, 0, 0);
+}
+
+struct owner_tally {
+    uint32_t owner;
+    uint64_t bytes, n;
+};
+
+struct tally {
+    struct owner_tally *o;
+    size_t n, cap;
+    uint64_t allocs, bytes;
+};
+
+static int tally_one(const dmce_alloc_info_t *ai, void *arg)
+{
+    struct tally *t = arg;
+    t->allocs++;
+    t->bytes += ai->size;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->o[i].owner == ai->owner) {
+            t->o[i].bytes += ai->size;
+            t->o[i].n++;
+            return 0;
+        }
+    }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        struct owner_tally *p = realloc(t->o, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        t->o = p;
+        t->cap = cap;
+    }
+    t->o[t->n++] = (struct owner_tally){ai->owner, ai->size, 1};
+    return 0;
+}
+
+/* promote (from the dispatcher): the primary's daemon is gone; this copy is the block now. */
+static void op_promote(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    uint32_t id;
+    int r = dmce_msmp_block_req_decode(p, len, &id);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    struct tally t = {0};
+    pthread_mutex_lock(&m->grow_lock);
+    struct memd_block *b = id < m->table->nids ? m->table->by_id[id] : NULL;
+    if (!b)
+        r = DMCE_ENOBLOCK;
+    else if (b->role == MEMD_PRIMARY)
+        r = -EALREADY;
+    else if ((r = dmce_block_attach(b->base, b->size)) < 0)
+        LOG_ERROR("block %u: the mirror copy is not a block (%s): not promoted", id,
+                  dmce_strerror(r));
+    if (r == 0) {
+        pthread_mutex_lock(&b->lock);
+        r = dmce_alloc_foreach(b->base, tally_one, &t);
+        pthread_mutex_unlock(&b->lock);
+    }
+    if (r == 0) {
+        /* Adopt the allocations: their owners' sessions, orphaned until the clients return. */
+        pthread_mutex_lock(&m->sess_lock);
+        m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
+        for (size_t i = 0; i < t.n && r == 0; i++) {
+            struct memd_session *s = memd_sess_by_id_locked(m, t.o[i].owner);
+            if (!s && !(s = memd_sess_orphan_locked(m, t.o[i].owner)))
+                r = -ENOMEM;
+            else
+                memd_sess_account_locked(m, s, s->reserved, s->used + t.o[i].bytes);
+        }
+        pthread_mutex_unlock(&m->sess_lock);
+        b->role = MEMD_PRIMARY; /* readers see it on their next lookup */
+        STAT_ADD(m, DMCE_STAT_PROMOTED, 1);
+    }
+    pthread_mutex_unlock(&m->grow_lock);
+    free(t.o);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    LOG_WARN("block %u promoted: this daemon holds it now (was memd[%u]'s); %llu allocations, "
+             "%llu bytes adopted by %zu session(s)",
+             id, b->primary_daemon, (unsigned long long)t.allocs, (unsigned long long)t.bytes, t.n);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_PROMOTE_RESP_SIZE);
+    if (out) {
+        dmce_put_le64(out, t.allocs);
+        dmce_put_le64(out + 8, t.bytes);
+    }
+}
+
+/*
+ * drop (from the dispatcher): a mirror copy is not needed any more (its
+ * primary is gone for good, or moved): delete it; or a primary's mirror
+ * holder is gone: stop keeping that mirror.
+ */
+static void op_drop(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    uint32_t id;
+    int r = dmce_msmp_block_req_decode(p, len, &id);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    pthread_mutex_lock(&m->grow_lock);
+    struct memd_block *b = id < m->table->nids ? m->table->by_id[id] : NULL;
+    if (!b) {
+        r = DMCE_ENOBLOCK;
+    } else if (b->role == MEMD_PRIMARY) {
+        pthread_mutex_lock(&b->lock);
+        if (atomic_load(&b->mirror))
+            mirror_detach_locked(m, b, "its holder is gone");
+        else
+            r = -ENOENT;
+        pthread_mutex_unlock(&b->lock);
+        b = NULL;
+    } else if ((r = memd_table_remove_locked(m, b)) == 0) {
+        pthread_mutex_lock(&m->sess_lock);
+        m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
+        pthread_mutex_unlock(&m->sess_lock);
+    }
+    pthread_mutex_unlock(&m->grow_lock);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    if (b) { /* unpublished and past a grace period: nobody uses it */
+        LOG_INFO("mirror copy of block %u (memd[%u]'s) dropped", id, b->primary_daemon);
+        memd_block_destroy(m, b);
+    }
+    memd_reply_begin(c, &c->h, 0, 0);
+}
+
+/* blocks: what this daemon holds, for the dispatcher (rebuilds) and dmcectl. */
+static void op_blocks(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
+{
+    if (len != 0)
+        return memd_reply_error(m, c, &c->h, -EBADMSG);
+    rcu_read_lock();
+    struct memd_table *t = memd_table_get(m);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, 8 + t->count * DMCE_MSMP_BLOCK_INFO_SIZE);
+    if (out) {
+        dmce_put_le32(out, t->count);
+        dmce_put_le32(out + 4, 0);
+        for (uint32_t i = 0; i < t->count; i++) {
+            struct memd_block *b = t->list[i];
+            dmce_msmp_block_info_t e = {.block = b->id, .role = (uint32_t)b->role, .size = b->size};
+            if (b->role == MEMD_PRIMARY) {
+                dmce_block_usage_t u;
+                memd_block_usage_nowait(b, &u);
+                /* The mirror is freed only with every stripe held: hold one to read it. */
+                pthread_mutex_lock(&b->stripes[0]);
+                struct memd_mirror *mr = atomic_load(&b->mirror);
+                if (mr) {
+                    e.peer = mr->daemon_id;
+                    e.mirror_state = (uint32_t)atomic_load(&mr->state);
+                    e.copied = atomic_load(&mr->copied);
+                }
+                pthread_mutex_unlock(&b->stripes[0]);
+                e.used = u.used_bytes;
+                e.nallocs = u.nallocs;
+            } else {
+                e.peer = b->primary_daemon;
+            }
+            dmce_msmp_block_info_encode(&e, out + 8 + (size_t)i * DMCE_MSMP_BLOCK_INFO_SIZE);
+        }
+    }
+    rcu_read_unlock();
+}
+
+int memd_mirror_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
+{
+    switch (c->h.op) {
+    case DMCE_MSMP_OP_PERSIST: op_persist(m, c, p, len); return 1;
+    case DMCE_MSMP_OP_MIRROR_CREATE: op_mirror_create(m, c, p, len); return 1;
+    case DMCE_MSMP_OP_MIRROR_START: op_mirror_start(m, c, p, len); return 1;
+    case DMCE_MSMP_OP_PROMOTE: op_promote(m, c, p, len); return 1;
+    case DMCE_MSMP_OP_DROP: op_drop(m, c, p, len); return 1;
+    case DMCE_MSMP_OP_BLOCKS: op_blocks(m, c, len); return 1;
+    default: return 0;
+    }
+}
