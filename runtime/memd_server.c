@@ -624,20 +624,41 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
 
     pthread_mutex_lock(&m->sess_lock);
     struct memd_session *s = NULL;
-    for (struct memd_session *it = m->sessions; it; it = it->next)
-        if (dmce_ct_equal(it->token, rq.token, sizeof(rq.token)) && it->uid == c->uid)
-            s = it;
+    int take_over = 0;
+    if (rq.session_id) {
+        /*
+         * A cluster-wide session: the same ID on every daemon. An orphaned one
+         * is this client's (it dropped, or its allocations came here in a
+         * promoted mirror with no token yet): take it over.
+         */
+        s = memd_sess_by_id_locked(m, rq.session_id);
+        static const uint8_t none[DMCE_MSMP_TOKEN_LEN];
+        int adopted = s && dmce_ct_equal(s->token, none, sizeof(none));
+        if (s && (s->conn || (!adopted && !dmce_ct_equal(s->token, rq.token, sizeof(rq.token))))) {
+            pthread_mutex_unlock(&m->sess_lock);
+            return memd_reply_error(m, c, &c->h, -EEXIST);
+        }
+        if (s && adopted) {
+            memcpy(s->token, rq.token, sizeof(s->token));
+            s->uid = c->uid;
+        }
+        take_over = s != NULL;
+    } else {
+        for (struct memd_session *it = m->sessions; it; it = it->next)
+            if (dmce_ct_equal(it->token, rq.token, sizeof(rq.token)) && it->uid == c->uid)
+                s = it;
+    }
     if (rq.flags & DMCE_SETUP_REATTACH) {
         if (!s || s->conn) {
             pthread_mutex_unlock(&m->sess_lock);
             return memd_reply_error(m, c, &c->h, DMCE_ETOKEN);
         }
-    } else if (s) {
+    } else if (s && !take_over) {
         pthread_mutex_unlock(&m->sess_lock);
         return memd_reply_error(m, c, &c->h, -EEXIST);
     }
     uint64_t mine = s ? charge(s) : 0;
-    uint64_t avail = m->capacity - (m->committed - mine);
+    uint64_t avail = m->capacity - DMCE_MIN(m->capacity, m->committed + m->mirror_bytes - mine);
     uint64_t used = s ? s->used : 0;
     uint64_t want = rq.amount;
     if (want > avail) {
@@ -657,9 +678,13 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
             pthread_mutex_unlock(&m->sess_lock);
             return memd_reply_error(m, c, &c->h, -ENOMEM);
         }
-        do
-            s->id = m->next_session_id++;
-        while (s->id == 0 || memd_sess_by_id_locked(m, s->id));
+        if (rq.session_id) {
+            s->id = rq.session_id;
+        } else {
+            do /* our own IDs stay below the cluster-wide ones */
+                s->id = m->next_session_id++ & ~DMCE_SESSION_GLOBAL;
+            while (s->id == 0 || memd_sess_by_id_locked(m, s->id));
+        }
         memcpy(s->token, rq.token, sizeof(s->token));
         s->uid = c->uid;
         s->next = m->sessions;
@@ -695,8 +720,9 @@ static int quota_take(struct dmce_memd *m, struct memd_session *s, uint64_t size
     uint64_t used = s->used + size;
     if (s->reserved && used > s->reserved)
         r = DMCE_EQUOTA;
-    else if (m->committed - charge(s) + DMCE_MAX(s->reserved, used) > m->capacity)
-        r = DMCE_ENOMEM;
+    else if (m->committed + m->mirror_bytes - charge(s) + DMCE_MAX(s->reserved, used) >
+             m->capacity)
+        r = DMCE_ENOMEM; /* mirror copies held for others take their room too */
     else
         memd_sess_account_locked(m, s, s->reserved, used);
     pthread_mutex_unlock(&m->sess_lock);

@@ -60,6 +60,8 @@ void dmce_msmp_setup_req_encode(const dmce_msmp_setup_req_t *m, uint8_t *out)
     dmce_put_le32(out + 8, m->flags);
     dmce_put_le32(out + 12, m->layout);
     memcpy(out + 16, m->token, DMCE_MSMP_TOKEN_LEN);
+    dmce_put_le32(out + 32, m->session_id);
+    dmce_put_le32(out + 36, 0);
 }
 
 int dmce_msmp_setup_req_decode(const uint8_t *in, size_t len, dmce_msmp_setup_req_t *m)
@@ -70,7 +72,10 @@ int dmce_msmp_setup_req_decode(const uint8_t *in, size_t len, dmce_msmp_setup_re
     m->flags = dmce_get_le32(in + 8);
     m->layout = dmce_get_le32(in + 12);
     memcpy(m->token, in + 16, DMCE_MSMP_TOKEN_LEN);
-    if (m->flags & ~3u)
+    m->session_id = dmce_get_le32(in + 32);
+    m->reserved = dmce_get_le32(in + 36);
+    if ((m->flags & ~3u) || m->reserved ||
+        (m->session_id && !(m->session_id & DMCE_SESSION_GLOBAL)))
         return -EBADMSG;
     return 0;
 }

@@ -88,14 +88,23 @@ int dmce_msmp_hdr_decode(const uint8_t in[DMCE_MSMP_HDR_SIZE], uint32_t max_payl
 
 #define DMCE_MSMP_TOKEN_LEN 16
 
-/* setup request: 32 bytes */
+/*
+ * setup request: 40 bytes. session_id 0: the daemon names the session; else
+ * the cluster-wide ID a dispatcher assigned (DMCE_SESSION_GLOBAL set), the
+ * same on every daemon, so that allocations in a promoted mirror still name
+ * their client.
+ */
 typedef struct dmce_msmp_setup_req {
     uint64_t amount;
     uint32_t flags; /* DMCE_SETUP_PARTIAL | DMCE_SETUP_REATTACH */
     uint32_t layout; /* the client's expected layout, or UINT32_MAX for "any" */
     uint8_t token[DMCE_MSMP_TOKEN_LEN];
+    uint32_t session_id;
+    uint32_t reserved; /* 0 */
 } dmce_msmp_setup_req_t;
-#define DMCE_MSMP_SETUP_REQ_SIZE 32u
+#define DMCE_MSMP_SETUP_REQ_SIZE 40u
+/* Session IDs a dispatcher assigns; a daemon's own are below. */
+#define DMCE_SESSION_GLOBAL 0x80000000u
 
 /* setup response: 40 bytes */
 typedef struct dmce_msmp_setup_resp {

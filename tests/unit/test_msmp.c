@@ -115,6 +115,19 @@ static void test_setup_payloads(void **state)
     rq.flags = 4; /* unknown flag */
     dmce_msmp_setup_req_encode(&rq, b);
     assert_int_equal(dmce_msmp_setup_req_decode(b, sizeof(b), &g), -EBADMSG);
+    /* A cluster-wide session ID round trips; a daemon-range one is refused. */
+    rq.flags = 1;
+    rq.session_id = DMCE_SESSION_GLOBAL | 77;
+    dmce_msmp_setup_req_encode(&rq, b);
+    assert_int_equal(dmce_msmp_setup_req_decode(b, sizeof(b), &g), 0);
+    assert_int_equal(g.session_id, DMCE_SESSION_GLOBAL | 77);
+    rq.session_id = 77;
+    dmce_msmp_setup_req_encode(&rq, b);
+    assert_int_equal(dmce_msmp_setup_req_decode(b, sizeof(b), &g), -EBADMSG);
+    rq.session_id = 0;
+    dmce_msmp_setup_req_encode(&rq, b);
+    dmce_put_le32(b + 36, 1); /* reserved */
+    assert_int_equal(dmce_msmp_setup_req_decode(b, sizeof(b), &g), -EBADMSG);
 
     dmce_msmp_setup_resp_t rs = {.granted = 1ull << 33, .used = 5, .session_id = 9,
                                  .daemon_id = 2, .layout = 1, .max_payload = 1u << 20,
