@@ -295,6 +295,14 @@ int dmce_block_attach(const void *base, uint64_t size)
     return geometry_ok(h, size) ? 0 : DMCE_ECORRUPT;
 }
 
+uint64_t dmce_block_data_bytes(uint64_t size, uint32_t granule)
+{
+    if (!granule_ok(granule))
+        return 0;
+    uint64_t n = fit_granules(size, granule);
+    return n == 0 || n > MAX_GRANULES ? 0 : n * granule;
+}
+
 uint64_t dmce_block_max_alloc(const void *base)
 {
     const dmce_block_hdr_t *h = hdr_ro(base);

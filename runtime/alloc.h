@@ -120,6 +120,13 @@ int dmce_block_format(void *base, uint64_t size, uint32_t granule, uint32_t page
  */
 int dmce_block_attach(const void *base, uint64_t size);
 
+/*
+ * Data bytes (granules x granule) a block of `size` bytes formatted with
+ * `granule` has: what dmce_block_format would make. 0 when it cannot be
+ * formatted.
+ */
+uint64_t dmce_block_data_bytes(uint64_t size, uint32_t granule);
+
 /* Largest user size a single allocation can have in this block. */
 uint64_t dmce_block_max_alloc(const void *base);
 

@@ -23,6 +23,7 @@
 #include "memd_server.h"
 #include "msmp.h"
 #include "msmp_conn.h"
+#include "msmp_io.h"
 #include "transport_ring.h"
 
 #define DMCE_MEMD_BATCH 16
@@ -113,10 +114,8 @@ struct memd_conn {
     struct memd_worker *w;
     struct memd_session *sess;  /* under sess_lock for the pointer's target */
     dmce_msmp_hdr_t h;          /* header of the request being handled */
-    uint8_t *in;                /* received bytes [in_off, in_len), capacity in_cap */
-    size_t in_cap, in_len, in_off;
-    uint8_t *out;               /* pending output */
-    size_t out_cap, out_len, out_off;
+    dmce_inbuf_t in;            /* received bytes, not yet handled */
+    dmce_outbuf_t out;          /* responses, not yet sent */
     int closing;                /* close once out is flushed */
     /*
      * Descriptors to pass (SCM_RIGHTS), each with the output offset of the
@@ -195,6 +194,22 @@ struct dmce_memd {
     pthread_mutex_t peer_lock;
     struct memd_peer *peers;
     uint64_t mirror_bytes;       /* data bytes held as mirrors (under sess_lock) */
+    /*
+     * The dispatcher (memd_disp.c): a connection (under disp_lock, one
+     * request at a time), the member-pulse thread, what registration said.
+     */
+    pthread_mutex_t disp_lock;
+    dmce_mconn_t disp;
+    char disp_path[DMCE_CFG_STRMAX + 32];
+    int disp_mode;              /* 0 none, 1 auto (if it exists), 2 named */
+    pthread_t hb_thread;
+    int hb_on;
+    pthread_mutex_t hb_lock;
+    pthread_cond_t hb_cond;
+    atomic_int registered;      /* the dispatcher knows us now */
+    atomic_int mirroring;       /* the cluster mirrors new blocks */
+    atomic_uint hb_ms;          /* member pulse interval */
+    uint32_t hb_seq;
     int nworkers;
     struct memd_worker workers[DMCE_MEMD_MAX_WORKERS];
 };
@@ -260,6 +275,9 @@ void memd_block_destroy(struct dmce_memd *m, struct memd_block *b);
  */
 void memd_block_usage_nowait(struct memd_block *b, dmce_block_usage_t *u);
 
+/* User bytes in live allocations, and free data bytes (blocks and room for more). */
+void memd_usage(struct dmce_memd *m, uint64_t *used, uint64_t *free_bytes);
+
 /* Publish a table with b added / removed. grow_lock held; waits a grace period. */
 int memd_table_add_locked(struct dmce_memd *m, struct memd_block *b);
 int memd_table_remove_locked(struct dmce_memd *m, struct memd_block *b);
@@ -304,6 +322,38 @@ int memd_mirror_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t
 /* Start / stop the mirroring thread; release mirrors and peer connections. */
 int memd_mirror_start(struct dmce_memd *m);
 void memd_mirror_stop(struct dmce_memd *m);
+
+/*
+ * Attach a mirror of primary block b on the daemon at path (id peer): have
+ * it create the copy object, map it, publish it and copy b into it (writes
+ * go on meanwhile; mallocs and frees wait). 0, or an error with the block
+ * left unmirrored (logged). Not under b->lock; may block on the peer.
+ */
+int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer, const char *path);
+
+/* ---- the dispatcher (memd_disp.c) ---- */
+
+/*
+ * Before the first block: find the dispatcher (dispatcher setting) and
+ * register: it assigns this daemon's block ID range (m->block_first/last)
+ * and says whether the cluster mirrors. With no dispatcher, the daemon
+ * runs alone on its configured range and registers if one appears later.
+ * Starts the member-pulse thread. 0 or an error (a named dispatcher that
+ * refuses us).
+ */
+int memd_disp_start(struct dmce_memd *m);
+void memd_disp_stop(struct dmce_memd *m);
+
+/* Tell the dispatcher about a block (best effort: the next registration reports all). */
+void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32_t peer);
+
+/*
+ * A new block, not published yet: if the cluster mirrors, ask the
+ * dispatcher for a peer and attach a mirror there before any allocation
+ * is handed out. 0 (mirrored, or no peer: a single copy, logged), or an
+ * error. Returns the mirror's daemon ID, or 0 for a single copy.
+ */
+int memd_disp_mirror_new_block(struct dmce_memd *m, struct memd_block *b);
 
 /* ---- the session store's operations (memd_store.c) ---- */
 

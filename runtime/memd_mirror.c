@@ -43,6 +43,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "memd_internal.h"
+#include "msmp_dispatch.h"
 #include "util.h"
 
 #define STAT_SET(m, k, v) atomic_store_explicit(&(m)->stat[k], (v), memory_order_relaxed)
@@ -125,6 +126,7 @@ static void mirror_detach_locked(struct dmce_memd *m, struct memd_block *b, cons
         pthread_mutex_unlock(&b->stripes[i]);
     LOG_WARN("block %u: mirror on memd[%u] dropped: %s", b->id, mr->daemon_id, why);
     STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
+    memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0);
     munmap(mr->base, b->size);
     close(mr->fd);
     free(mr);
@@ -196,23 +198,13 @@ static uint64_t used_extent(const struct memd_block *b)
     return DMCE_MIN(end, b->size);
 }
 
-static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
+int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id, const char *path)
 {
-    rcu_read_lock();
-    struct memd_table *t = memd_table_get(m);
-    struct memd_block *b = j->block < t->nids ? t->by_id[j->block] : NULL;
-    rcu_read_unlock(); /* primaries stay until the daemon stops; this thread stops first */
-    if (!b || b->role != MEMD_PRIMARY) {
-        LOG_WARN("mirror block %u on memd[%u]: no such primary here", j->block, j->peer);
-        return;
-    }
-    if (atomic_load(&b->mirror)) {
-        LOG_INFO("block %u already has a mirror", b->id);
-        return;
-    }
-    struct memd_peer *peer = peer_get(m, j->path);
+    if (atomic_load(&b->mirror))
+        return -EALREADY;
+    struct memd_peer *peer = peer_get(m, path);
     if (!peer)
-        return;
+        return -ENOMEM;
     dmce_msmp_mirror_create_t rq = {.block = b->id, .primary = (uint32_t)m->cfg.id,
                                     .size = b->size};
     uint8_t pl[DMCE_MSMP_MIRROR_CREATE_SIZE], resp[DMCE_MSMP_MIRROR_CREATE_SIZE];
@@ -227,9 +219,9 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
         r = -EPROTO;
     if (r < 0) {
         LOG_WARN("block %u: memd[%u] (%s) cannot hold a mirror: %s; the block stays single", b->id,
-                 j->peer, j->path, dmce_strerror(r));
+                 peer_id, path, dmce_strerror(r));
         STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
-        return;
+        return r;
     }
     struct memd_mirror *mr = calloc(1, sizeof(*mr));
     struct stat fst;
@@ -237,14 +229,15 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
     if (mr && fstat(fd, &fst) == 0 && (uint64_t)fst.st_size >= b->size) /* never past its end */
         base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
-        LOG_ERROR("block %u: cannot map the mirror from memd[%u]: %s", b->id, j->peer,
-                  strerror(errno));
+        r = mr ? -errno : -ENOMEM;
+        LOG_ERROR("block %u: cannot map the mirror from memd[%u]: %s", b->id, peer_id,
+                  strerror(-r));
         free(mr);
         close(fd);
-        return;
+        return r ? r : -EPROTO;
     }
-    mr->daemon_id = j->peer;
-    snprintf(mr->peer, sizeof(mr->peer), "%s", j->path);
+    mr->daemon_id = peer_id;
+    snprintf(mr->peer, sizeof(mr->peer), "%s", path);
     mr->fd = fd;
     mr->base = base;
     atomic_store(&mr->state, MEMD_MIRROR_COPYING);
@@ -265,14 +258,32 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
     if (atomic_load(&m->stop)) {
         mirror_detach_locked(m, b, "the daemon is stopping");
         pthread_mutex_unlock(&b->lock);
-        return;
+        return -ECANCELED;
     }
     atomic_store(&mr->state, MEMD_MIRROR_SYNCED);
     pthread_mutex_unlock(&b->lock);
     double s = (double)(dmce_now_ns() - t0) / 1e9;
     LOG_INFO("block %u mirrored on memd[%u]: %llu bytes copied in %.3f s (%.2f GB/s)", b->id,
-             j->peer, (unsigned long long)mr->to_copy, s,
+             peer_id, (unsigned long long)mr->to_copy, s,
              s > 0 ? (double)mr->to_copy / 1e9 / s : 0.0);
+    return 0;
+}
+
+static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
+{
+    rcu_read_lock();
+    struct memd_table *t = memd_table_get(m);
+    struct memd_block *b = j->block < t->nids ? t->by_id[j->block] : NULL;
+    rcu_read_unlock(); /* primaries stay until the daemon stops; this thread stops first */
+    if (!b || b->role != MEMD_PRIMARY) {
+        LOG_WARN("mirror block %u on memd[%u]: no such primary here", j->block, j->peer);
+        return;
+    }
+    int r = memd_mirror_attach(m, b, j->peer, j->path);
+    if (r == 0)
+        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, j->peer);
+    else if (r != -EALREADY)
+        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0);
 }
 
 static void *mirror_main(void *arg)

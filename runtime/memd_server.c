@@ -66,6 +66,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "memd_internal.h"
+#include "msmp_dispatch.h"
 #include "msmp.h"
 #include "topology.h"
 #include "transport_ring.h"
@@ -124,6 +125,9 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"spin_us", DMCE_CFG_INT, OFF(spin_us), "50", 0, 10000, NULL,
      "how long a worker, and a client waiting on a ring, may poll before sleeping, when "
      "there are enough CPUs for every active spinner (0 = never spin)"},
+    {"dispatcher", DMCE_CFG_STRING, OFF(dispatcher), "", 0, 0, NULL,
+     "the dispatcher's socket; empty = RUNTIME_DIR/dispatcher.sock when it exists (else run "
+     "alone, and register when one appears); none = never"},
     {"log_level", DMCE_CFG_ENUM, OFF(log_level), "info", 0, 0, level_names,
      "error, warn, info or debug"},
 };
@@ -349,6 +353,30 @@ static void table_publish_locked(struct dmce_memd *m, struct memd_table *nt)
     free(old);
 }
 
+void memd_usage(struct dmce_memd *m, uint64_t *used, uint64_t *free_bytes)
+{
+    uint64_t u_sum = 0, f_sum = 0, primaries = 0, copies = 0;
+    rcu_read_lock();
+    struct memd_table *t = memd_table_get(m);
+    for (uint32_t i = 0; i < t->count; i++) {
+        struct memd_block *b = t->list[i];
+        if (b->role != MEMD_PRIMARY) {
+            copies++;
+            continue;
+        }
+        dmce_block_usage_t u;
+        memd_block_usage_nowait(b, &u);
+        primaries++;
+        u_sum += u.used_bytes;
+        f_sum += u.free_bytes;
+    }
+    rcu_read_unlock();
+    uint64_t room = (uint64_t)m->cfg.max_blocks - DMCE_MIN((uint64_t)m->cfg.max_blocks,
+                                                           primaries + copies);
+    *used = u_sum;
+    *free_bytes = f_sum + room * m->block_data_bytes;
+}
+
 void memd_block_usage_nowait(struct memd_block *b, dmce_block_usage_t *u)
 {
     if (pthread_mutex_trylock(&b->lock) == 0) { /* usage walks the free lists: not under a malloc */
@@ -421,12 +449,17 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
     r = memd_block_create(m, id, m->cfg.block_size, 1, &b);
     if (r < 0)
         goto out;
+    /* Mirrored before any allocation in it is handed out (if the cluster mirrors). */
+    int peer = memd_disp_mirror_new_block(m, b);
     r = memd_table_add_locked(m, b);
     if (r < 0) {
         memd_block_destroy(m, b);
         goto out;
     }
     prefault_enqueue(m, b);
+    memd_disp_event(m, b->id, DMCE_DISP_EV_CREATED, 0);
+    if (peer > 0)
+        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, (uint32_t)peer);
 out:
     pthread_mutex_unlock(&m->grow_lock);
     return r;
@@ -562,38 +595,13 @@ static void sess_end(struct dmce_memd *m, struct memd_session *s, const char *wh
 
 /* ---- output -------------------------------------------------------------------------- */
 
-static int out_reserve(struct memd_conn *c, size_t more)
-{
-    if (c->out_len + more <= c->out_cap)
-        return 0;
-    size_t cap = DMCE_MAX(c->out_cap * 2, c->out_len + more);
-    cap = DMCE_MAX(cap, (size_t)4096);
-    uint8_t *p = realloc(c->out, cap);
-    if (!p)
-        return -ENOMEM;
-    c->out = p;
-    c->out_cap = cap;
-    return 0;
-}
-
 /* Append a response header; the caller then appends `len` payload bytes. */
 uint8_t *memd_reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int status,
-                            uint32_t len)
+                          uint32_t len)
 {
-    if (out_reserve(c, DMCE_MSMP_HDR_SIZE + len) < 0) {
-        c->closing = 1;
-        return NULL;
-    }
-    dmce_msmp_hdr_t h = {.magic = DMCE_MSMP_MAGIC,
-                         .version = DMCE_MSMP_VERSION,
-                         .flags = DMCE_MSMP_FLAG_RESPONSE,
-                         .op = req->op,
-                         .req_id = req->req_id,
-                         .len = len,
-                         .status = status};
-    dmce_msmp_hdr_encode(&h, c->out + c->out_len);
-    uint8_t *p = c->out + c->out_len + DMCE_MSMP_HDR_SIZE;
-    c->out_len += DMCE_MSMP_HDR_SIZE + len;
+    uint8_t *p = dmce_outbuf_reply(&c->out, req, status, len);
+    if (!p)
+        c->closing = 1; /* out of memory: this connection goes */
     return p;
 }
 
@@ -969,7 +977,7 @@ int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd)
         if (send_with_fds(c->fd, &tag, 1, &fd, 1) != 1)
             return errno ? -errno : -EIO;
     } else {
-        int r = conn_queue_fds(c, c->out_len, &fd, 1);
+        int r = conn_queue_fds(c, c->out.len, &fd, 1);
         if (r < 0)
             return r;
     }
@@ -1078,7 +1086,7 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
         cap = (uint32_t)m->cfg.ring_capacity;
     if (dmce_rt_segment_size(cap) == 0 || cap > (16u << 20))
         return memd_reply_error(m, c, &c->h, -EINVAL);
-    if (c->in_len - c->in_off != DMCE_MSMP_HDR_SIZE + len || c->out_len)
+    if (dmce_inbuf_pending(&c->in) != DMCE_MSMP_HDR_SIZE + len || dmce_outbuf_pending(&c->out))
         return memd_reply_error(m, c, &c->h, -EPROTO); /* nothing may be in flight around the switch */
     int segfd = -1;
     r = dmce_rt_create(cap, &segfd, &c->rt);
@@ -1088,7 +1096,7 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
         return memd_reply_error(m, c, &c->h, r);
     }
     int fds[2] = {segfd, c->w->bell};
-    r = conn_queue_fds(c, c->out_len, fds, 2);
+    r = conn_queue_fds(c, c->out.len, fds, 2);
     close(segfd); /* the queue holds a dup until it is sent */
     uint8_t *out = r == 0 ? memd_reply_begin(c, &c->h, 0, DMCE_MSMP_RING_RESP_SIZE) : NULL;
     if (out) {
@@ -1096,7 +1104,7 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
         dmce_msmp_ring_resp_encode(&rs, out);
     }
     /* The response must leave on the socket now: from here on output goes to the ring. */
-    if (!out || conn_flush(c) < 0 || c->out_len) {
+    if (!out || conn_flush(c) < 0 || dmce_outbuf_pending(&c->out)) {
         LOG_WARN("client pid %d: ring_open response not sent; disconnecting it", (int)c->pid);
         dmce_rt_unmap(&c->rt);
         c->closing = 1;
@@ -1235,8 +1243,8 @@ static void conn_close(struct memd_conn *c)
         w->nrings--;
         STAT_ADD(m, DMCE_STAT_RING_CLIENTS, (uint64_t)-1);
     }
-    free(c->in);
-    free(c->out);
+    dmce_inbuf_free(&c->in);
+    dmce_outbuf_free(&c->out);
     free(c);
 }
 
@@ -1252,15 +1260,19 @@ static void conn_arm(struct memd_conn *c, int want_out)
 /* Ring connections: put pending output into the response ring, as much as fits. */
 static int conn_flush_ring(struct memd_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        int n = dmce_ring_write(&c->rt.rp.tx, c->out + c->out_off, c->out_len - c->out_off);
+    for (;;) {
+        size_t len;
+        const uint8_t *p = dmce_outbuf_data(&c->out, &len);
+        if (!len)
+            break;
+        int n = dmce_ring_write(&c->rt.rp.tx, p, len);
         if (n < 0)
             return -1; /* closed by the client, or a corrupt ring: drop the connection */
         if (n == 0)
             return 0; /* full: the worker comes back when the client has read */
-        c->out_off += (size_t)n;
+        dmce_outbuf_sent(&c->out, (size_t)n);
     }
-    c->out_off = c->out_len = 0;
+    dmce_outbuf_reset(&c->out, 1u << 21);
     return c->closing ? -1 : 0;
 }
 
@@ -1270,24 +1282,24 @@ static int conn_flush(struct memd_conn *c)
     if (c->ring)
         return conn_flush_ring(c);
     unsigned fi = 0; /* next descriptor to send; all before it are sent */
-    while (c->out_off < c->out_len) {
+    dmce_outbuf_t *o = &c->out;
+    while (o->off < o->len) {
         ssize_t n;
-        if (fi < c->nfds && c->fds[fi].off == c->out_off) {
+        if (fi < c->nfds && c->fds[fi].off == o->off) {
             /* This response carries descriptors: send them with its first byte. */
-            size_t end = fi + 1 < c->nfds ? c->fds[fi + 1].off : c->out_len;
-            n = send_with_fds(c->fd, c->out + c->out_off, end - c->out_off, c->fds[fi].fd,
-                              c->fds[fi].n);
+            size_t end = fi + 1 < c->nfds ? c->fds[fi + 1].off : o->len;
+            n = send_with_fds(c->fd, o->buf + o->off, end - o->off, c->fds[fi].fd, c->fds[fi].n);
             if (n > 0) {
                 for (unsigned k = 0; k < c->fds[fi].n; k++)
                     close(c->fds[fi].fd[k]);
                 fi++;
             }
         } else {
-            size_t end = fi < c->nfds ? c->fds[fi].off : c->out_len;
-            n = send(c->fd, c->out + c->out_off, end - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            size_t end = fi < c->nfds ? c->fds[fi].off : o->len;
+            n = send(c->fd, o->buf + o->off, end - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         if (n > 0) {
-            c->out_off += (size_t)n;
+            dmce_outbuf_sent(o, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -1303,12 +1315,7 @@ static int conn_flush(struct memd_conn *c)
         return -1;
     }
     c->nfds = 0;
-    c->out_off = c->out_len = 0;
-    if (c->out_cap > (1u << 21)) { /* do not keep a big buffer for an idle client */
-        free(c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
+    dmce_outbuf_reset(o, 1u << 21); /* do not keep a big buffer for an idle client */
     if (c->closing)
         return -1;
     conn_arm(c, 0);
@@ -1340,29 +1347,6 @@ static ssize_t conn_recv(struct memd_conn *c, void *buf, size_t len)
     return -1;
 }
 
-/* Make room for `need` bytes from in_off on: compact, then grow. */
-static int in_reserve(struct memd_conn *c, size_t need)
-{
-    if (c->in_off && c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
-    if (c->in_off + need <= c->in_cap)
-        return 0;
-    if (c->in_off) {
-        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-        c->in_len -= c->in_off;
-        c->in_off = 0;
-        if (need <= c->in_cap)
-            return 0;
-    }
-    size_t cap = DMCE_MAX(need, (size_t)DMCE_MEMD_IN_CHUNK);
-    uint8_t *p = realloc(c->in, cap);
-    if (!p)
-        return -ENOMEM;
-    c->in = p;
-    c->in_cap = cap;
-    return 0;
-}
-
 /*
  * Handle every complete frame already received, then read more. One recv
  * per wake-up in the common case: a read shorter than the room offered
@@ -1375,35 +1359,33 @@ static int in_reserve(struct memd_conn *c, size_t need)
 static int conn_input(struct dmce_memd *m, struct memd_conn *c)
 {
     int reads = 0, drained = 0;
-    while (!c->closing && c->out_len < DMCE_MEMD_OUT_HIGH) {
-        size_t avail = c->in_len - c->in_off;
-        size_t need = DMCE_MSMP_HDR_SIZE;
-        if (avail >= DMCE_MSMP_HDR_SIZE) {
-            const uint8_t *f = c->in + c->in_off;
-            int r = dmce_msmp_hdr_decode(f, (uint32_t)m->cfg.max_payload, &c->h);
-            if (r < 0) {
-                /* The stream cannot be trusted past a bad header: answer and drop. */
-                LOG_WARN("client pid %d sent a malformed frame (%s); disconnecting it",
-                         (int)c->pid, dmce_strerror(r));
-                if (r == DMCE_EBADMAGIC || r == DMCE_EVERSION)
-                    c->h.req_id = 0; /* nothing in it can be trusted */
-                memd_reply_error(m, c, &c->h, r);
-                c->closing = 1;
-                return 0;
-            }
-            need = DMCE_MSMP_HDR_SIZE + c->h.len;
-            if (avail >= need) {
-                dispatch(m, c, f + DMCE_MSMP_HDR_SIZE);
-                c->in_off += need;
-                continue;
-            }
+    while (!c->closing && dmce_outbuf_pending(&c->out) < DMCE_MEMD_OUT_HIGH) {
+        const uint8_t *payload;
+        size_t need;
+        int r = dmce_inbuf_frame(&c->in, (uint32_t)m->cfg.max_payload, &c->h, &payload, &need);
+        if (r < 0) {
+            /* The stream cannot be trusted past a bad header: answer and drop. */
+            LOG_WARN("client pid %d sent a malformed frame (%s); disconnecting it", (int)c->pid,
+                     dmce_strerror(r));
+            if (r == DMCE_EBADMAGIC || r == DMCE_EVERSION)
+                c->h.req_id = 0; /* nothing in it can be trusted */
+            memd_reply_error(m, c, &c->h, r);
+            c->closing = 1;
+            return 0;
+        }
+        if (r == 1) {
+            dispatch(m, c, payload);
+            dmce_inbuf_consume(&c->in, DMCE_MSMP_HDR_SIZE + (size_t)c->h.len);
+            continue;
         }
         if (drained || reads == DMCE_MEMD_BATCH)
             break; /* epoll reports the next bytes */
-        if (in_reserve(c, DMCE_MAX(need, (size_t)DMCE_MEMD_IN_CHUNK)) < 0)
+        if (dmce_inbuf_reserve(&c->in, DMCE_MAX(need, (size_t)DMCE_MEMD_IN_CHUNK),
+                               DMCE_MEMD_IN_CHUNK) < 0)
             return -1;
-        size_t room = c->in_cap - c->in_len;
-        ssize_t n = conn_recv(c, c->in + c->in_len, room);
+        size_t room;
+        uint8_t *at = dmce_inbuf_room(&c->in, &room);
+        ssize_t n = conn_recv(c, at, room);
         reads++;
         if (n == 0)
             return -1;
@@ -1412,17 +1394,10 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
                 return -1;
             break;
         }
-        c->in_len += (size_t)n;
+        dmce_inbuf_filled(&c->in, (size_t)n);
         drained = (size_t)n < room;
     }
-    if (c->in_off == c->in_len) {
-        c->in_off = c->in_len = 0;
-        if (c->in_cap > 2 * DMCE_MEMD_IN_CHUNK) { /* do not keep a big frame's buffer */
-            free(c->in);
-            c->in = NULL;
-            c->in_cap = 0;
-        }
-    }
+    dmce_inbuf_trim(&c->in, 2 * DMCE_MEMD_IN_CHUNK); /* do not keep a big frame's buffer */
     return 0;
 }
 
@@ -1434,13 +1409,10 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
  */
 static int conn_has_frame(const struct memd_conn *c)
 {
-    size_t avail = c->in_len - c->in_off;
-    if (avail < DMCE_MSMP_HDR_SIZE)
-        return 0;
     dmce_msmp_hdr_t h;
-    if (dmce_msmp_hdr_decode(c->in + c->in_off, (uint32_t)c->w->m->cfg.max_payload, &h) < 0)
-        return 1;
-    return avail >= DMCE_MSMP_HDR_SIZE + (size_t)h.len;
+    const uint8_t *p;
+    size_t need;
+    return dmce_inbuf_frame(&c->in, (uint32_t)c->w->m->cfg.max_payload, &h, &p, &need) != 0;
 }
 
 static void conn_accept(struct memd_worker *w)
@@ -1518,7 +1490,7 @@ static unsigned rings_service(struct memd_worker *w, uint64_t now)
                 grant_spin(m, c);
             }
         }
-        if (!bad && c->out_len)
+        if (!bad && dmce_outbuf_pending(&c->out))
             bad = conn_flush(c) < 0;
         if (bad) {
             conn_close(c);
@@ -1538,7 +1510,7 @@ static int rings_pending(struct memd_worker *w)
         if (!c->ring)
             continue;
         if (dmce_ring_readable(&c->rt.rp.rx) != 0 || conn_has_frame(c) ||
-            (c->out_len && dmce_ring_writable(&c->rt.rp.tx) != 0))
+            (dmce_outbuf_pending(&c->out) && dmce_ring_writable(&c->rt.rp.tx) != 0))
             return 1;
     }
     return 0;
@@ -1661,10 +1633,10 @@ static void *worker_main(void *arg)
                 bad = conn_flush(c) < 0;
                 /* Backpressure over: handle the frames it held back. */
                 if (!bad && !c->want_out && conn_has_frame(c))
-                    bad = conn_input(m, c) < 0 || (c->out_len && conn_flush(c) < 0);
+                    bad = conn_input(m, c) < 0 || (dmce_outbuf_pending(&c->out) && conn_flush(c) < 0);
             } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 bad = conn_input(m, c) < 0;
-                if (!bad && c->out_len)
+                if (!bad && dmce_outbuf_pending(&c->out))
                     bad = conn_flush(c) < 0;
             }
             if (bad)
@@ -1915,6 +1887,22 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         LOG_WARN("cannot run on NUMA node %d: %s; threads left unbound", m->numa_node,
                  strerror(-r));
 
+    /* Capacity in user-visible data bytes: what formatting a block makes. */
+    m->block_data_bytes = dmce_block_data_bytes(cfg->block_size, (uint32_t)cfg->granule);
+    if (!m->block_data_bytes) {
+        LOG_ERROR("block_size %llu cannot be formatted with granule %llu",
+                  (unsigned long long)cfg->block_size, (unsigned long long)cfg->granule);
+        r = -EINVAL;
+        goto fail;
+    }
+    m->capacity = m->block_data_bytes * (uint64_t)cfg->max_blocks;
+
+    /* Register before the first block: the dispatcher hands out the block IDs. */
+    r = memd_disp_start(m);
+    if (r < 0) {
+        LOG_ERROR("cannot register with the dispatcher: %s", dmce_strerror(r));
+        goto fail;
+    }
     r = memd_mirror_start(m);
     if (r < 0) {
         LOG_ERROR("cannot start the mirroring thread: %s", strerror(-r));
@@ -1929,27 +1917,15 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         m->pf_on = 1;
     }
 
-    /* Geometry: usable data bytes of one block, from a formatted scratch header. */
     m->table = table_copy(m, NULL);
     if (!m->table) {
         r = -ENOMEM;
         goto fail;
     }
     for (int64_t i = 0; i < cfg->blocks_initial; i++) {
-        struct memd_block *b;
-        r = memd_block_create(m, m->block_first + (uint32_t)i, cfg->block_size, 1, &b);
+        r = table_grow(m, m->table->count); /* the path every new block takes */
         if (r < 0)
             goto fail;
-        m->table->by_id[b->id] = b; /* not published yet: no reader exists */
-        m->table->list[m->table->count++] = b;
-        prefault_enqueue(m, b);
-    }
-    {
-        /* Capacity in user-visible data bytes: from a block's own header. */
-        dmce_block_usage_t u;
-        dmce_block_usage(m->table->list[0]->base, &u);
-        m->block_data_bytes = u.data_bytes;
-        m->capacity = m->block_data_bytes * (uint64_t)cfg->max_blocks;
     }
 
     m->listen_fd = dmce_unix_listen(m->sock_path, 128);
@@ -2014,6 +1990,7 @@ void dmce_memd_stop(dmce_memd_t *m)
         pthread_join(m->pf_thread, NULL);
     }
     memd_mirror_stop(m);
+    memd_disp_stop(m);
     for (int i = 0; i < DMCE_MEMD_MAX_WORKERS; i++) {
         if (m->workers[i].epfd > 0)
             close(m->workers[i].epfd);

@@ -39,6 +39,7 @@ typedef struct dmce_memd_config {
     uint64_t ring_capacity;
     int64_t spin_us;
     char shm_dir[DMCE_CFG_STRMAX];
+    char dispatcher[DMCE_CFG_STRMAX];
     int log_level;
 } dmce_memd_config_t;
 
