@@ -14,12 +14,23 @@
 
 const char *dmce_msmp_op_name(unsigned op)
 {
+    /* Every operation of the protocol, core, store (msmp_store.h) and
+     * dispatcher (msmp_dispatch.h): one table so logs name them all. */
     static const char *const names[] = {
-        "?",       "setup",         "malloc",       "read",    "write", "free",
-        "disconnect", "stats",      "map",          "ring_open", "persist", "mirror_create",
-        "mirror_start", "promote",  "drop",         "blocks"};
-    _Static_assert(sizeof(names) / sizeof(names[0]) == DMCE_MSMP_OP_MAX_ + 1, "op names");
-    return op <= DMCE_MSMP_OP_MAX_ ? names[op] : "?";
+        [1] = "setup",         [2] = "malloc",         [3] = "read",
+        [4] = "write",         [5] = "free",           [6] = "disconnect",
+        [7] = "stats",         [8] = "map",            [9] = "ring_open",
+        [10] = "persist",      [11] = "mirror_create", [12] = "mirror_start",
+        [13] = "promote",      [14] = "drop",          [15] = "blocks",
+        [16] = "store_format", [17] = "store_open",    [18] = "store_get",
+        [19] = "store_set",    [20] = "store_del",     [21] = "store_touch",
+        [22] = "store_stats",  [23] = "store_sweep",   [24] = "store_verify",
+        [32] = "register",     [33] = "heartbeat",     [34] = "directory",
+        [35] = "pick",         [36] = "session",       [37] = "block_event",
+        [38] = "mirror_peer",  [39] = "disp_stats"};
+    if (op >= sizeof(names) / sizeof(names[0]) || names[op] == NULL)
+        return "?";
+    return names[op];
 }
 
 void dmce_msmp_hdr_encode(const dmce_msmp_hdr_t *h, uint8_t out[DMCE_MSMP_HDR_SIZE])
@@ -370,23 +381,32 @@ int dmce_msmp_block_info_decode(const uint8_t *in, size_t len, uint32_t i,
     return 0;
 }
 
-void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out)
+void dmce_msmp_values_encode(const uint64_t *values, uint32_t n, uint8_t *out)
 {
-    dmce_put_le32(out, DMCE_STAT_COUNT_);
+    dmce_put_le32(out, n);
     dmce_put_le32(out + 4, 0);
-    for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
-        dmce_put_le64(out + 8 + 8 * i, values[i]);
+    for (uint32_t i = 0; i < n; i++)
+        dmce_put_le64(out + 8 + 8 * (size_t)i, values[i]);
 }
 
-int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values)
+int dmce_msmp_values_decode(const uint8_t *in, size_t len, uint64_t *values, uint32_t known)
 {
     if (len < 8)
         return -EBADMSG;
     uint32_t count = dmce_get_le32(in);
-    if (count < DMCE_STAT_COUNT_ || (uint64_t)len != 8u + 8ull * count ||
-        dmce_get_le32(in + 4) != 0)
+    if (count < known || (uint64_t)len != 8u + 8ull * count || dmce_get_le32(in + 4) != 0)
         return -EBADMSG;
-    for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
-        values[i] = dmce_get_le64(in + 8 + 8 * i);
+    for (uint32_t i = 0; i < known; i++)
+        values[i] = dmce_get_le64(in + 8 + 8 * (size_t)i);
     return 0;
+}
+
+void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out)
+{
+    dmce_msmp_values_encode(values, DMCE_STAT_COUNT_, out);
+}
+
+int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values)
+{
+    return dmce_msmp_values_decode(in, len, values, DMCE_STAT_COUNT_);
 }

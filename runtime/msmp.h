@@ -325,6 +325,13 @@ void dmce_msmp_block_info_encode(const dmce_msmp_block_info_t *m, uint8_t *out);
 int dmce_msmp_blocks_count(const uint8_t *in, size_t len, uint32_t *count);
 int dmce_msmp_block_info_decode(const uint8_t *in, size_t len, uint32_t i,
                                 dmce_msmp_block_info_t *m);
+/*
+ * A vector of u64 values (stats of either daemon): u32 count, u32 reserved,
+ * count values. Encode writes 8 + 8n bytes; decode wants at least `known`
+ * values (a newer peer may send more) and the exact length.
+ */
+void dmce_msmp_values_encode(const uint64_t *values, uint32_t n, uint8_t *out);
+int dmce_msmp_values_decode(const uint8_t *in, size_t len, uint64_t *values, uint32_t known);
 /* Stats: values[DMCE_STAT_COUNT_]. Decoder accepts more values (newer peer). */
 void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out);
 int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values);

@@ -64,6 +64,7 @@ typedef dmce_stab_hdr_t hdr_t;
 #define WAIT_SPINS 128u /* waits: pause this often, then yield, then sleep */
 #define WAIT_YIELDS 32u
 #define ALLOC_FIT_SCAN 16u /* first-fit steps in the exact bin */
+#define DIRTY_MAX 64u      /* changed ranges kept before the persist hook is called */
 
 #define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define LDA(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -99,6 +100,16 @@ struct dmce_stab {
     uint32_t grace_wait_ms;
     void (*fault)(void *, int);
     void *fault_arg;
+    /* Mirroring hook: byte ranges changed under the current stripe lock,
+     * reported (and emptied) at unlock or when the array fills. */
+    int (*persist)(void *, uint64_t, uint64_t);
+    void *persist_ctx;
+    int persist_err; /* first error the hook returned since the last unlock */
+    stripe_t snap;   /* the locked stripe as it was when the lock was taken */
+    uint32_t ndirty;
+    struct dirty {
+        uint64_t off, len;
+    } dirty[DIRTY_MAX];
 };
 
 #define FAULT(t, pt)                                                                               \
@@ -106,6 +117,44 @@ struct dmce_stab {
         if ((t)->fault)                                                                            \
             (t)->fault((t)->fault_arg, (pt));                                                      \
     } while (0)
+
+/* ---- the persist hook: ranges a mutation changed ------------------------- */
+
+/* Report every range collected so far and forget them. */
+static void dirty_flush(dmce_stab_t *t)
+{
+    for (uint32_t i = 0; i < t->ndirty; i++) {
+        int rc = t->persist(t->persist_ctx, t->dirty[i].off, t->dirty[i].len);
+        if (rc < 0 && t->persist_err == 0)
+            t->persist_err = rc;
+    }
+    t->ndirty = 0;
+}
+
+static void dirty_add(dmce_stab_t *t, const void *p, uint64_t len)
+{
+    uint64_t off = (uint64_t)((const uint8_t *)p - t->base), end = off + len;
+    /* Merge with a recent range that overlaps or touches this one. */
+    for (uint32_t i = t->ndirty, k = 0; i-- > 0 && k < 8; k++) {
+        struct dirty *d = &t->dirty[i];
+        if (off <= d->off + d->len && end >= d->off) {
+            uint64_t lo = DMCE_MIN(off, d->off), hi = DMCE_MAX(end, d->off + d->len);
+            d->off = lo;
+            d->len = hi - lo;
+            return;
+        }
+    }
+    if (t->ndirty == DIRTY_MAX)
+        dirty_flush(t); /* still under the lock: the copy just gets these earlier */
+    t->dirty[t->ndirty++] = (struct dirty){off, len};
+}
+
+/* Bytes [p, p+len) of the region changed (under a stripe lock). */
+static inline void dirty(dmce_stab_t *t, const void *p, uint64_t len)
+{
+    if (t->persist)
+        dirty_add(t, p, len);
+}
 
 /* ---- fork detection ------------------------------------------------------ */
 
@@ -228,6 +277,12 @@ static inline uint32_t rec_units(uint32_t klen, uint32_t vlen)
 static inline rec_t *rec_at(const dmce_stab_t *t, uint32_t u)
 {
     return (rec_t *)(t->base + (uint64_t)u * UNIT);
+}
+
+/* A chunk header changed. */
+static inline void dirty_rec(dmce_stab_t *t, uint32_t u)
+{
+    dirty(t, rec_at(t, u), sizeof(rec_t));
 }
 
 static inline uint8_t *rec_key(rec_t *r)
@@ -516,6 +571,14 @@ static void maybe_reap(dmce_stab_t *t, uint64_t g)
     reap_slots(t, g);
 }
 
+/* Move the global epoch from g to g + 1 (if nobody did). Under a stripe lock. */
+static void epoch_advance(dmce_stab_t *t, uint64_t g)
+{
+    if (__atomic_compare_exchange_n(&t->hdr->epoch, &g, g + 1, 0, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_RELAXED))
+        dirty(t, &t->hdr->epoch, sizeof t->hdr->epoch);
+}
+
 /*
  * 1 if no reader can still hold a chunk unlinked at or before epoch e:
  * every slot is idle or entered after e. Otherwise moves the global epoch
@@ -529,8 +592,7 @@ static int grace_passed(dmce_stab_t *t, uint64_t e)
     if (m > e)
         return 1;
     if (m >= g)
-        __atomic_compare_exchange_n(&t->hdr->epoch, &g, g + 1, 0, __ATOMIC_SEQ_CST,
-                                    __ATOMIC_RELAXED);
+        epoch_advance(t, g);
     else
         maybe_reap(t, g);
     return 0;
@@ -540,9 +602,17 @@ static int grace_passed(dmce_stab_t *t, uint64_t e)
 
 static void stripe_repair(dmce_stab_t *t, uint32_t si);
 
+/* Lock just taken: remember the stripe, to report it at unlock if it changed. */
+static inline void persist_begin(dmce_stab_t *t, const stripe_t *s)
+{
+    if (t->persist)
+        memcpy(&t->snap, s, sizeof *s);
+}
+
 static void locked(dmce_stab_t *t, stripe_t *s)
 {
     ST(&s->lock_seq, s->lock_seq + 1);
+    persist_begin(t, s);
     FAULT(t, DMCE_STAB_FP_LOCKED);
 }
 
@@ -578,6 +648,7 @@ static int stripe_lock(dmce_stab_t *t, uint32_t si)
             if (__atomic_compare_exchange_n(&s->lock, &w, t->me, 0, __ATOMIC_ACQUIRE,
                                             __ATOMIC_RELAXED)) {
                 ST(&s->lock_seq, s->lock_seq + 1);
+                persist_begin(t, s);
                 stripe_repair(t, si);
                 FAULT(t, DMCE_STAB_FP_LOCKED);
                 return 1;
@@ -595,9 +666,25 @@ static int stripe_lock(dmce_stab_t *t, uint32_t si)
     }
 }
 
-static inline void stripe_unlock(stripe_t *s)
+/*
+ * Report what this lock owner changed (with the stripe's metadata after
+ * its lock word, if any of it changed besides lock_seq), then release.
+ * Returns the persist hook's first error since the lock was taken, or 0.
+ */
+static int stripe_unlock(dmce_stab_t *t, stripe_t *s)
 {
+    int rc = 0;
+    if (t->persist) {
+        t->snap.lock = s->lock;
+        t->snap.lock_seq = s->lock_seq;
+        if (t->ndirty || memcmp(&t->snap, s, sizeof *s) != 0)
+            dirty(t, (uint8_t *)s + sizeof s->lock, sizeof *s - sizeof s->lock);
+        dirty_flush(t);
+        rc = t->persist_err;
+        t->persist_err = 0;
+    }
     STR(&s->lock, 0);
+    return rc;
 }
 
 /* ---- the allocator (per stripe, under its lock) ----------------------------- */
@@ -610,8 +697,11 @@ static void bin_insert(dmce_stab_t *t, stripe_t *s, uint32_t u)
     r->ref = 0;
     r->link = head;
     r->fprev = 0;
-    if (head)
+    dirty_rec(t, u);
+    if (head) {
         rec_at(t, head)->fprev = u;
+        dirty_rec(t, head);
+    }
     s->bins[b] = u;
     s->binmap |= 1u << b;
 }
@@ -620,12 +710,16 @@ static void bin_remove(dmce_stab_t *t, stripe_t *s, uint32_t u)
 {
     rec_t *r = rec_at(t, u);
     uint32_t b = bin_of(r->units);
-    if (r->fprev)
+    if (r->fprev) {
         rec_at(t, r->fprev)->link = r->link;
-    else
+        dirty_rec(t, r->fprev);
+    } else {
         s->bins[b] = r->link;
-    if (r->link)
+    }
+    if (r->link) {
         rec_at(t, r->link)->fprev = r->fprev;
+        dirty_rec(t, r->link);
+    }
     if (!s->bins[b])
         s->binmap &= ~(1u << b);
 }
@@ -709,7 +803,10 @@ static int try_rebuild(dmce_stab_t *t, uint32_t si)
     for (uint32_t u = lo; u < hi;) {
         rec_t *r = rec_at(t, u);
         if (bm[(u - lo) / 64] >> ((u - lo) % 64) & 1) {
-            r->prev_units = prev;
+            if (r->prev_units != prev) {
+                r->prev_units = prev;
+                dirty_rec(t, u);
+            }
             prev = r->units;
             u += r->units;
             continue;
@@ -774,12 +871,15 @@ static uint32_t chunk_alloc(dmce_stab_t *t, uint32_t si, uint32_t need)
         rr->prev_units = need;
         FAULT(t, DMCE_STAB_FP_SPLIT);
         r->units = need;
-        if (u + have < hi)
+        if (u + have < hi) {
             rec_at(t, u + have)->prev_units = have - need;
+            dirty_rec(t, u + have);
+        }
         bin_insert(t, s, u + need);
     }
     s->free_units -= r->units;
     r->state = 0;
+    dirty_rec(t, u);
     FAULT(t, DMCE_STAB_FP_ALLOCATED);
     return u;
 broken: /* free-list metadata is damaged: rebuild it from the chains */
@@ -819,8 +919,10 @@ static void chunk_free(dmce_stab_t *t, uint32_t si, uint32_t u)
     memset(f, 0, sizeof *f);
     f->units = units;
     f->prev_units = prev_units;
-    if (start + units < hi)
+    if (start + units < hi) {
         rec_at(t, start + units)->prev_units = units;
+        dirty_rec(t, start + units);
+    }
     s->free_units += own; /* the neighbours were counted free already */
     bin_insert(t, s, start);
 }
@@ -839,8 +941,10 @@ static void retire(dmce_stab_t *t, uint32_t si, uint32_t u, rec_t *r)
     ST(&t->stripes[si].entries, s->entries - 1);
     ST(&s->bytes, s->bytes - r->klen - r->vlen);
     s->live_units -= r->units;
+    dirty_rec(t, u);
     if (s->limbo_tail) {
         STR(&rec_at(t, s->limbo_tail)->link, u);
+        dirty_rec(t, s->limbo_tail);
         FAULT(t, DMCE_STAB_FP_LIMBO_PUSH);
     } else {
         STR(&s->limbo_head, u);
@@ -879,8 +983,7 @@ static void reclaim(dmce_stab_t *t, uint32_t si)
     }
     if (s->limbo_head) {
         if (m >= g)
-            __atomic_compare_exchange_n(&t->hdr->epoch, &g, g + 1, 0, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_RELAXED);
+            epoch_advance(t, g);
         else
             maybe_reap(t, g);
     }
@@ -899,6 +1002,7 @@ static void unlink_at(dmce_stab_t *t, uint32_t si, uint32_t *link, uint32_t u)
 {
     rec_t *r = rec_at(t, u);
     STR(link, LD(&r->next));
+    dirty(t, link, sizeof *link);
     FAULT(t, DMCE_STAB_FP_UNLINKED);
     retire(t, si, u, r);
 }
@@ -979,6 +1083,7 @@ static uint32_t evict(dmce_stab_t *t, uint32_t si, uint32_t want, uint32_t pinne
         int exp = expired(r, now);
         if (!exp && LD(&r->ref)) {
             ST(&r->ref, 0);
+            dirty_rec(t, u);
             continue;
         }
         uint32_t *link =
@@ -1053,6 +1158,11 @@ static void stripe_repair(dmce_stab_t *t, uint32_t si)
     stripe_t *s = &t->stripes[si];
     uint32_t hi = arena_hi(t, si);
     ST(&s->recoveries, s->recoveries + 1);
+    /* The dead owner's last changes were never reported: report the whole
+     * stripe (buckets, arena) and the epoch, so a copy is whole again. */
+    dirty(t, &t->buckets[si * t->nbuckets], (uint64_t)t->nbuckets * sizeof t->buckets[0]);
+    dirty(t, rec_at(t, arena_lo(t, si)), (uint64_t)t->arena_units * UNIT);
+    dirty(t, &t->hdr->epoch, sizeof t->hdr->epoch);
     uint64_t entries = 0, bytes = 0, maxver = 0;
     uint32_t live = 0;
     for (uint32_t b = si * t->nbuckets; b < (si + 1) * t->nbuckets; b++) {
@@ -1062,6 +1172,7 @@ static void stripe_repair(dmce_stab_t *t, uint32_t si)
             if (!unit_ok(t, si, u) || ++n > t->max_chain || r->state != DMCE_STAB_LIVE ||
                 !shape_ok(t, si, u, r->units, r->klen, r->vlen) || bucket_of(t, r->hash) != b) {
                 STR(link, 0); /* damaged beyond a crash: cut the chain here */
+                dirty(t, link, sizeof *link);
                 BUMP(t, corrupt);
                 break;
             }
@@ -1085,6 +1196,7 @@ static void stripe_repair(dmce_stab_t *t, uint32_t si)
         if (!unit_ok(t, si, u) || cnt > t->max_chain || r->state != DMCE_STAB_RETIRED ||
             r->units < MIN_REC_UNITS || r->units > hi - u) {
             STR(lp, 0);
+            dirty(t, lp, sizeof *lp);
             break;
         }
         cnt++;
@@ -1259,8 +1371,12 @@ int dmce_stab_format(void *base, uint64_t size, const dmce_stab_params_t *p)
     h->default_ttl_ms = q.default_ttl_ms;
     h->flags = q.flags;
     int rc = dmce_random_bytes(&h->seed, sizeof h->seed);
+    if (rc == 0)
+        rc = dmce_random_bytes(&h->table_id, sizeof h->table_id);
     if (rc < 0)
         return rc;
+    if (h->table_id == 0)
+        h->table_id = 1;
     h->max_key = max_key;
     h->max_value = max_value;
     h->nslots = nslots;
@@ -1334,6 +1450,8 @@ int dmce_stab_open(void *base, uint64_t size, const dmce_stab_opts_t *opts, dmce
     t->grace_wait_ms = opts && opts->grace_wait_ms ? opts->grace_wait_ms : GRACE_WAIT_MS;
     t->fault = opts ? opts->fault : NULL;
     t->fault_arg = opts ? opts->fault_arg : NULL;
+    t->persist = opts ? opts->persist : NULL;
+    t->persist_ctx = opts ? opts->persist_ctx : NULL;
     t->forkgen = LD(&g_forkgen);
     t->me = dmce_stab_self_id();
     t->pid = (uint32_t)t->me;
@@ -1373,6 +1491,16 @@ void dmce_stab_close(dmce_stab_t *t)
     free(t);
 }
 
+void dmce_stab_abandon(dmce_stab_t *t)
+{
+    free(t);
+}
+
+uint64_t dmce_stab_table_id(const void *base)
+{
+    return base ? ((const hdr_t *)base)->table_id : 0;
+}
+
 /* ---- argument checks ---------------------------------------------------------- */
 
 static int key_ok(const dmce_stab_t *t, const void *key, uint32_t klen)
@@ -1407,6 +1535,7 @@ int dmce_stab_set(dmce_stab_t *t, const void *key, uint32_t klen, const void *va
     if (rc < 0)
         return rc;
     uint32_t *link, xu, nu;
+    int prc;
     rc = chain_find(t, si, bi, key, klen, h, now, &link, &xu, NULL);
     if (rc < 0)
         goto out;
@@ -1454,15 +1583,18 @@ int dmce_stab_set(dmce_stab_t *t, const void *key, uint32_t klen, const void *va
     ST(&s->entries, s->entries + 1);
     ST(&s->bytes, s->bytes + klen + vlen);
     s->live_units += n->units;
+    dirty(t, n, rec_bytes(klen, vlen));
     if (xu) {
         rec_t *x = rec_at(t, xu);
         ST(&n->next, LD(&x->next));
         STR(link, nu); /* publish: the old record leaves the chain in the same store */
+        dirty(t, link, sizeof *link);
         FAULT(t, DMCE_STAB_FP_PUBLISHED);
         retire(t, si, xu, x);
     } else {
         ST(&n->next, LD(&t->buckets[bi]));
         STR(&t->buckets[bi], nu);
+        dirty(t, &t->buckets[bi], sizeof t->buckets[bi]);
         FAULT(t, DMCE_STAB_FP_PUBLISHED);
     }
     if (limbo_full(t, s))
@@ -1471,8 +1603,8 @@ int dmce_stab_set(dmce_stab_t *t, const void *key, uint32_t klen, const void *va
     if (version_out)
         *version_out = ver;
 out:
-    stripe_unlock(s);
-    return rc;
+    prc = stripe_unlock(t, s);
+    return rc < 0 ? rc : prc;
 }
 
 int dmce_stab_del(dmce_stab_t *t, const void *key, uint32_t klen, uint64_t cas_version)
@@ -1487,6 +1619,7 @@ int dmce_stab_del(dmce_stab_t *t, const void *key, uint32_t klen, uint64_t cas_v
     if (rc < 0)
         return rc;
     uint32_t *link, xu;
+    int prc;
     rc = chain_find(t, si, bi, key, klen, h, now, &link, &xu, NULL);
     if (rc < 0)
         goto out;
@@ -1502,8 +1635,8 @@ int dmce_stab_del(dmce_stab_t *t, const void *key, uint32_t klen, uint64_t cas_v
         BUMP(t, dels);
     }
 out:
-    stripe_unlock(s);
-    return rc;
+    prc = stripe_unlock(t, s);
+    return rc < 0 ? rc : prc;
 }
 
 int dmce_stab_touch(dmce_stab_t *t, const void *key, uint32_t klen, uint64_t ttl_ms)
@@ -1522,10 +1655,11 @@ int dmce_stab_touch(dmce_stab_t *t, const void *key, uint32_t klen, uint64_t ttl
         rc = -ENOENT;
     if (rc == 0) {
         STR(&rec_at(t, xu)->expire_ms, expire_at(t, ttl_ms, now));
+        dirty_rec(t, xu);
         BUMP(t, touches);
     }
-    stripe_unlock(&t->stripes[si]);
-    return rc;
+    int prc = stripe_unlock(t, &t->stripes[si]);
+    return rc < 0 ? rc : prc;
 }
 
 int dmce_stab_sweep(dmce_stab_t *t)
@@ -1544,7 +1678,9 @@ int dmce_stab_sweep(dmce_stab_t *t)
             chain_find(t, si, b, NULL, 0, 0, now, &link, &xu, &removed);
         reclaim(t, si);
         try_rebuild(t, si);
-        stripe_unlock(&t->stripes[si]);
+        int prc = stripe_unlock(t, &t->stripes[si]);
+        if (prc < 0)
+            return prc;
     }
     return removed;
 }
@@ -1754,8 +1890,10 @@ int dmce_stab_recover(dmce_stab_t *t)
             __atomic_compare_exchange_n(&s->lock, &w, t->me, 0, __ATOMIC_ACQUIRE,
                                         __ATOMIC_RELAXED)) {
             ST(&s->lock_seq, s->lock_seq + 1);
+            persist_begin(t, s);
             stripe_repair(t, si);
-            stripe_unlock(s);
+            if ((rc = stripe_unlock(t, s)) < 0)
+                return rc;
             n++;
         }
         if (LD(&s->rebuild_epoch)) {
@@ -1763,7 +1901,8 @@ int dmce_stab_recover(dmce_stab_t *t)
             if (rc < 0)
                 return rc;
             try_rebuild(t, si);
-            stripe_unlock(s);
+            if ((rc = stripe_unlock(t, s)) < 0)
+                return rc;
         }
     }
     return n;
@@ -1884,9 +2023,11 @@ int dmce_stab_verify(dmce_stab_t *t)
         if (rc < 0)
             return rc;
         rc = verify_stripe(t, si);
-        stripe_unlock(&t->stripes[si]);
+        int prc = stripe_unlock(t, &t->stripes[si]); /* verify may finish a rebuild */
         if (rc < 0)
             return rc;
+        if (prc < 0)
+            return prc;
     }
     return 0;
 }

@@ -104,7 +104,9 @@ typedef struct dmce_stab_hdr {
     uint64_t arena_off;   /* byte offset of arena 0 (16-aligned) */
     uint32_t arena_units; /* units per stripe arena */
     uint32_t max_chain;   /* a chain longer than this is corrupt */
-    uint8_t reserved0[124 - 88];
+    uint64_t table_id;    /* random, never 0: tells this table from a later one formatted
+                             over the same bytes (handles cached by address check it) */
+    uint8_t reserved0[124 - 96];
     uint32_t geom_csum;     /* XXH32 of bytes [8, 124) */
     dmce_stab_u64a epoch;   /* global reclamation epoch, starts at 1 */
     dmce_stab_u64a reaped;  /* reader slots reclaimed from dead processes */
@@ -186,6 +188,7 @@ typedef struct dmce_stab_rec {
 } dmce_stab_rec_t;
 
 _Static_assert(sizeof(dmce_stab_hdr_t) == 256, "header is 256 bytes");
+_Static_assert(offsetof(dmce_stab_hdr_t, table_id) == 88, "table_id at 88");
 _Static_assert(offsetof(dmce_stab_hdr_t, geom_csum) == 124, "geometry checksum at 124");
 _Static_assert(offsetof(dmce_stab_hdr_t, epoch) == 128, "epoch on its own line");
 _Static_assert(offsetof(dmce_stab_hdr_t, slot_hwm) == 152, "slot_hwm at 152");
@@ -273,6 +276,34 @@ typedef struct dmce_stab_opts {
     /* Tests only: called at each DMCE_STAB_FP_* point; NULL in production. */
     void (*fault)(void *arg, int point);
     void *fault_arg;
+    /*
+     * Mirroring hook (NULL = none). Called by this handle, with the
+     * stripe lock still held, after each mutation (set, del, touch, the
+     * removals, evictions, reclaims, repairs and rebuilds it does on the
+     * way, sweep, recover), once for every byte range of the region the
+     * mutation changed: records and chunk headers, bucket and chain
+     * links, limbo links, the stripe's metadata (bytes [8, 256) of the
+     * stripe: everything but its lock word), the global epoch. Copying
+     * exactly those ranges from this region to a copy that was equal to
+     * it before the mutation makes the copy hold the same table (chains,
+     * records, allocator, counters). Not reported, because a copy does
+     * not need them to be the same table: the lock words (0 in a copy
+     * taken at rest), reader slots and their counters, the CLOCK `ref`
+     * bits set by readers, the header's reaping words and slot_hwm, and
+     * the bytes dmce_stab_format writes (a mirror starts as a byte copy
+     * of the formatted region). Ranges come in no particular order and
+     * may repeat; each lies inside the region. Before a range is
+     * reported its bytes hold their final value for this mutation, so
+     * the callback may copy them from the region at once.
+     *
+     * A negative return is passed on: the operation has taken effect in
+     * this region (the table stays consistent) and returns that error, so
+     * the caller knows the change may not have reached the copy. A write
+     * that must survive the loss of this region is acknowledged only
+     * when the operation returns 0.
+     */
+    int (*persist)(void *ctx, uint64_t off, uint64_t len);
+    void *persist_ctx;
 } dmce_stab_opts_t;
 
 /*
@@ -285,6 +316,17 @@ int dmce_stab_open(void *base, uint64_t size, const dmce_stab_opts_t *opts, dmce
 
 /* Release the slot (ends any views) and free the handle. NULL is a no-op. */
 void dmce_stab_close(dmce_stab_t *t);
+
+/*
+ * Free the handle without touching the region: for a region that is no
+ * longer this table (freed, reformatted: its table_id changed), whose
+ * bytes may belong to someone else now. The slot is left as it was.
+ * NULL is a no-op.
+ */
+void dmce_stab_abandon(dmce_stab_t *t);
+
+/* The table_id of an attached region (0 if base is NULL). */
+uint64_t dmce_stab_table_id(const void *base);
 
 /* This process's identity word (pid | start << 32), as lock and slot
  * owners record it. For tests and diagnostics. */

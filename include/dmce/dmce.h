@@ -13,5 +13,6 @@
 #include <dmce/client.h>
 #include <dmce/error.h>
 #include <dmce/map.h>
+#include <dmce/store.h>
 
 #endif /* DMCE_DMCE_H */

@@ -33,7 +33,13 @@ extern "C" {
     X(CORRUPT, 4013, "block metadata is corrupt")                                              \
     X(LAYOUT, 4014, "address layout differs from the server's")                                \
     X(CLOSED, 4015, "connection to the server was closed")                                     \
-    X(NOTMAPPED, 4016, "pointer is not inside a dmce mapping")
+    X(NOTMAPPED, 4016, "pointer is not inside a dmce mapping")                                 \
+    X(CASFAIL, 4017, "compare-and-set failed: the entry has another version")                  \
+    X(STOREFULL, 4018, "session store is full and nothing can be evicted")                     \
+    X(STALE, 4019, "view is stale: the entry was overwritten, deleted, evicted or expired")    \
+    X(NOTSTORE, 4020, "address is not the start of a session store")                            \
+    X(STOREVERSION, 4021, "session store has a format this build does not understand")        \
+    X(BADENTRY, 4022, "store entry is corrupt: it failed its checksum or link checks")
 
 enum {
 #define DMCE_ERR_ENUM_(name, val, msg) DMCE_E##name = -(val),

@@ -236,6 +236,9 @@ static void test_op_names(void **state)
     assert_string_equal(dmce_msmp_op_name(DMCE_MSMP_OP_SETUP), "setup");
     assert_string_equal(dmce_msmp_op_name(DMCE_MSMP_OP_STATS), "stats");
     assert_string_equal(dmce_msmp_op_name(0), "?");
+    assert_string_equal(dmce_msmp_op_name(18), "store_get");
+    assert_string_equal(dmce_msmp_op_name(39), "disp_stats");
+    assert_string_equal(dmce_msmp_op_name(25), "?");
     assert_string_equal(dmce_msmp_op_name(1000), "?");
 }
 

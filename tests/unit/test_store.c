@@ -5,9 +5,11 @@
  * order, a full table without eviction, forced collisions, bad input,
  * checksum-detected corruption, zero-copy views across deletes, handle
  * slots and fork, stolen locks, a sweep over every fault-injection point,
- * 4 writers + 4 readers verifying every value they see, and 200 writers
- * SIGKILLed at random moments. Regions are MAP_SHARED anonymous memory so
- * forked children share them; children report through their exit code.
+ * 4 writers + 4 readers verifying every value they see, 200 writers
+ * SIGKILLed at random moments, and the mirroring hook: a copy that gets
+ * exactly the reported ranges stays the same table, also across a crash.
+ * Regions are MAP_SHARED anonymous memory so forked children share them;
+ * children report through their exit code.
  */
 #include <errno.h>
 #include <sched.h>
@@ -1053,6 +1055,247 @@ static void test_crash_at_every_fault_point(void **state)
     }
 }
 
+/* ---- the persist hook (mirroring) ------------------------------------------ */
+
+/* A "mirror": region b started as a byte copy of region a; the hook copies
+ * exactly the ranges it is told about from a to b. */
+typedef struct mirror {
+    const uint8_t *a;
+    uint8_t *b;
+    uint64_t size;
+    uint64_t calls, bytes;
+    int bad;
+} mirror_t;
+
+static int mirror_copy(void *ctx, uint64_t off, uint64_t len)
+{
+    mirror_t *m = ctx;
+    if (len == 0 || off > m->size || len > m->size - off) {
+        m->bad = 1;
+        return -EINVAL;
+    }
+    memcpy(m->b + off, m->a + off, len);
+    m->calls++;
+    m->bytes += len;
+    return 0;
+}
+
+static dmce_stab_t *open_mirrored(void *a, uint64_t size, mirror_t *m, fault_cfg_t *fc)
+{
+    dmce_stab_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.now_ms = test_now;
+    o.persist = mirror_copy;
+    o.persist_ctx = m;
+    if (fc) {
+        o.fault = die_at;
+        o.fault_arg = fc;
+    }
+    dmce_stab_t *t = NULL;
+    if (dmce_stab_open(a, size, &o, &t) != 0)
+        return NULL;
+    return t;
+}
+
+#define PM_KEYS 300u
+
+/* Sets (some with short TTLs), gets, views, deletes, touches, sweeps. */
+static void persist_workload(dmce_stab_t *t, uint32_t n, uint32_t seed)
+{
+    uint8_t val[700], buf[700];
+    char k[32];
+    xs = 0x9E3779B97F4A7C15ull ^ seed;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = (uint32_t)(rnd() % PM_KEYS), op = (uint32_t)(rnd() % 100);
+        key_name(k, id);
+        uint32_t kl = (uint32_t)strlen(k);
+        if (op < 45) {
+            uint64_t ttl = rnd() % 5 == 0 ? 1 + rnd() % 40 : DMCE_STAB_TTL_DEFAULT;
+            uint32_t len = make_value(val, id, 1, i, (uint32_t)(rnd() % 500));
+            int rc = dmce_stab_set(t, k, kl, val, len, ttl, 0, 0, NULL);
+            assert_true(rc == 0 || rc == -ENOSPC);
+        } else if (op < 70) {
+            uint32_t len;
+            int rc = dmce_stab_get(t, k, kl, buf, sizeof buf, &len, NULL);
+            assert_true(rc == 0 || rc == -ENOENT);
+        } else if (op < 78) {
+            dmce_stab_view_t v;
+            if (dmce_stab_view(t, k, kl, &v) == 0)
+                dmce_stab_view_release(t, &v);
+        } else if (op < 88) {
+            int rc = dmce_stab_del(t, k, kl, 0);
+            assert_true(rc == 0 || rc == -ENOENT);
+        } else if (op < 94) {
+            int rc = dmce_stab_touch(t, k, kl, rnd() % 2 ? DMCE_STAB_TTL_NEVER : 1 + rnd() % 30);
+            assert_true(rc == 0 || rc == -ENOENT);
+        } else {
+            clock_ms += rnd() % 8;
+        }
+        if (i % 1500 == 1499)
+            assert_true(dmce_stab_sweep(t) >= 0);
+    }
+}
+
+/*
+ * a and b must hold the same table: every byte equal except those the
+ * hook does not report (reader slots, the header's reaping words, the
+ * readers' CLOCK bits); b verifies; every key reads the same from both.
+ */
+static void assert_same_table(void *a, void *b, uint64_t size)
+{
+    const dmce_stab_hdr_t *h = a;
+    uint8_t *mask = calloc(size, 1);
+    assert_non_null(mask);
+    memset(mask + offsetof(dmce_stab_hdr_t, reaped), 1, 256 - offsetof(dmce_stab_hdr_t, reaped));
+    memset(mask + h->slots_off, 1, h->stripes_off - h->slots_off);
+    for (uint32_t si = 0; si < h->nstripes; si++) /* waiters' hint, reported only with changes */
+        memset(mask + h->stripes_off + si * sizeof(dmce_stab_stripe_t) +
+                   offsetof(dmce_stab_stripe_t, lock_seq),
+               1, sizeof(uint32_t));
+    for (uint32_t si = 0; si < h->nstripes; si++) {
+        uint64_t lo = h->arena_off + (uint64_t)si * h->arena_units * DMCE_STAB_UNIT;
+        uint64_t hi = lo + (uint64_t)h->arena_units * DMCE_STAB_UNIT;
+        for (uint64_t off = lo; off < hi;) {
+            const dmce_stab_rec_t *r = (const dmce_stab_rec_t *)((const uint8_t *)a + off);
+            assert_true(r->units >= 4 && off + (uint64_t)r->units * DMCE_STAB_UNIT <= hi);
+            mask[off + offsetof(dmce_stab_rec_t, ref)] = 1;
+            off += (uint64_t)r->units * DMCE_STAB_UNIT;
+        }
+    }
+    const uint8_t *pa = a, *pb = b;
+    for (uint64_t i = 0; i < size; i++)
+        if (!mask[i] && pa[i] != pb[i])
+            fail_msg("mirror differs at byte %llu: %#x vs %#x", (unsigned long long)i, pa[i],
+                     pb[i]);
+    free(mask);
+
+    dmce_stab_t *ta = open_h(a, size), *tb = open_h(b, size);
+    assert_int_equal(dmce_stab_verify(tb), 0);
+    uint8_t va[1024], vb[1024];
+    char k[32];
+    for (uint32_t i = 0; i < PM_KEYS; i++) {
+        uint32_t la = 0, lb = 0;
+        uint64_t xa = 0, xb = 0;
+        key_name(k, i);
+        int ra = dmce_stab_get(ta, k, (uint32_t)strlen(k), va, sizeof va, &la, &xa);
+        int rb = dmce_stab_get(tb, k, (uint32_t)strlen(k), vb, sizeof vb, &lb, &xb);
+        assert_int_equal(ra, rb);
+        if (ra == 0) {
+            assert_int_equal(la, lb);
+            assert_true(xa == xb);
+            assert_memory_equal(va, vb, la);
+        }
+    }
+    dmce_stab_stats_t sa = stats(ta), sb = stats(tb);
+    assert_int_equal(sa.entries, sb.entries);
+    assert_int_equal(sa.bytes, sb.bytes);
+    assert_int_equal(sa.mem_free, sb.mem_free);
+    assert_int_equal(sa.mem_limbo, sb.mem_limbo);
+    dmce_stab_close(ta);
+    dmce_stab_close(tb);
+}
+
+/*
+ * A copy that gets exactly the reported ranges stays the same table:
+ * sets, updates, deletes, touches, expiry, CLOCK eviction, reclaim,
+ * coalescing, sweeps.
+ */
+static void test_persist_ranges_keep_a_copy_whole(void **state)
+{
+    (void)state;
+    const uint64_t size = 96 << 10;
+    dmce_stab_params_t p = params(600, 2, 0, DMCE_STAB_EVICT);
+    void *a = region(size), *b = region(size);
+    assert_int_equal(dmce_stab_format(a, size, &p), 0);
+    memcpy(b, a, size);
+    mirror_t m = {a, b, size, 0, 0, 0};
+    dmce_stab_t *t = open_mirrored(a, size, &m, NULL);
+    assert_non_null(t);
+    persist_workload(t, 20000, 1);
+    dmce_stab_stats_t s = stats(t);
+    assert_true(s.evictions > 0 && s.expirations > 0 && s.dels > 0 && s.touches > 0);
+    assert_int_equal(m.bad, 0);
+    assert_true(m.calls > 0);
+    assert_same_table(a, b, size);
+    dmce_stab_close(t);
+    unregion(a, size);
+    unregion(b, size);
+}
+
+static int persist_fail(void *ctx, uint64_t off, uint64_t len)
+{
+    (void)ctx, (void)off, (void)len;
+    return -EIO;
+}
+
+/* The hook's error is the operation's result; the table changed anyway. */
+static void test_persist_error_is_returned(void **state)
+{
+    (void)state;
+    const uint64_t size = 64 << 10;
+    void *a = region(size);
+    assert_int_equal(dmce_stab_format(a, size, NULL), 0);
+    dmce_stab_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.persist = persist_fail;
+    dmce_stab_t *t = NULL;
+    assert_int_equal(dmce_stab_open(a, size, &o, &t), 0);
+    assert_int_equal(sets(t, "k", "v"), -EIO);
+    char buf[8];
+    assert_int_equal(gets(t, "k", buf, sizeof buf), 0); /* reads never call it */
+    assert_string_equal(buf, "v");
+    assert_int_equal(dmce_stab_del(t, "k", 1, 0), -EIO);
+    assert_int_equal(gets(t, "k", buf, sizeof buf), -ENOENT);
+    assert_int_equal(dmce_stab_verify(t), 0); /* changes nothing: no hook call */
+    dmce_stab_close(t);
+    unregion(a, size);
+}
+
+/*
+ * A writer SIGKILLed inside its critical section never reported its last
+ * changes; the thief's repair reports the whole stripe, so the copy is
+ * whole again after recover.
+ */
+static void test_persist_after_crash_repair(void **state)
+{
+    (void)state;
+    const uint64_t size = 96 << 10;
+    dmce_stab_params_t p = params(600, 2, 0, DMCE_STAB_EVICT);
+    static const int points[] = {
+        DMCE_STAB_FP_SPLIT,     DMCE_STAB_FP_ALLOCATED, DMCE_STAB_FP_WRITTEN,
+        DMCE_STAB_FP_PUBLISHED, DMCE_STAB_FP_UNLINKED,  DMCE_STAB_FP_LIMBO_PUSH,
+        DMCE_STAB_FP_RECLAIM,   DMCE_STAB_FP_COALESCE,  DMCE_STAB_FP_EVICT};
+    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+        void *a = region(size), *b = region(size);
+        assert_int_equal(dmce_stab_format(a, size, &p), 0);
+        memcpy(b, a, size);
+        mirror_t m = {a, b, size, 0, 0, 0};
+        dmce_stab_t *t = open_mirrored(a, size, &m, NULL);
+        persist_workload(t, 3000, 7);
+        fault_cfg_t cfg = {points[i], 9, 0};
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            dmce_stab_t *c = open_mirrored(a, size, &m, &cfg);
+            if (!c)
+                _exit(2);
+            persist_workload(c, 50000, 100 + (uint32_t)i);
+            _exit(3);
+        }
+        int st = child_status(pid);
+        if (!WIFSIGNALED(st))
+            fail_msg("fault point %d not reached: status %#x", points[i], st);
+        assert_true(dmce_stab_recover(t) >= 1);
+        assert_int_equal(dmce_stab_verify(t), 0);
+        persist_workload(t, 3000, 200 + (uint32_t)i);
+        assert_int_equal(m.bad, 0);
+        assert_same_table(a, b, size);
+        dmce_stab_close(t);
+        unregion(a, size);
+        unregion(b, size);
+    }
+}
+
 /* ---- multi-process ------------------------------------------------------- */
 
 #define MP_KEYS 256u
@@ -1399,6 +1642,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_of_live_stuck_owner_times_out, time_setup,
                                         time_teardown),
         cmocka_unit_test_setup_teardown(test_crash_at_every_fault_point, time_setup, time_teardown),
+        cmocka_unit_test_setup_teardown(test_persist_ranges_keep_a_copy_whole, time_setup,
+                                        time_teardown),
+        cmocka_unit_test_setup_teardown(test_persist_error_is_returned, time_setup, time_teardown),
+        cmocka_unit_test_setup_teardown(test_persist_after_crash_repair, time_setup, time_teardown),
         cmocka_unit_test_setup_teardown(test_multiprocess_4_writers_4_readers, time_setup,
                                         time_teardown),
         cmocka_unit_test_setup_teardown(test_crash_sigkill_writer_200_times, time_setup,
