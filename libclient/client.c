@@ -8,9 +8,11 @@
  * or protocol error closes that connection (DMCE_ECLOSED from then on for
  * its session) and leaves the other daemons' connections alone.
  *
- * Routing: an address's block ID falls in exactly one daemon's range, so
- * read/write/free go straight to the daemon that holds the block. Large
- * reads and writes are split into frames of the daemon's max payload.
+ * Routing: with a dispatcher (disp.c), the directory says which daemon
+ * holds each block's primary; a failover moves it, and an operation that
+ * fails because of one is sent again to the new primary. Without one, an
+ * address's block ID falls in exactly one daemon's range. Large reads and
+ * writes are split into frames of the daemon's max payload.
  *
  * The library never prints; every failure is a return code.
  */
@@ -71,19 +73,24 @@ static int rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const vo
     return dmce__rpc(c, k, op, p1, l1, p2, l2, resp, resp_cap, resp_len, NULL);
 }
 
-static int add_daemon(struct dmce_client *c, const char *path)
+int dmce__add_daemon(struct dmce_client *c, const char *path, uint32_t id)
 {
-    if (c->n >= DMCE_MAX_DAEMONS)
+    unsigned i = atomic_load(&c->n);
+    if (i >= DMCE_MAX_DAEMONS)
         return -E2BIG;
-    struct dmce_conn *k = &c->conn[c->n];
+    struct dmce_conn *k = &c->conn[i];
     int r = dmce_mconn_init(&k->t, path, c->io_timeout_ms,
                             (c->flags & DMCE_CONNECT_NO_RING) ? DMCE_MCONN_NO_RING : 0);
     if (r < 0)
         return r;
     pthread_mutex_init(&k->lock, NULL);
-    c->n++;
+    atomic_store(&k->id, id);
+    atomic_store(&k->alive, 1);
+    atomic_store(&c->n, i + 1); /* published: readers see an initialized entry */
+    pthread_mutex_lock(&k->lock);
     r = dmce_mconn_ensure(&k->t);
-    return r < 0 ? r : 0;
+    pthread_mutex_unlock(&k->lock);
+    return r < 0 ? r : (int)i;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -111,7 +118,7 @@ static int add_runtime_dir(struct dmce_client *c, const char *dir)
         char path[512];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         if (r == 0 && names[i])
-            r = add_daemon(c, path);
+            r = DMCE_MIN(dmce__add_daemon(c, path, 0), 0);
         free(names[i]);
     }
     return r;
@@ -127,6 +134,13 @@ int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out)
         return -ENOMEM;
     pthread_mutex_init(&c->lock, NULL);
     c->io_timeout_ms = opts && opts->io_timeout_ms ? opts->io_timeout_ms : 10000;
+    if (opts && (opts->flags & ~(unsigned)(DMCE_CONNECT_NO_MAP | DMCE_CONNECT_WRITE_BACK |
+                                          DMCE_CONNECT_NO_RING | DMCE_CONNECT_NO_DISPATCHER |
+                                          DMCE_CONNECT_TRANSPARENT))) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return -EINVAL;
+    }
     c->layout = DMCE_LAYOUT_12_12_40;
     int r = dmce__map_init(c, opts);
     if (r < 0) {
@@ -134,14 +148,27 @@ int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out)
         free(c);
         return r;
     }
+    const char *dir = opts && opts->runtime_dir ? opts->runtime_dir : getenv("DMCE_RUNTIME_DIR");
     if (opts && opts->sockets) {
-        if (opts->nsockets == 0 || opts->nsockets > DMCE_MAX_DAEMONS)
+        if (opts->nsockets == 0 || opts->nsockets > DMCE_MAX_DAEMONS ||
+            (c->flags & DMCE_CONNECT_TRANSPARENT))
             r = -EINVAL;
         for (size_t i = 0; r == 0 && i < opts->nsockets; i++)
-            r = opts->sockets[i] ? add_daemon(c, opts->sockets[i]) : -EINVAL;
+            r = opts->sockets[i] ? DMCE_MIN(dmce__add_daemon(c, opts->sockets[i], 0), 0)
+                                 : -EINVAL;
+    } else if (!dir) {
+        r = -EINVAL;
+    } else if (c->flags & DMCE_CONNECT_TRANSPARENT) {
+        /* FIG. 3: the dispatcher is the only peer and forwards every request */
+        char path[512];
+        if (snprintf(path, sizeof(path), "%s/dispatcher.sock", dir) >= (int)sizeof(path))
+            r = -ENAMETOOLONG;
+        else
+            r = DMCE_MIN(dmce__add_daemon(c, path, 0), 0);
     } else {
-        const char *dir = opts && opts->runtime_dir ? opts->runtime_dir : getenv("DMCE_RUNTIME_DIR");
-        r = dir ? add_runtime_dir(c, dir) : -EINVAL;
+        r = (c->flags & DMCE_CONNECT_NO_DISPATCHER) ? 1 : dmce__disp_connect(c, dir, opts);
+        if (r == 1)
+            r = add_runtime_dir(c, dir);
     }
     if (r < 0) {
         dmce_abandon(c);
@@ -153,7 +180,7 @@ int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out)
 
 unsigned dmce_daemon_count(const dmce_client_t *c)
 {
-    return c ? c->n : 0;
+    return c ? atomic_load(&((struct dmce_client *)c)->n) : 0;
 }
 
 dmce_layout_t dmce_client_layout(const dmce_client_t *c)
@@ -166,7 +193,8 @@ dmce_layout_t dmce_client_layout(const dmce_client_t *c)
 static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
                      uint32_t layout, uint64_t *granted)
 {
-    dmce_msmp_setup_req_t rq = {.amount = amount, .flags = flags, .layout = layout};
+    dmce_msmp_setup_req_t rq = {
+        .amount = amount, .flags = flags, .layout = layout, .session_id = c->session_id};
     memcpy(rq.token, c->token.bytes, sizeof(rq.token));
     uint8_t p[DMCE_MSMP_SETUP_REQ_SIZE], resp[DMCE_MSMP_SETUP_RESP_SIZE];
     dmce_msmp_setup_req_encode(&rq, p);
@@ -179,6 +207,7 @@ static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount
     if (r == 0) {
         k->set_up = 1;
         k->t.max_payload = k->info.max_payload;
+        atomic_store(&k->id, k->info.daemon_id);
         *granted = k->info.granted;
     } else if (r == DMCE_ENOMEM) {
         dmce_mconn_close(&k->t); /* the daemon disconnects after a refused setup */
@@ -189,7 +218,8 @@ static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount
 
 static void end_sessions(struct dmce_client *c)
 {
-    for (unsigned i = 0; i < c->n; i++) {
+    unsigned n = atomic_load(&c->n);
+    for (unsigned i = 0; i < n; i++) {
         struct dmce_conn *k = &c->conn[i];
         if (!k->set_up)
             continue;
@@ -205,7 +235,7 @@ static void end_sessions(struct dmce_client *c)
 static uint64_t daemon_room(struct dmce_client *c, unsigned i)
 {
     dmce_stats_t st;
-    if (dmce_daemon_stats(c, i, &st) < 0)
+    if (!atomic_load(&c->conn[i].alive) || dmce_daemon_stats(c, i, &st) < 0)
         return 0;
     return st.bytes_total > st.bytes_reserved ? st.bytes_total - st.bytes_reserved : 0;
 }
@@ -227,20 +257,27 @@ int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags, const dmce_tok
         c->token = *token;
     else if ((r = dmce_random_bytes(c->token.bytes, sizeof(c->token.bytes))) < 0)
         goto out;
+    /* Daemons the directory names later get a session when first used (ensure_session). */
+    unsigned n = atomic_load(&c->n);
+    c->session_id = 0; /* a reattach finds its session by token, then names its ID */
 
     uint64_t total = 0;
     uint32_t layout = UINT32_MAX; /* the first daemon's layout binds the rest */
     int attached[DMCE_MAX_DAEMONS] = {0};
     if (flags & DMCE_SETUP_REATTACH) {
         unsigned n_ok = 0;
-        for (unsigned i = 0; i < c->n; i++) {
+        for (unsigned i = 0; i < n; i++) {
             uint64_t g = 0;
+            if (!atomic_load(&c->conn[i].alive))
+                continue;
             int e = setup_one(c, &c->conn[i], 0, DMCE_SETUP_REATTACH | DMCE_SETUP_PARTIAL, layout,
                               &g);
             if (e == 0) {
                 attached[i] = 1;
                 n_ok++;
                 layout = c->conn[i].info.layout;
+                if (c->conn[i].info.session_id & DMCE_SESSION_GLOBAL)
+                    c->session_id = c->conn[i].info.session_id;
             } else if (e != DMCE_ETOKEN) {
                 r = e;
                 end_sessions(c);
@@ -252,19 +289,23 @@ int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags, const dmce_tok
             goto out;
         }
     }
+    if (c->disp && !c->session_id && (r = dmce__disp_session(c, &c->session_id)) < 0) {
+        end_sessions(c);
+        goto out;
+    }
 
     /* Plan: an even share each, capped by what each daemon has room for. */
     uint64_t room[DMCE_MAX_DAEMONS], plan[DMCE_MAX_DAEMONS] = {0};
     uint64_t left = amount;
     unsigned open = 0;
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < n; i++) {
         room[i] = amount ? daemon_room(c, i) : 0;
         open++;
     }
     while (left > 0 && open > 0) {
         uint64_t share = (left + open - 1) / open;
         unsigned still = 0;
-        for (unsigned i = 0; i < c->n && left > 0; i++) {
+        for (unsigned i = 0; i < n && left > 0; i++) {
             uint64_t can = room[i] - plan[i];
             uint64_t give = DMCE_MIN(DMCE_MIN(share, can), left);
             plan[i] += give;
@@ -277,18 +318,23 @@ int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags, const dmce_tok
         open = still;
     }
     /* Anything the plan could not place goes to the first daemons; they may grant part. */
-    for (unsigned i = 0; i < c->n && left > 0; i++) {
+    for (unsigned i = 0; i < n && left > 0; i++) {
+        if (!atomic_load(&c->conn[i].alive))
+            continue;
         plan[i] += left;
         left = 0;
     }
 
     uint64_t carry = 0;
-    for (unsigned i = 0; i < c->n; i++) {
-        if (attached[i])
+    for (unsigned i = 0; i < n; i++) {
+        if (attached[i] || !atomic_load(&c->conn[i].alive))
             continue; /* reattached sessions keep what they had; no new reservation */
         uint64_t want = plan[i] + carry, g = 0;
         int e = setup_one(c, &c->conn[i], want, DMCE_SETUP_PARTIAL, layout, &g);
-        if (e == DMCE_ENOMEM) { /* nothing left there: move its share on */
+        if (e == DMCE_ENOMEM || (c->disp && (e == DMCE_ECLOSED || e == -ECONNREFUSED ||
+                                             e == -ENOENT))) {
+            /* nothing left there, or (with a dispatcher) a daemon on its way out:
+             * move its share on */
             carry = want;
             continue;
         }
@@ -366,7 +412,14 @@ int dmce_token_parse(const char *text, dmce_token_t *out)
 
 int dmce__daemon_of_block(const struct dmce_client *c, uint32_t block)
 {
-    for (unsigned i = 0; i < c->n; i++) {
+    if (c->owner && block < c->nblocks) { /* the directory first */
+        uint16_t id = atomic_load_explicit(&c->owner[block], memory_order_acquire);
+        int i = id ? dmce__conn_of_id(c, id) : -1;
+        if (i >= 0)
+            return i;
+    }
+    unsigned n = atomic_load(&((struct dmce_client *)c)->n);
+    for (unsigned i = 0; i < n; i++) {
         const struct dmce_conn *k = &c->conn[i];
         if (k->info.block_last && block >= k->info.block_first && block <= k->info.block_last)
             return (int)i;
@@ -388,48 +441,106 @@ int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr)
     return dmce__daemon_of_block(c, p.block);
 }
 
+/*
+ * With a dispatcher, a daemon the client has no session on yet (it joined,
+ * or came back, after dmce_setup) gets one under the cluster-wide session
+ * ID, with no reservation of its own. Must not hold k->lock.
+ */
+static int ensure_session(struct dmce_client *c, struct dmce_conn *k)
+{
+    if (!c->disp || !c->set_up || k->set_up)
+        return 0;
+    uint64_t g;
+    int r = setup_one(c, k, 0, DMCE_SETUP_PARTIAL, (uint32_t)c->layout, &g);
+    return r == DMCE_ESETUPDONE ? 0 : r;
+}
+
 int dmce_malloc_on(dmce_client_t *c, unsigned daemon, uint64_t size, dmce_addr_t *out)
 {
-    if (!c || !out || daemon >= c->n)
+    if (!c || !out || daemon >= atomic_load(&c->n))
         return -EINVAL;
     if (!c->set_up)
         return DMCE_ENOSETUP;
+    int r = ensure_session(c, &c->conn[daemon]);
+    if (r < 0)
+        return r;
     uint8_t p[8], resp[8];
     dmce_msmp_u64_encode(size, p);
     size_t rlen = 0;
-    int r = rpc(c, &c->conn[daemon], DMCE_MSMP_OP_MALLOC, p, 8, NULL, 0, resp, 8, &rlen);
+    r = rpc(c, &c->conn[daemon], DMCE_MSMP_OP_MALLOC, p, 8, NULL, 0, resp, 8, &rlen);
     if (r < 0)
         return r;
     return dmce_msmp_u64_decode(resp, rlen, out);
 }
 
+/* Tally of the refusals of one dmce_malloc, for its final error. */
+struct malloc_tally {
+    int quota, nomem, err;
+};
+
+/* 1: done (r is the answer); 0: try another daemon. */
+static int malloc_judge(struct malloc_tally *t, int r, int *ret)
+{
+    if (r == 0 || r == -EMSGSIZE || r == -EINVAL || r == DMCE_ENOSETUP) {
+        *ret = r;
+        return 1;
+    }
+    if (r == DMCE_EQUOTA)
+        t->quota++;
+    else if (r == DMCE_ENOMEM)
+        t->nomem++;
+    else
+        t->err = r;
+    return 0;
+}
+
 int dmce_malloc(dmce_client_t *c, uint64_t size, dmce_addr_t *out)
 {
-    if (!c || !out || c->n == 0)
+    unsigned n = c ? atomic_load(&c->n) : 0;
+    if (!c || !out || n == 0)
         return -EINVAL;
     if (size == 0)
         return -EINVAL;
-    unsigned start = atomic_fetch_add(&c->rr, 1) % c->n;
-    int err = DMCE_ENOMEM, quota = 0, nomem = 0;
-    for (unsigned t = 0; t < c->n; t++) {
-        unsigned i = (start + t) % c->n;
-        if (!c->conn[i].set_up)
+    if (!c->set_up)
+        return DMCE_ENOSETUP;
+    struct malloc_tally t = {0, 0, DMCE_ENOMEM};
+    uint64_t tried = 0; /* bit i: conn[i] refused */
+    int ret;
+    /* With a dispatcher its policy picks; a daemon that refuses is excluded next time. */
+    for (uint32_t exclude = 0, k = 0; c->disp && k < DMCE_MAX_DAEMONS; k++) {
+        int i = dmce__disp_pick(c, size, exclude);
+        if (i < 0 || (tried >> i & 1))
+            break; /* none, or only those that refused: the sweep below settles it */
+        int r = dmce_malloc_on(c, (unsigned)i, size, out);
+        if (malloc_judge(&t, r, &ret))
+            return ret;
+        tried |= 1ull << i;
+        exclude = atomic_load(&c->conn[i].id);
+        if (r != DMCE_EQUOTA && r != DMCE_ENOMEM)
+            dmce__disp_refresh(c); /* a daemon on its way out: let the directory say so */
+    }
+    /* Without one (or when its picks ran out): round robin over the daemons. */
+    n = atomic_load(&c->n);
+    unsigned start = atomic_fetch_add(&c->rr, 1) % n;
+    for (unsigned s = 0; s < n; s++) {
+        unsigned i = (start + s) % n;
+        if ((tried >> i & 1) || !atomic_load(&c->conn[i].alive) ||
+            (!c->conn[i].set_up && !c->disp))
             continue;
         int r = dmce_malloc_on(c, i, size, out);
-        if (r == 0)
-            return 0;
-        if (r == DMCE_EQUOTA)
-            quota++;
-        else if (r == DMCE_ENOMEM)
-            nomem++;
-        else if (r == -EMSGSIZE || r == -EINVAL || r == DMCE_ENOSETUP)
-            return r;
-        else
-            err = r;
+        if (malloc_judge(&t, r, &ret))
+            return ret;
     }
-    if (quota && !nomem)
+    if (c->disp && atomic_load(&c->n) > 0) {
+        unsigned alive = 0;
+        for (unsigned i = 0; i < atomic_load(&c->n); i++)
+            alive += atomic_load(&c->conn[i].alive);
+        if (!alive)
+            return DMCE_ENODAEMON;
+    }
+    if (t.quota && !t.nomem)
         return DMCE_EQUOTA;
-    return nomem ? DMCE_ENOMEM : err;
+    return t.nomem ? DMCE_ENOMEM : t.err;
 }
 
 static int route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
@@ -442,10 +553,10 @@ static int route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
     if (i < 0)
         return i;
     *k = &c->conn[i];
-    return 0;
+    return ensure_session(c, *k);
 }
 
-int dmce_free(dmce_client_t *c, dmce_addr_t addr)
+static int free_once(dmce_client_t *c, dmce_addr_t addr)
 {
     struct dmce_conn *k;
     int r = route(c, addr, &k);
@@ -456,10 +567,21 @@ int dmce_free(dmce_client_t *c, dmce_addr_t addr)
     return rpc(c, k, DMCE_MSMP_OP_FREE, p, 8, NULL, 0, NULL, 0, NULL);
 }
 
-int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
+int dmce_free(dmce_client_t *c, dmce_addr_t addr)
 {
-    if (!c)
-        return -EINVAL;
+    struct dmce_retry st = {0};
+    int r, again = 0;
+    while ((r = free_once(c, addr)) < 0 && c && dmce__disp_retry(c, addr, &r, &st))
+        again = 1;
+    /*
+     * Sent again after a failover: if the first free reached both copies
+     * before the daemon died, the new primary no longer has the allocation.
+     */
+    return again && r == DMCE_EBADADDR ? 0 : r;
+}
+
+static int read_once(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
+{
     int r = dmce__local_read(c, addr, buf, len);
     if (r <= 0)
         return r;
@@ -492,11 +614,20 @@ int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
     return 0;
 }
 
-int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
+int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
 {
     if (!c)
         return -EINVAL;
-    int r = dmce__local_write(c, addr, buf, len);
+    struct dmce_retry st = {0};
+    int r;
+    while ((r = read_once(c, addr, buf, len)) < 0 && dmce__disp_retry(c, addr, &r, &st))
+        ;
+    return r;
+}
+
+static int write_once(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
+{
+    int r = dmce__writes_via_daemon(c) ? 1 : dmce__local_write(c, addr, buf, len);
     if (r <= 0)
         return r;
     struct dmce_conn *k;
@@ -528,11 +659,44 @@ int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
     return 0;
 }
 
+int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
+{
+    if (!c)
+        return -EINVAL;
+    struct dmce_retry st = {0};
+    int r;
+    /* A write is idempotent: sending it again after a failover is safe. */
+    while ((r = write_once(c, addr, buf, len)) < 0 && dmce__disp_retry(c, addr, &r, &st))
+        ;
+    return r;
+}
+
+/*
+ * Not sent again after a failover: the stores it was to copy were in the
+ * dead primary's memory, so the new primary cannot persist them.
+ */
+int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len)
+{
+    if (!c || len == 0)
+        return -EINVAL;
+    struct dmce_conn *k;
+    int r = route(c, addr, &k);
+    if (r < 0)
+        return r;
+    dmce_msmp_range_t rq = {.addr = addr, .len = len};
+    uint8_t p[DMCE_MSMP_RANGE_SIZE];
+    dmce_msmp_range_encode(&rq, p);
+    r = rpc(c, k, DMCE_MSMP_OP_PERSIST, p, sizeof(p), NULL, 0, NULL, 0, NULL);
+    if (r < 0 && c->disp && (r == DMCE_ECLOSED || r == -ECONNREFUSED || r == -ENOENT))
+        dmce__disp_refresh(c); /* the block's next access goes to its new primary */
+    return r;
+}
+
 /* ---- stats ---------------------------------------------------------------------------- */
 
 int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out)
 {
-    if (!c || !out || daemon >= c->n)
+    if (!c || !out || daemon >= atomic_load(&c->n))
         return -EINVAL;
     uint8_t resp[DMCE_MSMP_STATS_SIZE + 512];
     size_t rlen = 0;
@@ -544,57 +708,25 @@ int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *out)
     r = dmce_msmp_stats_decode(resp, rlen, v);
     if (r < 0)
         return r;
-    memset(out, 0, sizeof(*out));
-    out->daemon_id = (uint32_t)v[DMCE_STAT_DAEMON_ID];
-    out->numa_node = (int32_t)(int64_t)v[DMCE_STAT_NUMA_NODE];
-    out->pid = (uint32_t)v[DMCE_STAT_PID];
-    out->block_first = (uint32_t)v[DMCE_STAT_BLOCK_FIRST];
-    out->block_last = (uint32_t)v[DMCE_STAT_BLOCK_LAST];
-    out->blocks = v[DMCE_STAT_BLOCKS];
-    out->bytes_total = v[DMCE_STAT_BYTES_TOTAL];
-    out->bytes_reserved = v[DMCE_STAT_BYTES_RESERVED];
-    out->bytes_used = v[DMCE_STAT_BYTES_USED];
-    out->bytes_free = v[DMCE_STAT_BYTES_FREE];
-    out->allocations = v[DMCE_STAT_ALLOCATIONS];
-    out->clients = v[DMCE_STAT_CLIENTS];
-    out->sessions = v[DMCE_STAT_SESSIONS];
-    out->sessions_orphaned = v[DMCE_STAT_SESSIONS_ORPHANED];
-    out->ops_setup = v[DMCE_STAT_OPS_SETUP];
-    out->ops_malloc = v[DMCE_STAT_OPS_MALLOC];
-    out->ops_read = v[DMCE_STAT_OPS_READ];
-    out->ops_write = v[DMCE_STAT_OPS_WRITE];
-    out->ops_free = v[DMCE_STAT_OPS_FREE];
-    out->ops_disconnect = v[DMCE_STAT_OPS_DISCONNECT];
-    out->ops_stats = v[DMCE_STAT_OPS_STATS];
-    out->ops_errors = v[DMCE_STAT_OPS_ERRORS];
-    out->bytes_read = v[DMCE_STAT_BYTES_READ];
-    out->bytes_written = v[DMCE_STAT_BYTES_WRITTEN];
-    out->ops_map = v[DMCE_STAT_OPS_MAP];
-    out->fds_sent = v[DMCE_STAT_FDS_SENT];
-    out->prefaulted = v[DMCE_STAT_PREFAULTED];
-    out->prefault_pending = v[DMCE_STAT_PREFAULT_PENDING];
-    out->ring_clients = v[DMCE_STAT_RING_CLIENTS];
-    out->mirrors = v[DMCE_STAT_MIRRORS];
-    out->mirror_copies = v[DMCE_STAT_MIRROR_COPIES];
-    out->mirror_bytes_copied = v[DMCE_STAT_MIRROR_BYTES_COPIED];
-    out->mirror_broken = v[DMCE_STAT_MIRROR_BROKEN];
-    out->ops_persist = v[DMCE_STAT_OPS_PERSIST];
-    out->promoted = v[DMCE_STAT_PROMOTED];
-    out->uptime_ms = v[DMCE_STAT_UPTIME_MS];
+    dmce_msmp_stats_to_struct(v, out);
     return 0;
 }
 
 int dmce_stats(dmce_client_t *c, dmce_stats_t *out)
 {
-    if (!c || !out || c->n == 0)
+    unsigned n = c ? atomic_load(&c->n) : 0;
+    if (!c || !out || n == 0)
         return -EINVAL;
     dmce_stats_t sum;
-    for (unsigned i = 0; i < c->n; i++) {
+    int have = 0;
+    for (unsigned i = 0; i < n; i++) {
         dmce_stats_t s;
+        if (!atomic_load(&c->conn[i].alive))
+            continue; /* dead (the directory says so): nothing to count */
         int r = dmce_daemon_stats(c, i, &s);
         if (r < 0)
             return r;
-        if (i == 0) {
+        if (!have++) {
             sum = s;
             continue;
         }
@@ -604,7 +736,45 @@ int dmce_stats(dmce_client_t *c, dmce_stats_t *out)
             dst[f] += src[f];
         sum.uptime_ms = DMCE_MAX(sum.uptime_ms, s.uptime_ms);
     }
+    if (!have)
+        return DMCE_ENODAEMON;
     *out = sum;
+    return 0;
+}
+
+int dmce_cluster_stats(dmce_client_t *c, dmce_cluster_stats_t *out)
+{
+    if (!c || !out)
+        return -EINVAL;
+    if (!c->disp)
+        return -ENOTSUP;
+    uint64_t v[DMCE_DSTAT_COUNT_];
+    int r = dmce__disp_stats(c, v, DMCE_DSTAT_COUNT_);
+    if (r < 0)
+        return r;
+    *out = (dmce_cluster_stats_t){
+        .uptime_ms = v[DMCE_DSTAT_UPTIME_MS],
+        .epoch = v[DMCE_DSTAT_EPOCH],
+        .mirroring = (v[DMCE_DSTAT_FLAGS] & DMCE_DISP_MIRRORING) != 0,
+        .warn_one_copy = v[DMCE_DSTAT_WARN_ONE_COPY] != 0,
+        .daemons_alive = v[DMCE_DSTAT_DAEMONS_ALIVE],
+        .daemons_dead = v[DMCE_DSTAT_DAEMONS_DEAD],
+        .registrations = v[DMCE_DSTAT_REGISTRATIONS],
+        .deaths = v[DMCE_DSTAT_DEATHS],
+        .blocks = v[DMCE_DSTAT_BLOCKS],
+        .blocks_mirrored = v[DMCE_DSTAT_BLOCKS_MIRRORED],
+        .blocks_single = v[DMCE_DSTAT_BLOCKS_SINGLE],
+        .blocks_remirroring = v[DMCE_DSTAT_BLOCKS_REMIRRORING],
+        .blocks_lost = v[DMCE_DSTAT_BLOCKS_LOST],
+        .promotions = v[DMCE_DSTAT_PROMOTIONS],
+        .remirrors_started = v[DMCE_DSTAT_REMIRRORS_STARTED],
+        .remirrors_done = v[DMCE_DSTAT_REMIRRORS_DONE],
+        .remirror_bytes = v[DMCE_DSTAT_REMIRROR_BYTES],
+        .last_failover_ms = v[DMCE_DSTAT_LAST_FAILOVER_MS],
+        .picks = v[DMCE_DSTAT_PICKS],
+        .sessions = v[DMCE_DSTAT_SESSIONS],
+        .forwarded = v[DMCE_DSTAT_FORWARDED],
+    };
     return 0;
 }
 
@@ -613,7 +783,8 @@ int dmce_stats(dmce_client_t *c, dmce_stats_t *out)
 static void client_free(struct dmce_client *c)
 {
     dmce__map_fini(c);
-    for (unsigned i = 0; i < c->n; i++) {
+    dmce__disp_fini(c);
+    for (unsigned i = 0; i < atomic_load(&c->n); i++) {
         dmce_mconn_close(&c->conn[i].t);
         pthread_mutex_destroy(&c->conn[i].lock);
     }
@@ -626,10 +797,10 @@ int dmce_disconnect(dmce_client_t *c)
     if (!c)
         return 0;
     int first = 0;
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < atomic_load(&c->n); i++) {
         struct dmce_conn *k = &c->conn[i];
-        if (!k->set_up)
-            continue;
+        if (!k->set_up || !atomic_load(&k->alive))
+            continue; /* a dead daemon's session went with it */
         int r = rpc(c, k, DMCE_MSMP_OP_DISCONNECT, NULL, 0, NULL, 0, NULL, 0, NULL);
         if (r < 0 && !first)
             first = r;

@@ -17,6 +17,7 @@
 #include "cache.h"
 #include "msmp.h"
 #include "msmp_conn.h"
+#include "msmp_dispatch.h"
 
 /* One memory daemon: its MSMP connection and what setup said. */
 struct dmce_conn {
@@ -24,6 +25,16 @@ struct dmce_conn {
     dmce_mconn_t t;        /* the transport (socket or rings); owner: this struct */
     int set_up;            /* a session exists on this daemon */
     dmce_msmp_setup_resp_t info;
+    atomic_uint id;        /* the daemon's ID (directory or setup); 0 = not known yet */
+    atomic_int alive;      /* the directory says it is alive (always 1 without a dispatcher) */
+};
+
+/* State of one operation retried across a failover (dmce__disp_retry). Zero it. */
+struct dmce_retry {
+    uint64_t deadline_ms;
+    uint32_t failed;       /* the daemon ID that failed last */
+    unsigned same;         /* retries on that same daemon */
+    unsigned sleep_ms;     /* the last pause between two looks at the directory */
 };
 
 /*
@@ -51,7 +62,7 @@ struct dmce_mapping {
 
 struct dmce_client {
     pthread_mutex_t lock;  /* setup state */
-    unsigned n;
+    atomic_uint n;         /* conn[0..n) in use; grows when the directory names a new daemon */
     unsigned io_timeout_ms;
     unsigned flags;        /* DMCE_CONNECT_* */
     int set_up;
@@ -75,6 +86,18 @@ struct dmce_client {
     int watch_evfd;                  /* wakes the watcher: rescan or stop */
     atomic_uint_fast64_t st_local_reads, st_local_writes, st_local_bytes_read,
         st_local_bytes_written, st_msmp_reads, st_msmp_writes, st_blocks_opened;
+
+    /* ---- the dispatcher (disp.c); all zero without one ---- */
+    int disp;                        /* 1: direct mode, a dispatcher serves the cluster */
+    int disp_lock_init;
+    pthread_mutex_t disp_lock;       /* dconn, directory refreshes, adding daemons */
+    dmce_mconn_t dconn;              /* to RUNTIME_DIR/dispatcher.sock */
+    uint32_t session_id;             /* cluster-wide (DMCE_SESSION_GLOBAL), once set up */
+    unsigned failover_wait_ms;
+    atomic_uint dflags;              /* DMCE_DISP_* of the last directory */
+    atomic_uint_fast64_t epoch;
+    _Atomic uint16_t *owner;         /* [nblocks]: block ID -> its primary's daemon ID, 0 unknown */
+    atomic_uint_fast64_t st_failovers;
 };
 
 /* ---- client.c, for map.c ---- */
@@ -92,6 +115,46 @@ int dmce__rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const voi
 /* Index of the daemon whose block range holds block ID `block`, or DMCE_ENOBLOCK. */
 int dmce__daemon_of_block(const struct dmce_client *c, uint32_t block);
 
+/*
+ * Add a daemon's connection (connecting at once) and return its index;
+ * `id` 0 when not known yet. Callers serialize (connect, or disp_lock).
+ */
+int dmce__add_daemon(struct dmce_client *c, const char *path, uint32_t id);
+
+/* ---- disp.c, for client.c and map.c ---- */
+
+/*
+ * Use RUNTIME_DIR/dispatcher.sock if a dispatcher answers there: fetch the
+ * directory and connect to every live daemon in it. 0 (direct mode), 1 (no
+ * dispatcher: scan the directory for daemons), DMCE_ENODAEMON (a
+ * dispatcher, but no daemon alive), or another error.
+ */
+int dmce__disp_connect(struct dmce_client *c, const char *dir, const dmce_connect_opts_t *opts);
+void dmce__disp_fini(struct dmce_client *c);
+/* Fetch the directory again. */
+int dmce__disp_refresh(struct dmce_client *c);
+/* The cluster-wide session ID for a new session. */
+int dmce__disp_session(struct dmce_client *c, uint32_t *id);
+/* Index of the daemon the dispatcher picks for a malloc of `size`, or an error. */
+int dmce__disp_pick(struct dmce_client *c, uint64_t size, uint32_t exclude);
+/* Index of the connection to daemon ID `id`, or DMCE_ENODAEMON. */
+int dmce__conn_of_id(const struct dmce_client *c, uint32_t id);
+/*
+ * An operation on addr failed with *err. In direct mode, when a failover
+ * explains the error, wait (bounded by failover_wait_ms) until the
+ * directory names a live primary for the block and return 1: send the
+ * operation again. Else 0, with *err possibly made clearer (DMCE_ELOST).
+ */
+int dmce__disp_retry(struct dmce_client *c, dmce_addr_t addr, int *err, struct dmce_retry *st);
+/* The dispatcher's stats values (enum dmce_disp_stat), n of them. */
+int dmce__disp_stats(struct dmce_client *c, uint64_t *v, uint32_t n);
+
+/* 1 when local writes must go through the daemon (so that the mirror gets them). */
+static inline int dmce__writes_via_daemon(const struct dmce_client *c)
+{
+    return c->disp && !(atomic_load_explicit(&c->dflags, memory_order_relaxed) & DMCE_DISP_MIRROR_OFF);
+}
+
 /* ---- map.c, for client.c ---- */
 
 /*
@@ -105,6 +168,13 @@ int dmce__map_init(struct dmce_client *c, const dmce_connect_opts_t *opts);
  * the old one. Called with conn[i].lock held.
  */
 void dmce__map_daemon_reset(struct dmce_client *c, unsigned i);
+
+/*
+ * Block `id`'s primary is daemon ID `owner` (0: not in the directory). If
+ * the client opened it on another daemon, forget that: the next access
+ * opens it again where it lives now. Cheap when nothing changed.
+ */
+void dmce__map_check_block(struct dmce_client *c, uint32_t id, uint32_t owner);
 
 /* Release every mapping, window and block descriptor; stop the watcher. */
 void dmce__map_fini(struct dmce_client *c);

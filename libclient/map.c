@@ -105,6 +105,8 @@ int dmce__map_init(struct dmce_client *c, const dmce_connect_opts_t *opts)
     pthread_mutex_init(&c->map_lock, NULL);
     c->watch_evfd = -1;
     c->flags = opts ? opts->flags : 0;
+    if (c->flags & DMCE_CONNECT_TRANSPARENT) /* everything goes through the dispatcher */
+        c->flags |= DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING;
     c->window_size = opts && opts->window_size ? opts->window_size : (is64 ? 0 : WINDOW_32);
     c->max_windows = opts && opts->max_windows ? opts->max_windows
                                                : (is64 ? MAX_WINDOWS_64 : MAX_WINDOWS_32);
@@ -194,7 +196,7 @@ static void *watcher_main(void *arg)
         unsigned idx[DMCE_MAX_DAEMONS + 1];
         nfds_t np = 0;
         p[np++] = (struct pollfd){.fd = c->watch_evfd, .events = POLLIN};
-        for (unsigned i = 0; i < c->n; i++) {
+        for (unsigned i = 0; i < atomic_load(&c->n); i++) {
             pid_t pid = atomic_load(&c->conn[i].t.pid);
             if (pid != ppid[i]) {
                 if (pfd[i] >= 0)
@@ -267,6 +269,33 @@ static void watcher_stop(struct dmce_client *c)
     c->watcher_on = 0;
 }
 
+/* Unpublish block entry `id` and retire it, map_lock held. */
+static void blk_retire_locked(struct dmce_client *c, uint32_t id, struct dmce_blk *b)
+{
+    atomic_store(&c->blocks[id], NULL);
+    atomic_store(&b->gone, 1);
+    dmce_cache_invalidate(c->cache, (dmce_cache_key_t){DMCE_SERVER_LOCAL, id});
+    b->retired_next = c->retired;
+    c->retired = b;
+}
+
+/* Opened on a daemon that is not the block's primary any more (owner: its ID, 0 unknown). */
+static int blk_moved(const struct dmce_client *c, const struct dmce_blk *b, uint32_t owner)
+{
+    return owner && atomic_load_explicit(&c->conn[b->daemon].id, memory_order_relaxed) != owner;
+}
+
+void dmce__map_check_block(struct dmce_client *c, uint32_t id, uint32_t owner)
+{
+    if (!c->blocks || id >= c->nblocks || !blk_get(c, id))
+        return;
+    pthread_mutex_lock(&c->map_lock);
+    struct dmce_blk *b = atomic_load(&c->blocks[id]);
+    if (b && blk_moved(c, b, owner))
+        blk_retire_locked(c, id, b);
+    pthread_mutex_unlock(&c->map_lock);
+}
+
 void dmce__map_daemon_reset(struct dmce_client *c, unsigned i)
 {
     pthread_mutex_lock(&c->map_lock);
@@ -274,11 +303,7 @@ void dmce__map_daemon_reset(struct dmce_client *c, unsigned i)
         struct dmce_blk *b = atomic_load(&c->blocks[id]);
         if (!b || b->daemon != i)
             continue;
-        atomic_store(&c->blocks[id], NULL);
-        atomic_store(&b->gone, 1);
-        dmce_cache_invalidate(c->cache, (dmce_cache_key_t){DMCE_SERVER_LOCAL, id});
-        b->retired_next = c->retired;
-        c->retired = b;
+        blk_retire_locked(c, id, b);
     }
     pthread_mutex_unlock(&c->map_lock);
     watcher_poke(c, 1);
@@ -363,6 +388,11 @@ static int blk_for(struct dmce_client *c, dmce_addr_t addr, uint64_t len, struct
     if (p.block == 0)
         return DMCE_ENOBLOCK;
     struct dmce_blk *b = blk_get(c, p.block);
+    if (b && c->owner && blk_moved(c, b, atomic_load_explicit(&c->owner[p.block],
+                                                              memory_order_relaxed))) {
+        dmce__map_check_block(c, p.block, atomic_load(&c->owner[p.block]));
+        b = NULL; /* failed over: open it where it lives now */
+    }
     if (!b) {
         int d = dmce__daemon_of_block(c, p.block);
         if (d < 0)
@@ -496,12 +526,15 @@ int dmce_map(dmce_client_t *c, dmce_addr_t addr, size_t len, unsigned flags, voi
         return DMCE_ENOSETUP;
     struct dmce_blk *b;
     uint64_t cell;
-    int r = blk_for(c, addr, len, &b, &cell);
-    if (r == 1)
-        return DMCE_ENOSERVER; /* only local memory can be mapped */
-    if (r < 0)
-        return r;
-    r = range_check(c, b, cell, len);
+    struct dmce_retry st = {0};
+    int r;
+    do { /* a dead primary: wait for its failover and map the promoted copy */
+        r = blk_for(c, addr, len, &b, &cell);
+        if (r == 1)
+            return DMCE_ENOSERVER; /* only local memory can be mapped */
+        if (r == 0)
+            r = range_check(c, b, cell, len);
+    } while (r < 0 && dmce__disp_retry(c, addr, &r, &st));
     if (r < 0)
         return r;
     struct dmce_mapping m = {.len = len, .addr = addr};
@@ -603,5 +636,6 @@ int dmce_client_stats(dmce_client_t *c, dmce_client_stats_t *out)
     out->bytes_mapped = cs.bytes_mapped;
     out->window_size = c->window_size;
     out->max_windows = c->max_windows;
+    out->failovers = atomic_load(&c->st_failovers);
     return 0;
 }

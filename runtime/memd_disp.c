@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <urcu.h>
+
 #include <dmce/error.h>
 
 #include "log.h"
@@ -147,6 +149,7 @@ static int send_events(struct dmce_memd *m)
 static void *pulse_main(void *arg)
 {
     struct dmce_memd *m = arg;
+    rcu_register_thread(); /* memd_usage reads the block table */
     uint64_t missed_since = 0;
     pthread_mutex_lock(&m->hb_lock);
     while (!atomic_load(&m->stop)) {
@@ -160,7 +163,12 @@ static void *pulse_main(void *arg)
         if (atomic_load(&m->stop))
             break;
         pthread_mutex_unlock(&m->hb_lock);
+        uint64_t t_lock = dmce_now_ms();
         pthread_mutex_lock(&m->disp_lock);
+        uint64_t t_in = dmce_now_ms();
+        if (t_in - t_lock > ms)
+            LOG_WARN("member pulse waited %llu ms for the dispatcher connection",
+                     (unsigned long long)(t_in - t_lock));
         int r;
         if (!atomic_load(&m->registered)) {
             if (m->disp_mode == 1 && access(m->disp_path, F_OK) != 0)
@@ -179,10 +187,13 @@ static void *pulse_main(void *arg)
                 atomic_store(&m->registered, 0);
             }
         }
+        if (dmce_now_ms() - t_in > ms)
+            LOG_WARN("member pulse took %llu ms", (unsigned long long)(dmce_now_ms() - t_in));
         pthread_mutex_unlock(&m->disp_lock);
         pthread_mutex_lock(&m->hb_lock);
     }
     pthread_mutex_unlock(&m->hb_lock);
+    rcu_unregister_thread();
     return NULL;
 }
 
@@ -206,8 +217,15 @@ int memd_disp_start(struct dmce_memd *m)
     if (r < 0)
         return r;
     if (m->disp_mode == 2 || access(m->disp_path, F_OK) == 0) {
+        /*
+         * -EAGAIN: the dispatcher is still failing over this daemon's previous
+         * process. Wait for it (bounded) rather than create blocks on our own:
+         * their IDs could be ones that now live elsewhere.
+         */
+        uint64_t deadline = dmce_now_ms() + 10000;
         pthread_mutex_lock(&m->disp_lock);
-        r = do_register(m);
+        while ((r = do_register(m)) == -EAGAIN && dmce_now_ms() < deadline && !atomic_load(&m->stop))
+            usleep(10000);
         pthread_mutex_unlock(&m->disp_lock);
         if (r < 0 && m->disp_mode == 2)
             LOG_WARN("the dispatcher at %s does not answer (%s); running alone until it does",
@@ -244,14 +262,15 @@ void memd_disp_stop(struct dmce_memd *m)
     }
 }
 
-void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32_t peer)
+void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32_t peer,
+                     uint64_t bytes)
 {
     if (!m->disp_mode)
         return;
     struct disp_event *e = calloc(1, sizeof(*e));
     if (!e)
         return; /* the next registration reports every block anyway */
-    e->ev = (dmce_disp_event_msg_t){(uint32_t)m->cfg.id, block, event, peer};
+    e->ev = (dmce_disp_event_msg_t){(uint32_t)m->cfg.id, block, event, peer, bytes};
     pthread_mutex_lock(&m->hb_lock);
     struct disp_event **pp = &ev_queue;
     while (*pp)
@@ -281,7 +300,7 @@ int memd_disp_mirror_new_block(struct dmce_memd *m, struct memd_block *b)
                  b->id, dmce_strerror(r));
         return 0;
     }
-    if (memd_mirror_attach(m, b, peer, path) < 0)
+    if (memd_mirror_attach(m, b, peer, path, NULL) < 0)
         return 0; /* logged; the dispatcher re-mirrors single blocks */
     return (int)peer;
 }

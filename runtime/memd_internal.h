@@ -163,6 +163,13 @@ struct dmce_memd {
     char shm_prefix[2 * DMCE_CFG_STRMAX + 64]; /* shm_dir "/dmce." uid "." cluster ".m" id "." */
     struct memd_table *table;   /* RCU-protected */
     pthread_mutex_t grow_lock;
+    /*
+     * Serializes table_grow as a whole, including the request to the
+     * mirror peer, which is made without grow_lock: two daemons growing at
+     * once each ask the other for a mirror (mirror_create takes the
+     * peer's grow_lock), so holding grow_lock across it would deadlock them.
+     */
+    pthread_mutex_t grow_serial;
     pthread_mutex_t sess_lock;
     struct memd_session *sessions;
     uint32_t next_session_id;
@@ -329,7 +336,8 @@ void memd_mirror_stop(struct dmce_memd *m);
  * go on meanwhile; mallocs and frees wait). 0, or an error with the block
  * left unmirrored (logged). Not under b->lock; may block on the peer.
  */
-int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer, const char *path);
+int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer, const char *path,
+                       uint64_t *copied);
 
 /* ---- the dispatcher (memd_disp.c) ---- */
 
@@ -345,7 +353,8 @@ int memd_disp_start(struct dmce_memd *m);
 void memd_disp_stop(struct dmce_memd *m);
 
 /* Tell the dispatcher about a block (best effort: the next registration reports all). */
-void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32_t peer);
+void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32_t peer,
+                     uint64_t bytes);
 
 /*
  * A new block, not published yet: if the cluster mirrors, ask the

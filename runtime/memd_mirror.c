@@ -126,7 +126,7 @@ static void mirror_detach_locked(struct dmce_memd *m, struct memd_block *b, cons
         pthread_mutex_unlock(&b->stripes[i]);
     LOG_WARN("block %u: mirror on memd[%u] dropped: %s", b->id, mr->daemon_id, why);
     STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
-    memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0);
+    memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0, 0);
     munmap(mr->base, b->size);
     close(mr->fd);
     free(mr);
@@ -198,7 +198,8 @@ static uint64_t used_extent(const struct memd_block *b)
     return DMCE_MIN(end, b->size);
 }
 
-int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id, const char *path)
+int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id, const char *path,
+                       uint64_t *copied)
 {
     if (atomic_load(&b->mirror))
         return -EALREADY;
@@ -266,6 +267,8 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_
     LOG_INFO("block %u mirrored on memd[%u]: %llu bytes copied in %.3f s (%.2f GB/s)", b->id,
              peer_id, (unsigned long long)mr->to_copy, s,
              s > 0 ? (double)mr->to_copy / 1e9 / s : 0.0);
+    if (copied)
+        *copied = mr->to_copy;
     return 0;
 }
 
@@ -279,16 +282,18 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
         LOG_WARN("mirror block %u on memd[%u]: no such primary here", j->block, j->peer);
         return;
     }
-    int r = memd_mirror_attach(m, b, j->peer, j->path);
+    uint64_t copied = 0;
+    int r = memd_mirror_attach(m, b, j->peer, j->path, &copied);
     if (r == 0)
-        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, j->peer);
+        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, j->peer, copied);
     else if (r != -EALREADY)
-        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0);
+        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0, 0);
 }
 
 static void *mirror_main(void *arg)
 {
     struct dmce_memd *m = arg;
+    rcu_register_thread(); /* it reads the block table (mirror_job) */
     pthread_mutex_lock(&m->mr_lock);
     for (;;) {
         while (!m->mr_jobs && !atomic_load(&m->stop))
@@ -303,6 +308,7 @@ static void *mirror_main(void *arg)
         pthread_mutex_lock(&m->mr_lock);
     }
     pthread_mutex_unlock(&m->mr_lock);
+    rcu_unregister_thread();
     return NULL;
 }
 

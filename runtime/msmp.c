@@ -8,8 +8,10 @@
 #include "msmp.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
+#include <dmce/client.h>
 #include <dmce/error.h>
 
 const char *dmce_msmp_op_name(unsigned op)
@@ -409,4 +411,84 @@ void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out)
 int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values)
 {
     return dmce_msmp_values_decode(in, len, values, DMCE_STAT_COUNT_);
+}
+
+/* Where each stats value lives in dmce_stats_t (the one mapping, both ways). */
+static const struct {
+    unsigned idx;
+    size_t off;
+    int narrow; /* a 32-bit field (NUMA_NODE: signed, sent as int64) */
+} stat_fields[] = {
+    {DMCE_STAT_DAEMON_ID, offsetof(dmce_stats_t, daemon_id), 1},
+    {DMCE_STAT_NUMA_NODE, offsetof(dmce_stats_t, numa_node), 1},
+    {DMCE_STAT_PID, offsetof(dmce_stats_t, pid), 1},
+    {DMCE_STAT_BLOCK_FIRST, offsetof(dmce_stats_t, block_first), 1},
+    {DMCE_STAT_BLOCK_LAST, offsetof(dmce_stats_t, block_last), 1},
+    {DMCE_STAT_BLOCKS, offsetof(dmce_stats_t, blocks), 0},
+    {DMCE_STAT_BYTES_TOTAL, offsetof(dmce_stats_t, bytes_total), 0},
+    {DMCE_STAT_BYTES_RESERVED, offsetof(dmce_stats_t, bytes_reserved), 0},
+    {DMCE_STAT_BYTES_USED, offsetof(dmce_stats_t, bytes_used), 0},
+    {DMCE_STAT_BYTES_FREE, offsetof(dmce_stats_t, bytes_free), 0},
+    {DMCE_STAT_ALLOCATIONS, offsetof(dmce_stats_t, allocations), 0},
+    {DMCE_STAT_CLIENTS, offsetof(dmce_stats_t, clients), 0},
+    {DMCE_STAT_SESSIONS, offsetof(dmce_stats_t, sessions), 0},
+    {DMCE_STAT_SESSIONS_ORPHANED, offsetof(dmce_stats_t, sessions_orphaned), 0},
+    {DMCE_STAT_OPS_SETUP, offsetof(dmce_stats_t, ops_setup), 0},
+    {DMCE_STAT_OPS_MALLOC, offsetof(dmce_stats_t, ops_malloc), 0},
+    {DMCE_STAT_OPS_READ, offsetof(dmce_stats_t, ops_read), 0},
+    {DMCE_STAT_OPS_WRITE, offsetof(dmce_stats_t, ops_write), 0},
+    {DMCE_STAT_OPS_FREE, offsetof(dmce_stats_t, ops_free), 0},
+    {DMCE_STAT_OPS_DISCONNECT, offsetof(dmce_stats_t, ops_disconnect), 0},
+    {DMCE_STAT_OPS_STATS, offsetof(dmce_stats_t, ops_stats), 0},
+    {DMCE_STAT_OPS_ERRORS, offsetof(dmce_stats_t, ops_errors), 0},
+    {DMCE_STAT_BYTES_READ, offsetof(dmce_stats_t, bytes_read), 0},
+    {DMCE_STAT_BYTES_WRITTEN, offsetof(dmce_stats_t, bytes_written), 0},
+    {DMCE_STAT_UPTIME_MS, offsetof(dmce_stats_t, uptime_ms), 0},
+    {DMCE_STAT_OPS_MAP, offsetof(dmce_stats_t, ops_map), 0},
+    {DMCE_STAT_FDS_SENT, offsetof(dmce_stats_t, fds_sent), 0},
+    {DMCE_STAT_PREFAULTED, offsetof(dmce_stats_t, prefaulted), 0},
+    {DMCE_STAT_PREFAULT_PENDING, offsetof(dmce_stats_t, prefault_pending), 0},
+    {DMCE_STAT_RING_CLIENTS, offsetof(dmce_stats_t, ring_clients), 0},
+    {DMCE_STAT_MIRRORS, offsetof(dmce_stats_t, mirrors), 0},
+    {DMCE_STAT_MIRROR_COPIES, offsetof(dmce_stats_t, mirror_copies), 0},
+    {DMCE_STAT_MIRROR_BYTES_COPIED, offsetof(dmce_stats_t, mirror_bytes_copied), 0},
+    {DMCE_STAT_MIRROR_BROKEN, offsetof(dmce_stats_t, mirror_broken), 0},
+    {DMCE_STAT_OPS_PERSIST, offsetof(dmce_stats_t, ops_persist), 0},
+    {DMCE_STAT_PROMOTED, offsetof(dmce_stats_t, promoted), 0},
+};
+_Static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) == DMCE_STAT_COUNT_, "every stat");
+
+void dmce_msmp_stats_to_struct(const uint64_t *v, dmce_stats_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < sizeof(stat_fields) / sizeof(stat_fields[0]); i++) {
+        uint8_t *f = (uint8_t *)s + stat_fields[i].off;
+        uint64_t x = v[stat_fields[i].idx];
+        if (stat_fields[i].narrow) {
+            uint32_t n = (uint32_t)x; /* int32 NUMA node: the low half of the int64 */
+            memcpy(f, &n, 4);
+        } else {
+            memcpy(f, &x, 8);
+        }
+    }
+}
+
+void dmce_msmp_stats_from_struct(const dmce_stats_t *s, uint64_t *v)
+{
+    for (size_t i = 0; i < sizeof(stat_fields) / sizeof(stat_fields[0]); i++) {
+        const uint8_t *f = (const uint8_t *)s + stat_fields[i].off;
+        uint64_t x = 0;
+        if (stat_fields[i].idx == DMCE_STAT_NUMA_NODE) {
+            int32_t n;
+            memcpy(&n, f, 4);
+            x = (uint64_t)(int64_t)n;
+        } else if (stat_fields[i].narrow) {
+            uint32_t n;
+            memcpy(&n, f, 4);
+            x = n;
+        } else {
+            memcpy(&x, f, 8);
+        }
+        v[stat_fields[i].idx] = x;
+    }
 }

@@ -332,6 +332,10 @@ int dmce_msmp_block_info_decode(const uint8_t *in, size_t len, uint32_t i,
  */
 void dmce_msmp_values_encode(const uint64_t *values, uint32_t n, uint8_t *out);
 int dmce_msmp_values_decode(const uint8_t *in, size_t len, uint64_t *values, uint32_t known);
+/* Stats values <-> the public dmce_stats_t (dmce/client.h), one table for both. */
+struct dmce_stats;
+void dmce_msmp_stats_to_struct(const uint64_t *values, struct dmce_stats *s);
+void dmce_msmp_stats_from_struct(const struct dmce_stats *s, uint64_t *values);
 /* Stats: values[DMCE_STAT_COUNT_]. Decoder accepts more values (newer peer). */
 void dmce_msmp_stats_encode(const uint64_t *values, uint8_t *out);
 int dmce_msmp_stats_decode(const uint8_t *in, size_t len, uint64_t *values);

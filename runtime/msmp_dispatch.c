@@ -76,7 +76,7 @@ int dmce_disp_register_resp_decode(const uint8_t *in, size_t len, dmce_disp_regi
     m->flags = dmce_get_le32(in + 12);
     m->epoch = dmce_get_le64(in + 16);
     if (m->block_first == 0 || m->block_count == 0 || m->heartbeat_ms == 0 ||
-        (m->flags & ~DMCE_DISP_MIRRORING) ||
+        (m->flags & ~(DMCE_DISP_MIRRORING | DMCE_DISP_MIRROR_OFF)) ||
         (uint64_t)m->block_first + m->block_count > (1u << 16))
         return -EBADMSG;
     return 0;
@@ -119,7 +119,7 @@ int dmce_disp_monitor_decode(const uint8_t *in, size_t len, dmce_disp_monitor_t 
     m->live = dmce_get_le64(in + 8);
     m->flags = dmce_get_le32(in + 16);
     m->reserved = dmce_get_le32(in + 20);
-    return (m->flags & ~DMCE_DISP_MIRRORING) || m->reserved ? -EBADMSG : 0;
+    return (m->flags & ~(DMCE_DISP_MIRRORING | DMCE_DISP_MIRROR_OFF)) || m->reserved ? -EBADMSG : 0;
 }
 
 size_t dmce_disp_dir_size(uint32_t ndaemons, uint32_t nblocks)
@@ -173,7 +173,7 @@ int dmce_disp_dir_hdr_decode(const uint8_t *in, size_t len, dmce_disp_dir_hdr_t 
     m->nblocks = dmce_get_le32(in + 12);
     m->flags = dmce_get_le32(in + 16);
     m->reserved = dmce_get_le32(in + 20);
-    if (m->reserved || (m->flags & ~DMCE_DISP_MIRRORING) || m->ndaemons > 4096 ||
+    if (m->reserved || (m->flags & ~(DMCE_DISP_MIRRORING | DMCE_DISP_MIRROR_OFF)) || m->ndaemons > 4096 ||
         m->nblocks > (1u << 16) || len != dmce_disp_dir_size(m->ndaemons, m->nblocks))
         return -EBADMSG;
     return 0;
@@ -259,6 +259,7 @@ void dmce_disp_event_encode(const dmce_disp_event_msg_t *m, uint8_t *out)
     dmce_put_le32(out + 4, m->block);
     dmce_put_le32(out + 8, m->event);
     dmce_put_le32(out + 12, m->peer);
+    dmce_put_le64(out + 16, m->bytes);
 }
 
 int dmce_disp_event_decode(const uint8_t *in, size_t len, dmce_disp_event_msg_t *m)
@@ -269,6 +270,7 @@ int dmce_disp_event_decode(const uint8_t *in, size_t len, dmce_disp_event_msg_t 
     m->block = dmce_get_le32(in + 4);
     m->event = dmce_get_le32(in + 8);
     m->peer = dmce_get_le32(in + 12);
+    m->bytes = dmce_get_le64(in + 16);
     if (m->daemon_id == 0 || m->block == 0 || m->event < DMCE_DISP_EV_CREATED ||
         m->event > DMCE_DISP_EV_GONE || (m->event == DMCE_DISP_EV_MIRRORED && !m->peer))
         return -EBADMSG;

@@ -32,10 +32,41 @@ enum dmce_msmp_disp_op {
     DMCE_MSMP_OP_SESSION = 36,
     DMCE_MSMP_OP_BLOCK_EVENT = 37,
     DMCE_MSMP_OP_MIRROR_PEER = 38,
+    DMCE_MSMP_OP_DISP_STATS = 39,
+};
+
+/*
+ * disp_stats response: u32 count, u32 reserved, count u64 values (a newer
+ * dispatcher may send more; a reader takes the ones it knows), in this order.
+ */
+enum dmce_disp_stat {
+    DMCE_DSTAT_UPTIME_MS,
+    DMCE_DSTAT_EPOCH,
+    DMCE_DSTAT_FLAGS,             /* DMCE_DISP_* */
+    DMCE_DSTAT_WARN_ONE_COPY,     /* 1: mirroring wanted but one daemon alive */
+    DMCE_DSTAT_DAEMONS_ALIVE,
+    DMCE_DSTAT_DAEMONS_DEAD,
+    DMCE_DSTAT_REGISTRATIONS,
+    DMCE_DSTAT_DEATHS,            /* daemons found dead */
+    DMCE_DSTAT_BLOCKS,
+    DMCE_DSTAT_BLOCKS_MIRRORED,
+    DMCE_DSTAT_BLOCKS_SINGLE,     /* one copy: waiting for a mirror, or none possible */
+    DMCE_DSTAT_BLOCKS_REMIRRORING,
+    DMCE_DSTAT_BLOCKS_LOST,       /* primary died with no mirror */
+    DMCE_DSTAT_PROMOTIONS,
+    DMCE_DSTAT_REMIRRORS_STARTED,
+    DMCE_DSTAT_REMIRRORS_DONE,
+    DMCE_DSTAT_REMIRROR_BYTES,    /* copied into new mirrors, as the primaries report */
+    DMCE_DSTAT_LAST_FAILOVER_MS,  /* death seen -> every block promoted, last time */
+    DMCE_DSTAT_PICKS,
+    DMCE_DSTAT_SESSIONS,
+    DMCE_DSTAT_FORWARDED,         /* transparent mode: requests forwarded */
+    DMCE_DSTAT_COUNT_
 };
 
 /* Cluster flags (register and heartbeat responses, directory). */
-#define DMCE_DISP_MIRRORING 0x1u /* new blocks get a mirror; clients write through MSMP */
+#define DMCE_DISP_MIRRORING 0x1u  /* new blocks get a mirror; clients write through MSMP */
+#define DMCE_DISP_MIRROR_OFF 0x2u /* mirroring is off by config: clients may write locally */
 
 /* ---- register (memory daemon -> dispatcher) ----------------------------- */
 
@@ -177,8 +208,9 @@ typedef struct dmce_disp_event_msg {
     uint32_t block;
     uint32_t event;   /* enum dmce_disp_event */
     uint32_t peer;    /* MIRRORED: the mirror's daemon */
+    uint64_t bytes;   /* MIRRORED: bytes copied into it (0 for a new block's mirror) */
 } dmce_disp_event_msg_t;
-#define DMCE_DISP_EVENT_SIZE 16u
+#define DMCE_DISP_EVENT_SIZE 24u
 
 void dmce_disp_event_encode(const dmce_disp_event_msg_t *m, uint8_t *out);
 int dmce_disp_event_decode(const uint8_t *in, size_t len, dmce_disp_event_msg_t *m);

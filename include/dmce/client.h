@@ -2,10 +2,15 @@
  * client.h - libdmce, the Memory Client (seed 002, FIG. 7, FIG. 13-18).
  *
  * A dmce_client_t holds one MSMP connection per memory daemon it uses. The
- * daemons of a host are found in a runtime directory (every memd-*.sock in
- * it) or named one by one. Each daemon owns a range of block IDs, so an
- * address's block ID says which daemon holds it; server ID 0 means this
- * host.
+ * daemons of a host are found in a runtime directory or named one by one.
+ * When a dmce-dispatcher serves the runtime directory (its socket
+ * dispatcher.sock is there), libdmce uses it (docs/dispatcher.md): its
+ * policy picks the daemon of every malloc, its directory says which daemon
+ * holds each block, and when a daemon dies the library waits for the
+ * failover and sends the operation again to the block's mirror, now its
+ * primary: the caller sees no error. Without a dispatcher, every
+ * memd-*.sock in the directory is used, and an address's block ID falls in
+ * one daemon's range. Server ID 0 means this host.
  *
  * Life of a client: dmce_connect -> dmce_setup (reserve memory) ->
  * dmce_malloc / dmce_write / dmce_read / dmce_free ... -> dmce_disconnect.
@@ -75,6 +80,11 @@ typedef struct dmce_connect_opts {
     uint64_t window_size;
     /* Windows kept besides those held by dmce_map; 0 means 4096 (64-bit) or 8 (32-bit). */
     unsigned max_windows;
+    /*
+     * With a dispatcher: how long an operation whose daemon died waits for
+     * the failover before it fails (with the daemon's error). 0 means 5000 ms.
+     */
+    unsigned failover_wait_ms;
 } dmce_connect_opts_t;
 
 enum dmce_connect_flags {
@@ -92,13 +102,24 @@ enum dmce_connect_flags {
      * wake-ups of every socket round trip.
      */
     DMCE_CONNECT_NO_RING = 1u << 2,
+    /* Ignore a dispatcher in the runtime directory: use every memd-*.sock in it. */
+    DMCE_CONNECT_NO_DISPATCHER = 1u << 3,
+    /*
+     * Transparent mode (seed 002 FIG. 3): talk to the dispatcher only, which
+     * forwards every request to the daemons (and fails over for the
+     * client). Implies DMCE_CONNECT_NO_MAP and DMCE_CONNECT_NO_RING; the
+     * session store's operations are not forwarded (-EOPNOTSUPP). One
+     * more hop per request than direct mode.
+     */
+    DMCE_CONNECT_TRANSPARENT = 1u << 4,
 };
 
 /*
  * Connect to the daemons named by opts. On success *out owns the sockets
- * and must be released with dmce_disconnect. Errors: -EINVAL (bad opts),
- * -ENOENT (no daemon socket found), -ECONNREFUSED and other connect
- * errors, -ENOMEM. Blocks while connecting.
+ * and must be released with dmce_disconnect. Errors: -EINVAL (bad opts,
+ * unknown flags), -ENOENT (no daemon socket found), DMCE_ENODAEMON (a
+ * dispatcher runs but no daemon is alive), -ECONNREFUSED and other
+ * connect errors, -ENOMEM. Blocks while connecting.
  */
 DMCE_API int dmce_connect(const dmce_connect_opts_t *opts, dmce_client_t **out);
 
@@ -134,13 +155,15 @@ DMCE_API int dmce_token_format(const dmce_token_t *t, char *buf, size_t len);
 DMCE_API int dmce_token_parse(const char *text, dmce_token_t *out);
 
 /*
- * Allocate `size` bytes (>= 1). The daemon is picked by the client, round
- * robin over the daemons; a daemon that is full or whose reservation for
- * this session is used up is skipped (automatic scalability). The bytes
- * are zeroed. *out gets the DMCE address of the
- * first byte. Errors: -EINVAL (size 0), DMCE_ENOSETUP, DMCE_ENOMEM (no
- * daemon can hold it), DMCE_EQUOTA (over the session's reservation on every
- * daemon), -EMSGSIZE (larger than any block).
+ * Allocate `size` bytes (>= 1). The daemon is the one the dispatcher's
+ * policy picks (one round trip to it), or without a dispatcher round robin
+ * over the daemons; a daemon that is full or whose reservation for this
+ * session is used up is skipped (automatic scalability). With mirroring,
+ * the allocation exists in both copies when this returns. The bytes are
+ * zeroed. *out gets the DMCE address of the first byte. Errors: -EINVAL
+ * (size 0), DMCE_ENOSETUP, DMCE_ENOMEM (no daemon can hold it),
+ * DMCE_EQUOTA (over the session's reservation on every daemon),
+ * -EMSGSIZE (larger than any block), DMCE_ENODAEMON (none alive).
  */
 DMCE_API int dmce_malloc(dmce_client_t *c, uint64_t size, dmce_addr_t *out);
 
@@ -150,7 +173,11 @@ DMCE_API int dmce_malloc(dmce_client_t *c, uint64_t size, dmce_addr_t *out);
 DMCE_API int dmce_malloc_on(dmce_client_t *c, unsigned daemon, uint64_t size,
                             dmce_addr_t *out);
 
-/* Free the allocation that starts at addr. DMCE_EBADADDR if none does. */
+/*
+ * Free the allocation that starts at addr. DMCE_EBADADDR if none does.
+ * With a dispatcher, a free interrupted by its daemon's death is sent
+ * again to the new primary (and is then 0 if the first one had landed).
+ */
 DMCE_API int dmce_free(dmce_client_t *c, dmce_addr_t addr);
 
 /*
@@ -162,8 +189,15 @@ DMCE_API int dmce_read(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len
 
 /*
  * Copy len bytes from buf to addr. Acknowledged only after the daemon has
- * copied and verified them. Same address rules as dmce_read. A large write
- * that fails part way may have written a prefix.
+ * copied and verified them, and with mirroring only once the mirror has
+ * them too (writes then always travel to the daemon, even for mapped
+ * blocks). Same address rules as dmce_read. A large write that fails part
+ * way may have written a prefix.
+ *
+ * Failover (with a dispatcher): dmce_read, dmce_write and dmce_free whose
+ * daemon dies are sent again to the block's new primary once the
+ * dispatcher has promoted the mirror (within opts.failover_wait_ms);
+ * DMCE_ELOST when the block had no mirror.
  */
 DMCE_API int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len);
 
@@ -209,6 +243,35 @@ DMCE_API int dmce_daemon_stats(dmce_client_t *c, unsigned daemon, dmce_stats_t *
  * the first daemon).
  */
 DMCE_API int dmce_stats(dmce_client_t *c, dmce_stats_t *out);
+
+/* What the dispatcher reports (dmce_cluster_stats). */
+typedef struct dmce_cluster_stats {
+    uint64_t uptime_ms;
+    uint64_t epoch;              /* directory epoch: bumped on every change */
+    int mirroring;               /* 1: new blocks get a mirror */
+    int warn_one_copy;           /* 1: mirroring wanted, but blocks have one copy (one daemon) */
+    uint64_t daemons_alive, daemons_dead;
+    uint64_t registrations;      /* daemons registered, ever (restarts included) */
+    uint64_t deaths;             /* daemons found dead, ever */
+    uint64_t blocks;             /* in the directory */
+    uint64_t blocks_mirrored;    /* with two copies */
+    uint64_t blocks_single;      /* with one copy (waiting for a mirror, or none possible) */
+    uint64_t blocks_remirroring; /* a new mirror being filled */
+    uint64_t blocks_lost;        /* primary died with no mirror, ever */
+    uint64_t promotions;         /* mirrors promoted to primary, ever */
+    uint64_t remirrors_started, remirrors_done;
+    uint64_t remirror_bytes;     /* copied into new mirrors, ever (running copies included) */
+    uint64_t last_failover_ms;   /* death seen -> every block promoted, last time */
+    uint64_t picks;              /* malloc placements answered */
+    uint64_t sessions;           /* cluster-wide session IDs handed out */
+    uint64_t forwarded;          /* requests forwarded in transparent mode */
+} dmce_cluster_stats_t;
+
+/*
+ * The dispatcher's stats. -ENOTSUP when no dispatcher serves this client
+ * (direct mode only), or its error.
+ */
+DMCE_API int dmce_cluster_stats(dmce_client_t *c, dmce_cluster_stats_t *out);
 
 /* Index of the daemon holding addr, or DMCE_ENOBLOCK / DMCE_ENOSERVER. */
 DMCE_API int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr);

@@ -39,7 +39,9 @@ extern "C" {
     X(STALE, 4019, "view is stale: the entry was overwritten, deleted, evicted or expired")    \
     X(NOTSTORE, 4020, "address is not the start of a session store")                            \
     X(STOREVERSION, 4021, "session store has a format this build does not understand")        \
-    X(BADENTRY, 4022, "store entry is corrupt: it failed its checksum or link checks")
+    X(BADENTRY, 4022, "store entry is corrupt: it failed its checksum or link checks")        \
+    X(NODAEMON, 4023, "no memory daemon is alive in the cluster")                              \
+    X(LOST, 4024, "block was lost: its daemon died and it had no mirror")
 
 enum {
 #define DMCE_ERR_ENUM_(name, val, msg) DMCE_E##name = -(val),

@@ -76,6 +76,20 @@ DMCE_API int dmce_unmap(dmce_client_t *c, void *ptr);
 DMCE_API int dmce_addr_of(dmce_client_t *c, const void *ptr, dmce_addr_t *out);
 
 /*
+ * Copy [addr, addr+len) of a mirrored block to its mirror and return once
+ * the mirror has it: the way stores through a dmce_map pointer survive the
+ * primary daemon's death (dmce_write does this by itself). The range must
+ * lie inside one live allocation. On a block with no mirror it does
+ * nothing and returns 0. Not retried after a failover: DMCE_ECLOSED (or
+ * another connection error) means the daemon died and the stores since the
+ * last persist of the range are lost; dmce_map the address again to reach
+ * the promoted copy. Blocks for one round trip and the copy. Thread-safe.
+ * Errors: -EINVAL, DMCE_ENOSETUP, DMCE_EBADADDR, DMCE_ECROSSEND,
+ * DMCE_ENOBLOCK, DMCE_ECLOSED.
+ */
+DMCE_API int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len);
+
+/*
  * Write back every dirty cached copy of remote memory (write-back policy).
  * Local memory needs no flush: its windows are the memory itself. 0 or the
  * first error; copies that could not be stored stay dirty.
@@ -93,6 +107,7 @@ typedef struct dmce_client_stats {
     uint64_t windows, bytes_mapped;          /* now */
     uint64_t window_size;                    /* 0: whole blocks */
     uint64_t max_windows;
+    uint64_t failovers;                      /* operations sent again to a promoted mirror */
 } dmce_client_stats_t;
 
 /* Fill *out. 0 or -EINVAL. Thread-safe, never blocks on a daemon. */

@@ -51,21 +51,24 @@ const char *harness_sock(int id)
     return path[id];
 }
 
+/* id > 0: dmce-memd --id id; id 0: dmce-dispatcher (first extra flag already in ap). */
 static pid_t spawn(int id, va_list ap)
 {
-    const char *memd = getenv("DMCE_MEMD");
-    if (!memd)
-        memd = "./dmce-memd";
+    const char *bin = getenv(id ? "DMCE_MEMD" : "DMCE_DISPATCHER");
+    if (!bin)
+        bin = id ? "./dmce-memd" : "./dmce-dispatcher";
     char *argv[64];
     int n = 0;
     static char a_dir[300], a_cl[100], a_id[32];
     snprintf(a_dir, sizeof(a_dir), "--runtime-dir=%s", H.dir);
     snprintf(a_cl, sizeof(a_cl), "--cluster=%s", H.cluster);
     snprintf(a_id, sizeof(a_id), "--id=%d", id);
-    argv[n++] = (char *)memd;
+    argv[n++] = (char *)bin;
     argv[n++] = a_dir;
-    argv[n++] = a_cl;
-    argv[n++] = a_id;
+    if (id) {
+        argv[n++] = a_cl;
+        argv[n++] = a_id;
+    }
     argv[n++] = getenv("DMCE_TEST_VERBOSE") ? "--log-level=debug" : "--log-level=warn";
     const char *a;
     while ((a = va_arg(ap, const char *)) && n < 62)
@@ -73,10 +76,17 @@ static pid_t spawn(int id, va_list ap)
     argv[n] = NULL;
     pid_t pid = fork();
     if (pid == 0) {
-        execv(memd, argv);
+        execv(bin, argv);
         _exit(127);
     }
     return pid;
+}
+
+const char *harness_disp_sock(void)
+{
+    static char path[300];
+    snprintf(path, sizeof(path), "%s/dispatcher.sock", H.dir);
+    return path;
 }
 
 static int sock_answers(void *arg)
@@ -88,6 +98,8 @@ static int sock_answers(void *arg)
     return 1;
 }
 
+static int wait_started(int id, pid_t pid, const char *sock);
+
 int harness_start(int id, ...)
 {
     va_list ap;
@@ -96,6 +108,22 @@ int harness_start(int id, ...)
     va_end(ap);
     if (pid < 0)
         return -errno;
+    return wait_started(id, pid, harness_sock(id));
+}
+
+int harness_start_dispatcher(int unused, ...)
+{
+    va_list ap;
+    va_start(ap, unused);
+    pid_t pid = spawn(0, ap);
+    va_end(ap);
+    if (pid < 0)
+        return -errno;
+    return wait_started(0, pid, harness_disp_sock());
+}
+
+static int wait_started(int id, pid_t pid, const char *sock)
+{
     H.pid[id] = pid;
     uint64_t deadline = dmce_now_ms() + 10000;
     while (dmce_now_ms() < deadline) {
@@ -104,7 +132,7 @@ int harness_start(int id, ...)
             H.pid[id] = 0;
             return -ECHILD;
         }
-        if (sock_answers((void *)harness_sock(id)))
+        if (sock_answers((void *)sock))
             return 0;
         usleep(5000);
     }
@@ -234,6 +262,14 @@ int harness_client_opts(dmce_client_t **out, const int *ids, size_t n,
 int harness_client(dmce_client_t **out, const int *ids, size_t n)
 {
     return harness_client_opts(out, ids, n, NULL);
+}
+
+int harness_client_dir(dmce_client_t **out, unsigned extra_flags)
+{
+    dmce_connect_opts_t o = {.runtime_dir = H.dir,
+                             .io_timeout_ms = 10000,
+                             .flags = harness_connect_flags() | extra_flags};
+    return dmce_connect(&o, out);
 }
 
 unsigned harness_connect_flags(void)

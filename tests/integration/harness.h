@@ -38,6 +38,16 @@ int harness_init(void);
  */
 int harness_start(int id, ...) __attribute__((sentinel));
 
+/*
+ * Start dmce-dispatcher (kept in slot 0 of pid[]) in the runtime dir with
+ * extra NULL-terminated flags after the ignored first argument:
+ * harness_start_dispatcher(0, "--policy=round-robin", NULL). Start it
+ * before the daemons: they register when its socket exists. Waits until
+ * its socket answers. Stop or kill it as id 0.
+ */
+int harness_start_dispatcher(int unused, ...) __attribute__((sentinel));
+const char *harness_disp_sock(void);
+
 /* Start, but expect failure: returns the exit status (>= 0) or -ETIMEDOUT. */
 int harness_start_expect_exit(int id, ...) __attribute__((sentinel));
 
@@ -67,6 +77,8 @@ unsigned harness_connect_flags(void);
 /* Same, with the caller's options (its sockets fields are ignored). */
 int harness_client_opts(dmce_client_t **out, const int *ids, size_t n,
                         const dmce_connect_opts_t *opts);
+/* Connect through the runtime directory (the dispatcher's, if one runs), with this run's flags | extra. */
+int harness_client_dir(dmce_client_t **out, unsigned extra_flags);
 /* 1 when this run's clients map blocks (local reads and writes). */
 int harness_mapped(void);
 

@@ -1,0 +1,466 @@
+/*
+ * Integration: failover with the dispatcher (docs/dispatcher.md). Three
+ * memory daemons register with a dmce-dispatcher; every block is mirrored.
+ *
+ *   - kill_under_load: several writer processes write, recording every
+ *     acknowledged write; a daemon is killed with SIGKILL in the middle, at
+ *     a different point each iteration (20 iterations, each bounded). The
+ *     writers see no error, go on after the failover, and every
+ *     acknowledged write reads back from the survivors. The killed daemon
+ *     is started again, and the re-mirroring restores two copies of every
+ *     block (checked through the dispatcher's stats);
+ *   - restarted_daemon_used: a daemon that comes back (empty) takes new
+ *     allocations again;
+ *   - lost_block: with mirroring off, a block whose daemon dies is
+ *     DMCE_ELOST, not a hang;
+ *   - persist: stores through a dmce_map pointer survive the primary's
+ *     death once dmce_persist returned.
+ *
+ * Every wait is for a condition with a bound; every load loop is bounded
+ * in operations and in time.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define WRITERS 3
+#define ALLOCS 16
+#define VALUE 1024
+#define ITERATIONS 20
+#define WRITER_MAX_OPS 200000
+#define WRITER_MAX_MS 20000
+
+static const char *const memd_flags[] = {"--block-size=4M", "--max-blocks=64", "--grace-ms=60000"};
+
+static int start_memd(int id)
+{
+    return harness_start(id, memd_flags[0], memd_flags[1], memd_flags[2], NULL);
+}
+
+/* ---- cluster state, through a client that never sets up ---- */
+
+static dmce_client_t *observer;
+
+static int stats(dmce_cluster_stats_t *s)
+{
+    return dmce_cluster_stats(observer, s);
+}
+
+static int all_alive_3(void *arg)
+{
+    (void)arg;
+    dmce_cluster_stats_t s;
+    return stats(&s) == 0 && s.daemons_alive == 3;
+}
+
+/* Two copies of every block again: nothing single, nothing being copied. */
+static int two_copies(void *arg)
+{
+    (void)arg;
+    dmce_cluster_stats_t s;
+    return stats(&s) == 0 && s.daemons_alive == 3 && s.blocks > 0 && s.blocks_single == 0 &&
+           s.blocks_remirroring == 0 && s.blocks_mirrored == s.blocks;
+}
+
+static int setup_cluster(const char *mirroring)
+{
+    if (harness_init() < 0)
+        return -1;
+    if (harness_start_dispatcher(0, mirroring, NULL) < 0)
+        return -1;
+    for (int id = 1; id <= 3; id++)
+        if (start_memd(id) < 0)
+            return -1;
+    if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer) < 0)
+        return -1;
+    return harness_wait(all_alive_3, NULL, 10000) ? 0 : -1;
+}
+
+static int setup_mirrored(void **state)
+{
+    (void)state;
+    if (setup_cluster("--mirroring=on") < 0)
+        return -1;
+    /* a daemon that started first made its block before it had a peer: wait for its mirror */
+    return harness_wait(two_copies, NULL, 20000) ? 0 : -1;
+}
+
+static int teardown_cluster(void **state)
+{
+    (void)state;
+    dmce_disconnect(observer);
+    observer = NULL;
+    if (H.pid[0]) /* the dispatcher first: the daemons' stops are no failures then */
+        harness_stop(0);
+    for (int id = 1; id <= 3; id++)
+        if (H.pid[id])
+            harness_stop(id);
+    harness_cleanup();
+    return 0;
+}
+
+/* ---- writer processes ---- */
+
+struct wlog {
+    atomic_uint_fast64_t ops;      /* acknowledged writes, all writers */
+    atomic_int stop;
+    atomic_int ready;              /* writers set up and allocated */
+    struct {
+        uint32_t acked[ALLOCS];    /* last acknowledged sequence number per allocation */
+        int error;                 /* first error, 0 = none */
+        int where;                 /* 1 write, 2 verify read, 3 mismatch, 4 setup, 5 after */
+        uint64_t max_gap_us;       /* longest time between two acknowledgements */
+    } w[WRITERS];
+};
+
+static struct wlog *wl;
+
+static void fill(uint8_t *buf, int writer, int idx, uint32_t seq)
+{
+    uint64_t *q = (uint64_t *)buf;
+    for (size_t i = 0; i < VALUE / 8; i++)
+        q[i] = ((uint64_t)seq << 32 | (uint64_t)writer << 16 | (uint64_t)idx) ^ (i * 0x9e3779b97f4a7c15ull);
+}
+
+static int writer_main(int me)
+{
+    dmce_client_t *c;
+    dmce_addr_t a[ALLOCS];
+    uint8_t buf[VALUE], back[VALUE];
+    int r = harness_client_dir(&c, 0);
+    if (r == 0)
+        r = dmce_setup(c, 1 << 20, DMCE_SETUP_PARTIAL, NULL, NULL);
+    for (int i = 0; r == 0 && i < ALLOCS; i++)
+        r = dmce_malloc(c, VALUE, &a[i]);
+    if (r < 0) {
+        wl->w[me].error = r;
+        wl->w[me].where = 4;
+        return 1;
+    }
+    atomic_fetch_add(&wl->ready, 1);
+    uint32_t seq[ALLOCS] = {0};
+    uint64_t t0 = dmce_now_ms(), last = dmce_now_ns();
+    for (unsigned op = 0; op < WRITER_MAX_OPS && !atomic_load(&wl->stop) &&
+                          dmce_now_ms() - t0 < WRITER_MAX_MS;
+         op++) {
+        int i = (int)(op % ALLOCS);
+        fill(buf, me, i, ++seq[i]);
+        r = dmce_write(c, a[i], buf, VALUE);
+        if (r < 0) {
+            wl->w[me].error = r;
+            wl->w[me].where = 1;
+            break;
+        }
+        wl->w[me].acked[i] = seq[i];
+        uint64_t now = dmce_now_ns();
+        if ((now - last) / 1000 > wl->w[me].max_gap_us)
+            wl->w[me].max_gap_us = (now - last) / 1000;
+        last = now;
+        atomic_fetch_add(&wl->ops, 1);
+    }
+    /* Every acknowledged write reads back. */
+    for (int i = 0; r == 0 && i < ALLOCS; i++) {
+        r = dmce_read(c, a[i], back, VALUE);
+        if (r < 0) {
+            wl->w[me].error = r;
+            wl->w[me].where = 2;
+            break;
+        }
+        fill(buf, me, i, wl->w[me].acked[i]);
+        if (memcmp(buf, back, VALUE) != 0) {
+            uint64_t w0;
+            memcpy(&w0, back, 8);
+            dmce_client_stats_t cs;
+            dmce_client_stats(c, &cs);
+            fprintf(stderr,
+                    "writer %d: allocation %d (0x%llx, daemon %d): acknowledged write %u, "
+                    "read back write %u; %llu local reads, %llu failovers\n",
+                    me, i, (unsigned long long)a[i], dmce_daemon_of(c, a[i]), wl->w[me].acked[i],
+                    (unsigned)(w0 >> 32), (unsigned long long)cs.local_reads,
+                    (unsigned long long)cs.failovers);
+            wl->w[me].error = -EILSEQ;
+            wl->w[me].where = 3;
+            r = -EILSEQ;
+        }
+    }
+    /* And the cluster takes new allocations after the failover. */
+    dmce_addr_t x;
+    if (r == 0 && ((r = dmce_malloc(c, VALUE, &x)) < 0 || (r = dmce_write(c, x, buf, VALUE)) < 0 ||
+                   (r = dmce_free(c, x)) < 0)) {
+        wl->w[me].error = r;
+        wl->w[me].where = 5;
+    }
+    dmce_disconnect(c);
+    return r < 0;
+}
+
+static pid_t start_writer(int me)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(writer_main(me));
+    return pid;
+}
+
+struct ops_at_least {
+    uint64_t n;
+};
+
+static int ops_reached(void *arg)
+{
+    return atomic_load(&wl->ops) >= ((struct ops_at_least *)arg)->n;
+}
+
+static int writers_ready(void *arg)
+{
+    (void)arg;
+    return atomic_load(&wl->ready) == WRITERS;
+}
+
+/* Wait for a child, bounded; its exit status or -1. */
+static int reap(pid_t pid, unsigned ms)
+{
+    uint64_t deadline = dmce_now_ms() + ms;
+    for (;;) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (dmce_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+}
+
+static void kill_under_load(void **state)
+{
+    (void)state;
+    wl = mmap(NULL, sizeof(*wl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_ptr_not_equal(wl, MAP_FAILED);
+    uint64_t worst_gap = 0;
+    for (int it = 0; it < ITERATIONS; it++) {
+        memset(wl, 0, sizeof(*wl));
+        pid_t w[WRITERS];
+        for (int i = 0; i < WRITERS; i++)
+            assert_true((w[i] = start_writer(i)) > 0);
+        assert_true(harness_wait(writers_ready, NULL, 10000));
+        /* A different point each time: after 0 .. ~1500 acknowledged writes. */
+        struct ops_at_least before = {(uint64_t)(it * 397) % 1500};
+        assert_true(harness_wait(ops_reached, &before, 10000));
+        int victim = 1 + it % 3;
+        harness_kill(victim);
+        uint64_t at_kill = atomic_load(&wl->ops);
+        /* The writers go on after the failover. */
+        struct ops_at_least after = {at_kill + 300};
+        int progressed = harness_wait(ops_reached, &after, 10000);
+        atomic_store(&wl->stop, 1);
+        int bad = 0;
+        for (int i = 0; i < WRITERS; i++) {
+            int st = reap(w[i], 30000);
+            if (st != 0 || wl->w[i].error) {
+                print_error("iteration %d: writer %d: exit %d, error %s at step %d\n", it, i, st,
+                            dmce_strerror(wl->w[i].error), wl->w[i].where);
+                bad = 1;
+            }
+            worst_gap = DMCE_MAX(worst_gap, wl->w[i].max_gap_us);
+        }
+        assert_false(bad);
+        assert_true(progressed);
+        /* The killed daemon comes back; re-mirroring restores two copies of everything. */
+        assert_int_equal(start_memd(victim), 0);
+        if (!harness_wait(two_copies, NULL, 20000)) {
+            dmce_cluster_stats_t s;
+            stats(&s);
+            print_error("iteration %d: alive %llu, blocks %llu, mirrored %llu, single %llu, "
+                        "remirroring %llu\n",
+                        it, (unsigned long long)s.daemons_alive, (unsigned long long)s.blocks,
+                        (unsigned long long)s.blocks_mirrored, (unsigned long long)s.blocks_single,
+                        (unsigned long long)s.blocks_remirroring);
+            fail();
+        }
+    }
+    dmce_cluster_stats_t s;
+    assert_int_equal(stats(&s), 0);
+    assert_int_equal(s.blocks_lost, 0);
+    assert_true(s.promotions > 0);
+    assert_true(s.remirrors_done > 0);
+    assert_int_equal(s.deaths, ITERATIONS);
+    print_message("%d kills: %llu promotions, %llu re-mirrors (%.1f MiB), longest pause of a "
+                  "writer %.1f ms, last failover %llu ms\n",
+                  ITERATIONS, (unsigned long long)s.promotions,
+                  (unsigned long long)s.remirrors_done, (double)s.remirror_bytes / (1 << 20),
+                  (double)worst_gap / 1000, (unsigned long long)s.last_failover_ms);
+    munmap(wl, sizeof(*wl));
+}
+
+/* ---- a restarted daemon is used again ---- */
+
+static void restarted_daemon_used(void **state)
+{
+    (void)state;
+    harness_kill(2);
+    assert_int_equal(start_memd(2), 0);
+    assert_true(harness_wait(all_alive_3, NULL, 10000));
+    dmce_client_t *c;
+    assert_int_equal(harness_client_dir(&c, 0), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    /* least-used: the empty daemon takes the next allocations */
+    int on2 = 0;
+    dmce_addr_t a[8];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(dmce_malloc(c, 64 << 10, &a[i]), 0);
+        int d = dmce_daemon_of(c, a[i]);
+        assert_true(d >= 0);
+        dmce_stats_t st;
+        assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st), 0);
+        on2 += st.daemon_id == 2;
+    }
+    assert_true(on2 > 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(dmce_free(c, a[i]), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+}
+
+/* ---- persist ---- */
+
+struct promoted_since {
+    uint64_t n;
+};
+
+static int promoted(void *arg)
+{
+    dmce_cluster_stats_t s;
+    return stats(&s) == 0 && s.promotions > ((struct promoted_since *)arg)->n;
+}
+
+static void persist_survives(void **state)
+{
+    (void)state;
+    if (!harness_mapped())
+        skip(); /* dmce_map needs a mapping client */
+    assert_true(harness_wait(two_copies, NULL, 20000));
+    dmce_client_t *c;
+    assert_int_equal(harness_client_dir(&c, 0), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    dmce_addr_t a;
+    assert_int_equal(dmce_malloc(c, 8192, &a), 0);
+    uint8_t *p;
+    assert_int_equal(dmce_map(c, a, 8192, 0, (void **)&p), 0);
+    memset(p, 0xab, 4096);            /* persisted */
+    assert_int_equal(dmce_persist(c, a, 4096), 0);
+    int d = dmce_daemon_of(c, a);
+    dmce_stats_t st;
+    assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st), 0);
+    assert_int_equal(dmce_unmap(c, p), 0);
+    dmce_cluster_stats_t before;
+    assert_int_equal(stats(&before), 0);
+    harness_kill((int)st.daemon_id);
+    struct promoted_since ps = {before.promotions};
+    assert_true(harness_wait(promoted, &ps, 10000));
+    /* A client that never saw the dead copy reads the promoted one. */
+    dmce_client_t *c2;
+    assert_int_equal(harness_client_dir(&c2, 0), 0);
+    assert_int_equal(dmce_setup(c2, 0, 0, NULL, NULL), 0);
+    uint8_t back[4096], want[4096];
+    memset(want, 0xab, sizeof(want));
+    assert_int_equal(dmce_read(c2, a, back, sizeof(back)), 0);
+    assert_memory_equal(back, want, sizeof(back));
+    assert_int_equal(dmce_disconnect(c2), 0);
+    /* And the first client, which had it mapped, reaches it too. */
+    assert_int_equal(dmce_read(c, a, back, sizeof(back)), 0);
+    assert_memory_equal(back, want, sizeof(back));
+    assert_int_equal(dmce_free(c, a), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+    assert_int_equal(start_memd((int)st.daemon_id), 0);
+    assert_true(harness_wait(all_alive_3, NULL, 10000));
+}
+
+/* ---- mirroring off: a dead daemon's block is lost, and says so ---- */
+
+static int setup_unmirrored(void **state)
+{
+    (void)state;
+    return setup_cluster("--mirroring=off");
+}
+
+static int block_lost(void *arg)
+{
+    (void)arg;
+    dmce_cluster_stats_t s;
+    return stats(&s) == 0 && s.blocks_lost >= 1;
+}
+
+static void lost_block(void **state)
+{
+    (void)state;
+    dmce_client_t *c;
+    dmce_connect_opts_t o = {.runtime_dir = H.dir, .flags = harness_connect_flags(),
+                             .failover_wait_ms = 3000};
+    assert_int_equal(dmce_connect(&o, &c), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    dmce_addr_t a;
+    assert_int_equal(dmce_malloc(c, 4096, &a), 0);
+    uint8_t buf[64] = {1};
+    assert_int_equal(dmce_write(c, a, buf, sizeof(buf)), 0); /* local when mapped: no mirror */
+    int d = dmce_daemon_of(c, a);
+    dmce_stats_t st;
+    assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st), 0);
+    harness_kill((int)st.daemon_id);
+    assert_true(harness_wait(block_lost, NULL, 10000)); /* the dispatcher saw it */
+    /*
+     * A mapping client writes locally (mirroring is off) until its watcher
+     * sees the daemon's process exit: wait for that, bounded; then the
+     * answer is DMCE_ELOST, at once.
+     */
+    int r = 0;
+    uint64_t t0 = dmce_now_ms();
+    while (r == 0 && dmce_now_ms() - t0 < 5000)
+        r = dmce_write(c, a, buf, sizeof(buf));
+    if (r != DMCE_ELOST)
+        print_error("write to a lost block: %s\n", dmce_strerror(r));
+    assert_int_equal(r, DMCE_ELOST);
+    r = dmce_read(c, a, buf, sizeof(buf));
+    assert_int_equal(r, DMCE_ELOST);
+    dmce_cluster_stats_t s;
+    assert_int_equal(stats(&s), 0);
+    assert_true(s.blocks_lost >= 1);
+    assert_false(s.mirroring);
+    /* the others still serve */
+    assert_int_equal(dmce_malloc(c, 4096, &a), 0);
+    assert_int_equal(dmce_write(c, a, buf, sizeof(buf)), 0);
+    dmce_disconnect(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest mirrored[] = {
+        cmocka_unit_test(kill_under_load),
+        cmocka_unit_test(restarted_daemon_used),
+        cmocka_unit_test(persist_survives),
+    };
+    const struct CMUnitTest unmirrored[] = {
+        cmocka_unit_test(lost_block),
+    };
+    int r = cmocka_run_group_tests_name("failover_mirrored", mirrored, setup_mirrored,
+                                        teardown_cluster);
+    r += cmocka_run_group_tests_name("failover_unmirrored", unmirrored, setup_unmirrored,
+                                     teardown_cluster);
+    return r;
+}
