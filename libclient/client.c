@@ -331,8 +331,7 @@ int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags, const dmce_tok
             continue; /* reattached sessions keep what they had; no new reservation */
         uint64_t want = plan[i] + carry, g = 0;
         int e = setup_one(c, &c->conn[i], want, DMCE_SETUP_PARTIAL, layout, &g);
-        if (e == DMCE_ENOMEM || (c->disp && (e == DMCE_ECLOSED || e == -ECONNREFUSED ||
-                                             e == -ENOENT))) {
+        if (e == DMCE_ENOMEM || (c->disp && (e == DMCE_ECLOSED || e == -ECONNREFUSED))) {
             /* nothing left there, or (with a dispatcher) a daemon on its way out:
              * move its share on */
             carry = want;
@@ -543,7 +542,7 @@ int dmce_malloc(dmce_client_t *c, uint64_t size, dmce_addr_t *out)
     return t.nomem ? DMCE_ENOMEM : t.err;
 }
 
-static int route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
+int dmce__route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
 {
     if (!c)
         return -EINVAL;
@@ -559,7 +558,7 @@ static int route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
 static int free_once(dmce_client_t *c, dmce_addr_t addr)
 {
     struct dmce_conn *k;
-    int r = route(c, addr, &k);
+    int r = dmce__route(c, addr, &k);
     if (r < 0)
         return r;
     uint8_t p[8];
@@ -586,7 +585,7 @@ static int read_once(dmce_client_t *c, dmce_addr_t addr, void *buf, size_t len)
     if (r <= 0)
         return r;
     struct dmce_conn *k;
-    r = route(c, addr, &k);
+    r = dmce__route(c, addr, &k);
     if (r < 0)
         return r;
     if (!buf && len)
@@ -631,7 +630,7 @@ static int write_once(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_
     if (r <= 0)
         return r;
     struct dmce_conn *k;
-    r = route(c, addr, &k);
+    r = dmce__route(c, addr, &k);
     if (r < 0)
         return r;
     if (!buf && len)
@@ -680,14 +679,14 @@ int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len)
     if (!c || len == 0)
         return -EINVAL;
     struct dmce_conn *k;
-    int r = route(c, addr, &k);
+    int r = dmce__route(c, addr, &k);
     if (r < 0)
         return r;
     dmce_msmp_range_t rq = {.addr = addr, .len = len};
     uint8_t p[DMCE_MSMP_RANGE_SIZE];
     dmce_msmp_range_encode(&rq, p);
     r = rpc(c, k, DMCE_MSMP_OP_PERSIST, p, sizeof(p), NULL, 0, NULL, 0, NULL);
-    if (r < 0 && c->disp && (r == DMCE_ECLOSED || r == -ECONNREFUSED || r == -ENOENT))
+    if (r < 0 && c->disp && (r == DMCE_ECLOSED || r == -ECONNREFUSED))
         dmce__disp_refresh(c); /* the block's next access goes to its new primary */
     return r;
 }
@@ -802,6 +801,8 @@ int dmce_disconnect(dmce_client_t *c)
         if (!k->set_up || !atomic_load(&k->alive))
             continue; /* a dead daemon's session went with it */
         int r = rpc(c, k, DMCE_MSMP_OP_DISCONNECT, NULL, 0, NULL, 0, NULL, 0, NULL);
+        if (r == DMCE_ECLOSED || r == -ECONNREFUSED)
+            r = 0; /* it died before we noticed: its session went with it */
         if (r < 0 && !first)
             first = r;
     }

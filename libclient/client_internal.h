@@ -112,6 +112,12 @@ int dmce__rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const voi
               const void *p2, size_t l2, void *resp, size_t resp_cap, size_t *resp_len,
               int *fd_out);
 
+/*
+ * The connection for addr's block (directory, then ranges), with a session
+ * on it (made on first use with a dispatcher). DMCE_ENOSETUP before setup.
+ */
+int dmce__route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k);
+
 /* Index of the daemon whose block range holds block ID `block`, or DMCE_ENOBLOCK. */
 int dmce__daemon_of_block(const struct dmce_client *c, uint32_t block);
 

@@ -145,7 +145,7 @@ int dmce__disp_connect(struct dmce_client *c, const char *dir, const dmce_connec
     if (!c->owner)
         return -ENOMEM;
     int r = dmce__disp_refresh(c);
-    if (r == -ECONNREFUSED || r == -ENOENT || r == DMCE_ECLOSED) {
+    if (r == -ECONNREFUSED || r == DMCE_ECLOSED) {
         /* a socket left by a dispatcher that is gone: the daemons alone, as before */
         dmce_mconn_close(&c->dconn);
         free((void *)c->owner);
@@ -221,7 +221,7 @@ int dmce__disp_pick(struct dmce_client *c, uint64_t size, uint32_t exclude)
 /* Errors a failover explains: the daemon is gone, or no longer holds the block. */
 static int failover_error(int r)
 {
-    return r == DMCE_ECLOSED || r == -ECONNREFUSED || r == -ENOENT || r == -ECONNRESET ||
+    return r == DMCE_ECLOSED || r == -ECONNREFUSED || r == -ECONNRESET ||
            r == -EPIPE || r == -ETIMEDOUT || r == DMCE_ENOBLOCK || r == DMCE_ENODAEMON;
 }
 

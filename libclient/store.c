@@ -73,15 +73,6 @@ static inline int st(unsigned op, int rc)
 }
 
 /* The connection of the daemon holding addr. */
-static int conn_of(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
-{
-    int i = dmce_daemon_of(c, addr);
-    if (i < 0)
-        return i;
-    *k = &c->conn[i];
-    return 0;
-}
-
 /* ---- create and destroy ------------------------------------------------------------ */
 
 int dmce_store_create(dmce_client_t *c, uint64_t size, const dmce_store_params_t *p,
@@ -102,7 +93,7 @@ int dmce_store_create(dmce_client_t *c, uint64_t size, const dmce_store_params_t
     if (r < 0)
         return r;
     struct dmce_conn *k;
-    r = conn_of(c, a, &k);
+    r = dmce__route(c, a, &k);
     if (r == 0) {
         dmce_msmp_store_format_req_t rq = {.addr = a,
                                            .max_key = q.max_key,
@@ -161,6 +152,34 @@ static void info_from_params(dmce_store_info_t *out, uint64_t size, const dmce_s
     out->flags = p->flags;
 }
 
+/* The table's persist hook (mirrored clusters): copy one changed range to the mirror. */
+static int persist_range(void *ctx, uint64_t off, uint64_t len)
+{
+    struct dmce_store *s = ctx;
+    dmce_addr_t a;
+    int r = dmce_addr_add(dmce_client_layout(s->c), s->addr, off, &a);
+    return r < 0 ? DMCE_ECORRUPT : dmce_persist(s->c, a, (size_t)len);
+}
+
+/*
+ * One request about this store, to the daemon holding it now: after a
+ * failover, the block's new primary (the request is sent again there; a
+ * set or del whose answer was lost may then see its own effect: EEXIST
+ * for NX, DMCE_ECASFAIL for a CAS).
+ */
+static int store_rpc(dmce_store_t *s, uint16_t op, const void *p1, size_t l1, const void *p2,
+                     size_t l2, void *resp, size_t cap, size_t *rlen)
+{
+    struct dmce_retry st = {0};
+    int r;
+    do {
+        r = dmce__route(s->c, s->addr, &s->conn);
+        if (r == 0)
+            r = dmce__rpc(s->c, s->conn, op, p1, l1, p2, l2, resp, cap, rlen, NULL);
+    } while (r < 0 && dmce__disp_retry(s->c, s->addr, &r, &st));
+    return r;
+}
+
 static int open_in_process(struct dmce_store *s)
 {
     dmce_stab_hdr_t h;
@@ -178,7 +197,17 @@ static int open_in_process(struct dmce_store *s)
         return DMCE_ECORRUPT; /* the header claims more than the allocation holds */
     if (r < 0)
         return r;
-    r = dmce_stab_open(s->base, h.size, NULL, &s->tab);
+    /*
+     * In a cluster that mirrors, every change reaches the mirror before the
+     * operation returns: each range the table reports goes to the primary
+     * as an MSMP persist (one round trip per range).
+     */
+    dmce_stab_opts_t o = {0};
+    if (dmce__writes_via_daemon(s->c)) {
+        o.persist = persist_range;
+        o.persist_ctx = s;
+    }
+    r = dmce_stab_open(s->base, h.size, &o, &s->tab);
     if (r < 0) {
         dmce_unmap(s->c, s->base);
         s->base = NULL;
@@ -194,14 +223,12 @@ static int open_in_process(struct dmce_store *s)
 
 static int open_out_of_process(struct dmce_store *s)
 {
-    int r = conn_of(s->c, s->addr, &s->conn);
-    if (r < 0)
-        return r;
+    int r;
     uint8_t req[8], resp[DMCE_MSMP_STORE_INFO_SIZE];
     dmce_put_le64(req, s->addr);
     size_t rlen = 0;
-    r = dmce__rpc(s->c, s->conn, DMCE_MSMP_OP_STORE_OPEN, req, sizeof req, NULL, 0, resp,
-                  sizeof resp, &rlen, NULL);
+    r = store_rpc(s, DMCE_MSMP_OP_STORE_OPEN, req, sizeof req, NULL, 0, resp,
+                  sizeof resp, &rlen);
     dmce_msmp_store_info_t in;
     if (r == 0)
         r = dmce_msmp_store_info_decode(resp, rlen, &in);
@@ -300,8 +327,8 @@ static int oop_get(dmce_store_t *s, const void *key, uint32_t klen, uint32_t cap
     uint8_t hdr[DMCE_MSMP_STORE_GET_REQ_HDR];
     dmce_msmp_store_get_req_encode(&rq, hdr);
     size_t rlen = 0;
-    r = dmce__rpc(s->c, s->conn, DMCE_MSMP_OP_STORE_GET, hdr, sizeof hdr, key, klen, s->rx,
-                  DMCE_MSMP_STORE_GET_RESP_HDR + (size_t)cap, &rlen, NULL);
+    r = store_rpc(s, DMCE_MSMP_OP_STORE_GET, hdr, sizeof hdr, key, klen, s->rx,
+                  DMCE_MSMP_STORE_GET_RESP_HDR + (size_t)cap, &rlen);
     if (r < 0)
         return r;
     r = dmce_msmp_store_get_resp_decode(s->rx, rlen, g);
@@ -318,7 +345,7 @@ static int oop_simple(dmce_store_t *s, uint16_t op, const void *p1, size_t l1, c
 {
     uint8_t resp[8];
     size_t rlen = 0;
-    int r = dmce__rpc(s->c, s->conn, op, p1, l1, p2, l2, resp, sizeof resp, &rlen, NULL);
+    int r = store_rpc(s, op, p1, l1, p2, l2, resp, sizeof resp, &rlen);
     if (r < 0)
         return r;
     if (rlen != (u64 ? 8u : 0u))
@@ -545,8 +572,8 @@ int dmce_store_stats(dmce_store_t *s, dmce_store_stats_t *out)
         uint8_t req[8], resp[DMCE_MSMP_STORE_STATS_SIZE + 512];
         dmce_put_le64(req, s->addr);
         size_t rlen = 0;
-        int r = dmce__rpc(s->c, s->conn, DMCE_MSMP_OP_STORE_STATS, req, sizeof req, NULL, 0, resp,
-                          sizeof resp, &rlen, NULL);
+        int r = store_rpc(s, DMCE_MSMP_OP_STORE_STATS, req, sizeof req, NULL, 0, resp,
+                          sizeof resp, &rlen);
         if (r < 0)
             return r;
         if (dmce_msmp_store_stats_decode(resp, rlen, v) < 0)

@@ -108,7 +108,7 @@ struct ddaemon {
     int32_t numa;
     uint64_t capacity, used, free, ops, block_size;
     uint32_t max_blocks, first, count;
-    char path[DMCE_MSMP_PATH_MAX + 1];
+    char path[DMCE_DISP_DAEMON_PATH + 1]; /* a Unix socket path: sun_path bounds it */
     uint64_t last_pulse_ms, died_ms;
     int need_blocks;      /* read its blocks (it just registered) */
     int failover;         /* promote the mirrors of its blocks */
@@ -408,6 +408,8 @@ static void op_register(struct dmce_disp *d, struct dconn *c, const uint8_t *p, 
     }
     if (rq.max_blocks > d->nids / 2)
         return reply_error(c, -ERANGE);
+    if (strnlen(rq.path, sizeof(rq.path)) > DMCE_DISP_DAEMON_PATH)
+        return reply_error(c, -ENAMETOOLONG); /* not a path a Unix socket can have */
     pthread_mutex_lock(&d->lock);
     struct ddaemon *x = &d->daemons[rq.daemon_id];
     if (x->state == DMCE_DISP_ALIVE && x->pid != (pid_t)rq.pid && kill(x->pid, 0) == 0) {
@@ -450,7 +452,8 @@ static void op_register(struct dmce_disp *d, struct dconn *c, const uint8_t *p, 
     x->max_blocks = rq.max_blocks;
     x->first = first;
     x->count = rq.max_blocks;
-    memcpy(x->path, rq.path, sizeof(x->path));
+    memcpy(x->path, rq.path, sizeof(x->path) - 1);
+    x->path[sizeof(x->path) - 1] = '\0';
     x->last_pulse_ms = dmce_now_ms();
     x->need_blocks = 1;
     if (x->pidfd < 0) {
@@ -530,7 +533,7 @@ static void op_directory(struct dmce_disp *d, struct dconn *c, const uint8_t *p,
             dmce_disp_daemon_t de = {.id = i, .state = (uint32_t)x->state, .numa_node = x->numa,
                                      .pid = (uint32_t)x->pid, .capacity = x->capacity,
                                      .used = x->used, .free = x->free, .ops = x->ops};
-            snprintf(de.path, sizeof(de.path), "%s", x->path);
+            memcpy(de.path, x->path, sizeof(de.path)); /* same size, NUL-terminated */
             dmce_disp_daemon_encode(&de, e);
             e += DMCE_DISP_DAEMON_SIZE;
         }
@@ -1145,7 +1148,7 @@ static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void 
 {
     struct ddaemon *x = &d->daemons[id];
     pthread_mutex_lock(&d->lock);
-    char path[DMCE_MSMP_PATH_MAX + 1];
+    char path[sizeof(x->path)];
     memcpy(path, x->path, sizeof(path));
     pthread_mutex_unlock(&d->lock);
     if (!x->cmd_ready || strcmp(x->cmd.path, path) != 0) {
@@ -1157,7 +1160,7 @@ static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void 
         x->cmd_ready = 1;
     }
     int r = dmce_mconn_rpc(&x->cmd, op, p, l, NULL, 0, resp, cap, rlen, NULL);
-    if (r == -ETIMEDOUT || r == -EPROTO || r == DMCE_ECLOSED || r == -ECONNREFUSED || r == -ENOENT) {
+    if (r == -ETIMEDOUT || r == -EPROTO || r == DMCE_ECLOSED || r == -ECONNREFUSED) {
         pthread_mutex_lock(&d->lock);
         mark_dead_locked(d, id,
                          r == -ETIMEDOUT ? "it stalled (request_timeout_ms)"

@@ -65,6 +65,7 @@ struct store_ent {
     uint64_t table_id; /* of the table the handle was opened on */
     uint64_t used;     /* worker's op counter at last use (LRU) */
     dmce_stab_t *t;    /* owner: this entry */
+    struct persist_ctx *pc; /* owner: this entry */
 };
 
 struct store_state {
@@ -79,7 +80,22 @@ struct region {
     uint64_t size;
     uint32_t block;
     uint64_t cell;
+    struct memd_block *b;
 };
+
+/* The table's persist hook: the block and where the table starts in it. */
+struct persist_ctx {
+    struct memd_block *b; /* a primary: blocks live until the daemon stops */
+    uint64_t cell;
+};
+
+/* Copy one changed range of the table to the block's mirror, if it has one. */
+static int persist_range(void *ctx, uint64_t off, uint64_t len)
+{
+    struct persist_ctx *pc = ctx;
+    memd_block_persist(pc->b, pc->cell + off, len);
+    return 0;
+}
 
 /* Inside rcu_read_lock(): the block stays mapped until the caller leaves it. */
 static int region_of(struct dmce_memd *m, uint64_t addr, struct region *out)
@@ -98,6 +114,7 @@ static int region_of(struct dmce_memd *m, uint64_t addr, struct region *out)
     out->size = ai.size;
     out->block = b->id;
     out->cell = cell;
+    out->b = b;
     return 0;
 }
 
@@ -122,6 +139,7 @@ static void ent_drop(struct dmce_memd *m, struct store_state *ss, unsigned i)
     else
         dmce_stab_abandon(e->t); /* that memory is not this table any more (or not mapped) */
     rcu_read_unlock();
+    free(e->pc);
     ss->e[i] = ss->e[--ss->n];
 }
 
@@ -164,6 +182,7 @@ static int store_get_handle(struct dmce_memd *m, struct memd_conn *c, uint64_t a
         LOG_DEBUG("store %#llx: the table changed under the cached handle; reopening",
                   (unsigned long long)addr);
         dmce_stab_abandon(e->t);
+        free(e->pc);
         ss->e[i] = ss->e[--ss->n];
         break;
     }
@@ -179,11 +198,21 @@ static int store_get_handle(struct dmce_memd *m, struct memd_conn *c, uint64_t a
                 lru = i;
         ent_drop(m, ss, lru);
     }
-    dmce_stab_opts_t o = {.lock_timeout_ms = LOCK_TIMEOUT_MS, .grace_wait_ms = GRACE_WAIT_MS};
+    struct persist_ctx *pc = malloc(sizeof(*pc));
+    if (!pc)
+        return -ENOMEM;
+    *pc = (struct persist_ctx){rg.b, rg.cell};
+    /* Every change also reaches the block's mirror before the answer (memd_block_persist). */
+    dmce_stab_opts_t o = {.lock_timeout_ms = LOCK_TIMEOUT_MS,
+                          .grace_wait_ms = GRACE_WAIT_MS,
+                          .persist = persist_range,
+                          .persist_ctx = pc};
     dmce_stab_t *t;
     r = dmce_stab_open(rg.base, rg.size, &o, &t);
-    if (r < 0)
+    if (r < 0) {
+        free(pc);
         return dmce_msmp_store_status(DMCE_MSMP_OP_STORE_OPEN, r);
+    }
     ss->e[ss->n++] = (struct store_ent){.addr = addr,
                                         .block = rg.block,
                                         .cell = rg.cell,
@@ -191,7 +220,8 @@ static int store_get_handle(struct dmce_memd *m, struct memd_conn *c, uint64_t a
                                         .size = rg.size,
                                         .table_id = dmce_stab_table_id(rg.base),
                                         .used = ss->clock,
-                                        .t = t};
+                                        .t = t,
+                                        .pc = pc};
     *out = t;
     return 0;
 }
@@ -273,8 +303,10 @@ static void op_format(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p
     }
     if (r < 0) {
         memset(rg.base, 0, sizeof(uint64_t)); /* no half-made store stays behind */
+        memd_block_persist(rg.b, rg.cell, sizeof(uint64_t));
         return memd_reply_error(m, c, &c->h, r);
     }
+    memd_block_persist(rg.b, rg.cell, rg.size); /* the mirror gets the whole new table */
     LOG_DEBUG("client pid %d: store formatted at %#llx (%llu bytes)", (int)c->pid,
               (unsigned long long)rq.addr, (unsigned long long)rg.size);
     reply_info(c, &rg);

@@ -386,6 +386,9 @@ int dmce_mconn_ensure(dmce_mconn_t *k)
     if (k->fd >= 0)
         return 0;
     int fd = dmce_unix_connect(k->path);
+    if (fd == -ENOENT)
+        fd = -ECONNREFUSED; /* no socket file: nobody listens there either; -ENOENT stays
+                               free for daemons' answers (a store's missing key) */
     if (fd < 0)
         return fd;
     /* Blocking receives wake up at least this often to check the deadline. */

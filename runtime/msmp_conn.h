@@ -51,7 +51,8 @@ int dmce_mconn_init(dmce_mconn_t *k, const char *path, unsigned timeout_ms, unsi
  * user or root: it hands us descriptors), then ring_open unless
  * DMCE_MCONN_NO_RING (a refusal leaves the socket in use). Sets k->pid.
  * Returns 1 when a new connection was made, 0 when one existed, or an
- * error (-ECONNREFUSED, -ENOENT, -EPERM, ...). Blocks.
+ * error (-ECONNREFUSED, also when the socket file does not exist; -EPERM,
+ * ...). Blocks.
  */
 int dmce_mconn_ensure(dmce_mconn_t *k);
 

@@ -282,7 +282,8 @@ DMCE_API dmce_layout_t dmce_client_layout(const dmce_client_t *c);
 /*
  * End every session (the daemons free its allocations and reservation),
  * close the sockets and free c. c may be NULL. Returns 0 or the first
- * error a daemon reported; c is freed either way.
+ * error a daemon reported; c is freed either way. A daemon found dead
+ * (its connection closed) is no error: its sessions ended with it.
  */
 DMCE_API int dmce_disconnect(dmce_client_t *c);
 

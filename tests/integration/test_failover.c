@@ -14,7 +14,10 @@
  *   - lost_block: with mirroring off, a block whose daemon dies is
  *     DMCE_ELOST, not a hang;
  *   - persist: stores through a dmce_map pointer survive the primary's
- *     death once dmce_persist returned.
+ *     death once dmce_persist returned;
+ *   - store_survives: every acknowledged dmce_store_set, made through an
+ *     in-process handle (mapped) and an out-of-process one, reads back
+ *     after the daemon holding the store's primary is killed.
  *
  * Every wait is for a condition with a bound; every load loop is bounded
  * in operations and in time.
@@ -34,6 +37,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <dmce/store.h>
 
 #include "harness.h"
 #include "util.h"
@@ -175,6 +180,8 @@ static int writer_main(int me)
     }
     /* Every acknowledged write reads back. */
     for (int i = 0; r == 0 && i < ALLOCS; i++) {
+        if (wl->w[me].acked[i] == 0)
+            continue; /* never written (the writer stopped early): nothing to check */
         r = dmce_read(c, a[i], back, VALUE);
         if (r < 0) {
             wl->w[me].error = r;
@@ -392,6 +399,102 @@ static void persist_survives(void **state)
     assert_true(harness_wait(all_alive_3, NULL, 10000));
 }
 
+/* ---- the session store: acknowledged sets survive the primary ---- */
+
+#define STORE_KEYS 200
+
+static void store_key(char *k, size_t cap, int i)
+{
+    snprintf(k, cap, "session:%04d", i);
+}
+
+static void store_value(char *v, size_t cap, int i, int round)
+{
+    snprintf(v, cap, "value %d of key %d, %s", round, i, "padding to make it longer than a word");
+}
+
+static void store_survives(void **state)
+{
+    (void)state;
+    assert_true(harness_wait(two_copies, NULL, 20000));
+    dmce_client_t *c;
+    assert_int_equal(harness_client_dir(&c, 0), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    dmce_addr_t sa;
+    assert_int_equal(dmce_store_create(c, 1 << 20, NULL, &sa), 0);
+    /* In-process when this client maps (harness_mapped), else it falls back. */
+    dmce_store_t *in, *out;
+    assert_int_equal(dmce_store_open(c, sa, 0, &in), 0);
+    assert_int_equal(dmce_store_open(c, sa, DMCE_STORE_OUT_OF_PROCESS, &out), 0);
+    char k[32], v[128];
+    uint64_t ver[STORE_KEYS];
+    for (int i = 0; i < STORE_KEYS; i++) {
+        store_key(k, sizeof(k), i);
+        store_value(v, sizeof(v), i, 0);
+        assert_int_equal(dmce_store_set(i % 2 ? out : in, k, (uint32_t)strlen(k), v,
+                                        (uint32_t)strlen(v), DMCE_STORE_TTL_NEVER, 0, 0, &ver[i]),
+                         0);
+    }
+    /* Second round on half the keys, and some deletes: the latest state must survive. */
+    for (int i = 0; i < STORE_KEYS; i += 2) {
+        store_key(k, sizeof(k), i);
+        if (i % 10 == 0) {
+            assert_int_equal(dmce_store_del(i % 4 ? out : in, k, (uint32_t)strlen(k), 0), 0);
+            ver[i] = 0;
+            continue;
+        }
+        store_value(v, sizeof(v), i, 1);
+        assert_int_equal(dmce_store_set(i % 4 ? out : in, k, (uint32_t)strlen(k), v,
+                                        (uint32_t)strlen(v), DMCE_STORE_TTL_NEVER, 0, 0, &ver[i]),
+                         0);
+    }
+    int d = dmce_daemon_of(c, sa);
+    assert_true(d > 0);
+    dmce_stats_t st;
+    assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st), 0);
+    dmce_store_close(in);
+    dmce_store_close(out);
+    dmce_cluster_stats_t before;
+    assert_int_equal(stats(&before), 0);
+    harness_kill((int)st.daemon_id);
+    struct promoted_since ps = {before.promotions};
+    assert_true(harness_wait(promoted, &ps, 10000));
+
+    /* A new client, out-of-process, then in-process: every key as last acknowledged. */
+    dmce_client_t *c2;
+    assert_int_equal(harness_client_dir(&c2, 0), 0);
+    assert_int_equal(dmce_setup(c2, 0, 0, NULL, NULL), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        dmce_store_t *s;
+        assert_int_equal(dmce_store_open(c2, sa, pass ? 0 : DMCE_STORE_OUT_OF_PROCESS, &s), 0);
+        for (int i = 0; i < STORE_KEYS; i++) {
+            store_key(k, sizeof(k), i);
+            char back[128];
+            uint32_t len = 0;
+            uint64_t version = 0;
+            int r = dmce_store_get(s, k, (uint32_t)strlen(k), back, sizeof(back), &len, &version);
+            if (ver[i] == 0) {
+                assert_int_equal(r, -ENOENT);
+                continue;
+            }
+            if (r != 0)
+                print_error("pass %d key %s: %s\n", pass, k, dmce_strerror(r));
+            assert_int_equal(r, 0);
+            store_value(v, sizeof(v), i, i % 2 == 0 ? 1 : 0);
+            assert_int_equal(len, strlen(v));
+            assert_memory_equal(back, v, len);
+            assert_true(version == ver[i]);
+        }
+        assert_int_equal(dmce_store_verify(s), 0);
+        dmce_store_close(s);
+    }
+    assert_int_equal(dmce_store_destroy(c2, sa), 0);
+    assert_int_equal(dmce_disconnect(c2), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+    assert_int_equal(start_memd((int)st.daemon_id), 0);
+    assert_true(harness_wait(all_alive_3, NULL, 10000));
+}
+
 /* ---- mirroring off: a dead daemon's block is lost, and says so ---- */
 
 static int setup_unmirrored(void **state)
@@ -454,6 +557,7 @@ int main(void)
         cmocka_unit_test(kill_under_load),
         cmocka_unit_test(restarted_daemon_used),
         cmocka_unit_test(persist_survives),
+        cmocka_unit_test(store_survives),
     };
     const struct CMUnitTest unmirrored[] = {
         cmocka_unit_test(lost_block),
