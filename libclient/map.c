@@ -524,8 +524,8 @@ int dmce_map(dmce_client_t *c, dmce_addr_t addr, size_t len, unsigned flags, voi
         return -ENOTSUP;
     if (!c->set_up)
         return DMCE_ENOSETUP;
-    struct dmce_blk *b;
-    uint64_t cell;
+    struct dmce_blk *b = NULL;
+    uint64_t cell = 0;
     struct dmce_retry st = {0};
     int r;
     do { /* a dead primary: wait for its failover and map the promoted copy */

@@ -187,6 +187,8 @@ static const char *case_strerror(const dmce_bench_case_t *c, int err)
 typedef struct rep_figs {
     uint64_t ops, samples;
     double seconds;
+    /* several clients: slowest and fastest client's ops/s, fewest ops / fair share */
+    double client_min, client_max, fair_min;
 } rep_figs_t;
 
 /*
@@ -264,6 +266,20 @@ static void summarize(dmce_bench_case_t *c, const dmce_bench_opts_t *o, const re
     dmce_perf_stat_from(&r->p50_us, p50, o->reps);
     dmce_perf_stat_from(&r->p99_us, p99, o->reps);
     dmce_perf_stat_from(&r->p999_us, p999, o->reps);
+    memset(&r->client_min_ops_per_s, 0, sizeof(r->client_min_ops_per_s));
+    memset(&r->client_max_ops_per_s, 0, sizeof(r->client_max_ops_per_s));
+    memset(&r->fair_min, 0, sizeof(r->fair_min));
+    if (o->clients > 1) {
+        double cmin[DMCE_PERF_MAX_REPS], cmax[DMCE_PERF_MAX_REPS], fair[DMCE_PERF_MAX_REPS];
+        for (unsigned i = 0; i < o->reps; i++) {
+            cmin[i] = figs[i].client_min;
+            cmax[i] = figs[i].client_max;
+            fair[i] = figs[i].fair_min;
+        }
+        dmce_perf_stat_from(&r->client_min_ops_per_s, cmin, o->reps);
+        dmce_perf_stat_from(&r->client_max_ops_per_s, cmax, o->reps);
+        dmce_perf_stat_from(&r->fair_min, fair, o->reps);
+    }
     r->ncurve = 0;
     if (dmce_hist_count(all) > 0) {
         for (size_t i = 0; i < sizeof(curve_pcts) / sizeof(curve_pcts[0]); i++) {
@@ -303,6 +319,12 @@ static void print_summary(const dmce_bench_case_t *c, const dmce_bench_opts_t *o
     if (r->gb_per_s.present)
         fprintf(o->human, "; %.3f GB/s", r->gb_per_s.median);
     fprintf(o->human, ")\n");
+    if (r->fair_min.present)
+        fprintf(o->human,
+                "     per client: slowest %.0f ops/s, fastest %.0f ops/s; slowest / fair share "
+                "%.2f (%.2f..%.2f)\n",
+                r->client_min_ops_per_s.median, r->client_max_ops_per_s.median, r->fair_min.median,
+                r->fair_min.min, r->fair_min.max);
 }
 
 int dmce_bench_emit_json(const dmce_perf_result_t *r)
@@ -310,7 +332,8 @@ int dmce_bench_emit_json(const dmce_perf_result_t *r)
     dmce_jw_t w;
     dmce_jw_init(&w, stdout, 0);
     dmce_perf_result_write(r, &w);
-    if (fputc('\n', stdout) == EOF)
+    /* One whole line per write: a program killed later leaves complete lines. */
+    if (fputc('\n', stdout) == EOF || fflush(stdout) == EOF)
         return -EIO;
     return dmce_jw_finish(&w);
 }
@@ -515,7 +538,8 @@ static int run_clients(dmce_bench_case_t *c, const dmce_bench_opts_t *o, dmce_hi
         if ((rc = wait_count(&sh->done, o->clients, pids, o->clients)) < 0)
             goto stop;
         dmce_hist_reset(h);
-        uint64_t first = UINT64_MAX, last = 0, ops = 0, samples = 0;
+        uint64_t first = UINT64_MAX, last = 0, ops = 0, samples = 0, fewest = UINT64_MAX;
+        double cmin = INFINITY, cmax = 0;
         for (unsigned i = 0; i < o->clients; i++) {
             const client_slot_t *s = &sh->slot[i];
             if (s->err < 0) {
@@ -527,10 +551,19 @@ static int run_clients(dmce_bench_case_t *c, const dmce_bench_opts_t *o, dmce_hi
             last = s->t_end > last ? s->t_end : last;
             ops += s->ops;
             samples += s->samples;
+            /* Each client's own rate: its ops over its own timed loop. */
+            double rate =
+                s->t_end > s->t_start ? (double)s->ops * 1e9 / (double)(s->t_end - s->t_start) : 0;
+            cmin = rate < cmin ? rate : cmin;
+            cmax = rate > cmax ? rate : cmax;
+            fewest = s->ops < fewest ? s->ops : fewest;
         }
         figs[rep] = (rep_figs_t){.ops = ops,
                                  .samples = samples,
-                                 .seconds = last > first ? (double)(last - first) / 1e9 : 0};
+                                 .seconds = last > first ? (double)(last - first) / 1e9 : 0,
+                                 .client_min = cmin,
+                                 .client_max = cmax,
+                                 .fair_min = ops ? (double)fewest * o->clients / (double)ops : 0};
         dmce_hist_merge(all, h);
         rep_percentiles(h, &p50[rep], &p99[rep], &p999[rep]);
         print_rep(o, rep, &figs[rep], p50[rep], p99[rep], p999[rep]);

@@ -24,7 +24,11 @@
  * together for every repetition; the first to finish its --ops stops the
  * others, and the repetition's ops/s is all their ops over the wall time
  * from the first start to the last end. Their histograms are merged.
- * With one client everything runs in the calling process.
+ * Per repetition the frame also keeps the slowest and the fastest
+ * client's ops/s (each over its own timed loop) and fair_min, the ops of
+ * the client that did fewest over a fair share (all ops / clients): the
+ * starvation check (report.h). With one client everything runs in the
+ * calling process.
  *
  * Adding a benchmark: write setup/op/teardown for the thing measured,
  * fill a case, call dmce_bench_run; the harness (perf/run) runs the

@@ -14,16 +14,21 @@
  * clients' allocations round robin over the daemons.
  *
  * --access msmp (default) connects with DMCE_CONNECT_NO_MAP: every op is
- * an MSMP request and response over the daemon's Unix socket (the
- * out-of-process path). --access mapped connects as an application does
+ * an MSMP request and response (the out-of-process path), carried by the
+ * shared-memory rings libdmce sets up by default (--transport ring; setup
+ * checks that the daemon counts a ring client) or, with --transport
+ * socket, by the Unix socket (DMCE_CONNECT_NO_RING). --access mapped
+ * connects as an application does
  * by default: local blocks are mapped (fds passed over the socket) and
  * dmce_read / dmce_write copy through the mapping after checking the
  * block's allocation map, with no message (the in-process path).
  *
  * Result: area "msmp", bench "get" (--op read) or "set" (--op write), impl
- * "dmce" (msmp access) or "dmce-mapped", params size and clients; with one
- * client over msmp its limit is the Unix socket round trip of the same
- * size (limits area, unix_rtt[size=N]).
+ * "dmce" (msmp access over the rings), "dmce-socket" (over the socket) or
+ * "dmce-mapped", params size and clients; with one client over msmp its
+ * limit is the Unix socket round trip of the same size (limits area,
+ * unix_rtt[size=N]): the bound of the socket path, and what the rings
+ * are there to beat.
  *
  * Exit status: 0 ok, 1 a dmce call failed (message from dmce_strerror),
  * 2 bad usage.
@@ -50,6 +55,7 @@ typedef struct msmp_ctx {
     uint64_t size;
     int write;
     int mapped;
+    int socket_only; /* --transport socket: DMCE_CONNECT_NO_RING */
     /* per client process */
     dmce_client_t *client; /* owner: setup; released by teardown */
     dmce_addr_t addr;
@@ -106,6 +112,20 @@ static int set_access(void *u, const char *v)
     return 0;
 }
 
+static int set_transport(void *u, const char *v)
+{
+    msmp_ctx_t *x = u;
+    if (strcmp(v, "ring") == 0) {
+        x->socket_only = 0;
+    } else if (strcmp(v, "socket") == 0) {
+        x->socket_only = 1;
+    } else {
+        fprintf(stderr, PROG ": --transport: expected ring or socket, got '%s'\n", v);
+        return -1;
+    }
+    return 0;
+}
+
 static const char *msmp_strerror(int err)
 {
     return dmce_strerror(err);
@@ -137,6 +157,8 @@ static int msmp_setup(void *p, unsigned client)
     dmce_connect_opts_t copts;
     memset(&copts, 0, sizeof(copts));
     copts.flags = x->mapped ? 0 : DMCE_CONNECT_NO_MAP;
+    if (x->socket_only)
+        copts.flags |= DMCE_CONNECT_NO_RING;
     const char *socks[1] = {x->socket};
     if (x->socket) {
         copts.sockets = socks;
@@ -186,6 +208,21 @@ static int msmp_setup(void *p, unsigned client)
         rc = -EIO;
         goto fail_quiet;
     }
+    if (!x->mapped && !x->socket_only) {
+        /* The "dmce" rows claim the rings: a daemon that did not offer them
+         * would have left this client on the socket without a word. */
+        dmce_stats_t st;
+        what = "dmce_daemon_stats";
+        if ((rc = dmce_daemon_of(x->client, x->addr)) < 0 ||
+            (rc = dmce_daemon_stats(x->client, (unsigned)rc, &st)) < 0)
+            goto fail;
+        if (st.ring_clients == 0) {
+            fprintf(stderr, PROG ": client %u: the daemon has no ring client: not on the rings\n",
+                    client);
+            rc = -EPROTO;
+            goto fail_quiet;
+        }
+    }
     return 0;
 fail:
     fprintf(stderr, PROG ": client %u: %s: %s\n", client, what, dmce_strerror(rc));
@@ -215,10 +252,12 @@ int main(int argc, char **argv)
         {"op", "read|write", "operation (default read)", set_op},
         {"access", "msmp|mapped", "every op a message (default), or through mapped blocks",
          set_access},
+        {"transport", "ring|socket",
+         "messages over the shared-memory rings (default) or the Unix socket", set_transport},
     };
     dmce_bench_prog_t prog = {
         .name = PROG,
-        .summary = "dmce_read / dmce_write latency and throughput over MSMP (Unix sockets).",
+        .summary = "dmce_read / dmce_write latency and throughput over MSMP (rings or socket).",
         .opts = own,
         .nopts = sizeof(own) / sizeof(own[0]),
         .user = &x,
@@ -231,6 +270,10 @@ int main(int argc, char **argv)
     int rc = dmce_bench_parse(&prog, argc, argv, &o);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
+    if (x.mapped && x.socket_only) {
+        fprintf(stderr, PROG ": --transport is for --access msmp\n");
+        return 2;
+    }
     if (x.runtime_dir && x.socket) {
         fprintf(stderr, PROG ": give --runtime-dir or --socket, not both\n");
         return 2;
@@ -238,7 +281,9 @@ int main(int argc, char **argv)
 
     dmce_bench_case_t c;
     if (dmce_bench_case_init(&c, "msmp", x.write ? "set" : "get",
-                             x.mapped ? "dmce-mapped" : "dmce") < 0 ||
+                             x.mapped        ? "dmce-mapped"
+                             : x.socket_only ? "dmce-socket"
+                                             : "dmce") < 0 ||
         dmce_perf_param_num(&c.res, "size", (double)x.size) < 0 ||
         dmce_perf_param_num(&c.res, "clients", o.clients) < 0)
         return 2;
@@ -248,7 +293,9 @@ int main(int argc, char **argv)
                  (unsigned long long)x.size);
     snprintf(c.res.note, sizeof(c.res.note), "dmce_%s of one allocation, %s",
              x.write ? "write" : "read",
-             x.mapped ? "through the mapped block" : "every op a message (DMCE_CONNECT_NO_MAP)");
+             x.mapped        ? "through the mapped block"
+             : x.socket_only ? "every op a message on the Unix socket (NO_MAP, NO_RING)"
+                             : "every op a message on the shared-memory rings (NO_MAP)");
     c.ctx = &x;
     c.setup = msmp_setup;
     c.op = msmp_op;

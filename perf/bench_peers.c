@@ -20,8 +20,12 @@
  * Each client process uses its own key (dmce-perf:PID:CLIENT), stored
  * with a pattern in setup; get then reads it back and compares.
  *
- * Result: area "msmp", bench "get" or "set", impl "redis" or
- * "memcached", params size and clients: the same rows as dmce-bench-msmp.
+ * --op takes a comma-separated list (get,set,mix): one result per op, each
+ * with its own setup. mix is 90% get, 10% set (every tenth op a set).
+ *
+ * Result: area "msmp" (or --area, e.g. "store"), bench "get", "set" or
+ * "mix", impl "redis" or "memcached", params size and clients: the same
+ * rows as dmce-bench-msmp and dmce-bench-store.
  *
  * Exit status: 0 ok, 1 the server failed or answered unexpectedly, 2 bad
  * usage.
@@ -44,14 +48,19 @@
 #define IO_TIMEOUT_S 10
 
 typedef enum { PEER_REDIS, PEER_MEMCACHED } peer_t;
+typedef enum { OP_GET, OP_SET, OP_MIX } peer_op_t;
+#define MAX_OPS 8
 
 typedef struct peer_ctx {
     /* options */
     peer_t peer;
     int peer_set;
     const char *socket;
+    const char *area;
     uint64_t size;
-    int set;
+    peer_op_t ops[MAX_OPS]; /* --op list */
+    unsigned nops;
+    peer_op_t op; /* the case being run */
     /* per client process; owner: setup, released by teardown */
     int fd;
     char key[64];
@@ -95,19 +104,46 @@ static int set_size(void *u, const char *v)
     return 0;
 }
 
+static int set_area(void *u, const char *v)
+{
+    ((peer_ctx_t *)u)->area = v;
+    return 0;
+}
+
 static int set_op(void *u, const char *v)
 {
     peer_ctx_t *x = u;
-    if (strcmp(v, "get") == 0 || strcmp(v, "read") == 0) {
-        x->set = 0;
-    } else if (strcmp(v, "set") == 0 || strcmp(v, "write") == 0) {
-        x->set = 1;
-    } else {
-        fprintf(stderr, PROG ": --op: expected get or set, got '%s'\n", v);
+    x->nops = 0;
+    for (const char *p = v; *p;) {
+        size_t n = strcspn(p, ",");
+        peer_op_t op;
+        if ((n == 3 && strncmp(p, "get", 3) == 0) || (n == 4 && strncmp(p, "read", 4) == 0))
+            op = OP_GET;
+        else if ((n == 3 && strncmp(p, "set", 3) == 0) || (n == 5 && strncmp(p, "write", 5) == 0))
+            op = OP_SET;
+        else if (n == 3 && strncmp(p, "mix", 3) == 0)
+            op = OP_MIX;
+        else {
+            fprintf(stderr, PROG ": --op: expected a list of get, set, mix; got '%s'\n", v);
+            return -1;
+        }
+        if (x->nops == MAX_OPS) {
+            fprintf(stderr, PROG ": --op: at most %d ops\n", MAX_OPS);
+            return -1;
+        }
+        x->ops[x->nops++] = op;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (x->nops == 0) {
+        fprintf(stderr, PROG ": --op: empty list\n");
         return -1;
     }
     return 0;
 }
+
+static const char *const op_names[] = {[OP_GET] = "get", [OP_SET] = "set", [OP_MIX] = "mix"};
 
 static const char *peer_name(const peer_ctx_t *x)
 {
@@ -313,7 +349,7 @@ fail:
 static int peer_op(void *p, uint64_t i)
 {
     peer_ctx_t *x = p;
-    if (x->set) {
+    if (x->op == OP_SET || (x->op == OP_MIX && i % 10 == 9)) {
         x->set_req[x->set_value_off] = (char)('a' + i % 26u); /* not the same bytes every time */
         return do_set(x);
     }
@@ -322,12 +358,13 @@ static int peer_op(void *p, uint64_t i)
 
 int main(int argc, char **argv)
 {
-    peer_ctx_t x = {.size = 64, .fd = -1};
+    peer_ctx_t x = {.size = 64, .fd = -1, .area = "msmp", .ops = {OP_GET}, .nops = 1};
     static const dmce_bench_opt_t own[] = {
         {"target", "redis|memcached", "the server to measure (required)", set_target},
         {"socket", "PATH", "its Unix socket (required)", set_socket},
         {"size", "BYTES", "value size (default 64)", set_size},
-        {"op", "get|set", "operation (default get)", set_op},
+        {"op", "get|set|mix[,...]", "operations, one result each (default get)", set_op},
+        {"area", "NAME", "area of the results (default msmp)", set_area},
     };
     dmce_bench_prog_t prog = {
         .name = PROG,
@@ -348,17 +385,27 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --target and --socket are required\n");
         return 2;
     }
-    dmce_bench_case_t c;
-    if (dmce_bench_case_init(&c, "msmp", x.set ? "set" : "get", peer_name(&x)) < 0 ||
-        dmce_perf_param_num(&c.res, "size", (double)x.size) < 0 ||
-        dmce_perf_param_num(&c.res, "clients", o.clients) < 0)
-        return 2;
-    c.res.bytes_per_op = (double)x.size;
-    snprintf(c.res.note, sizeof(c.res.note), "%s over a Unix socket, our client",
-             x.peer == PEER_REDIS ? "RESP" : "memcached text protocol");
-    c.ctx = &x;
-    c.setup = peer_setup;
-    c.op = peer_op;
-    c.teardown = peer_teardown;
-    return dmce_bench_run(&c, &o) < 0 ? 1 : 0;
+    int failed = 0;
+    for (unsigned k = 0; k < x.nops; k++) {
+        dmce_bench_case_t c;
+        x.op = x.ops[k];
+        if (dmce_bench_case_init(&c, x.area, op_names[x.op], peer_name(&x)) < 0 ||
+            dmce_perf_param_num(&c.res, "size", (double)x.size) < 0 ||
+            dmce_perf_param_num(&c.res, "clients", o.clients) < 0) {
+            fprintf(stderr, PROG ": bad --area name '%s'\n", x.area);
+            return 2;
+        }
+        c.res.bytes_per_op = (double)x.size;
+        snprintf(c.res.note, sizeof(c.res.note),
+                 "%s over a Unix socket, our client, one key per client%s",
+                 x.peer == PEER_REDIS ? "RESP" : "memcached text protocol",
+                 x.op == OP_MIX ? "; every tenth op a set" : "");
+        c.ctx = &x;
+        c.setup = peer_setup;
+        c.op = peer_op;
+        c.teardown = peer_teardown;
+        if (dmce_bench_run(&c, &o) < 0)
+            failed = 1; /* the next op may still work: go on */
+    }
+    return failed;
 }

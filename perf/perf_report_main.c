@@ -6,7 +6,9 @@
  *   dmce-perf-report merge --out results.json [--mode M] [--commit C]
  *       [--seconds S] [--peer NAME=VERSION]... [--peer-missing NAME]...
  *       [--failure TEXT]... FILE.jsonl...
- *   dmce-perf-report render results.json [--png NAME]...   (Markdown on stdout)
+ *   dmce-perf-report render results.json [--png NAME]... [--targets FILE]
+ *                                                          (Markdown on stdout)
+ *   dmce-perf-report targets results.json FILE             (targets table on stdout)
  *   dmce-perf-report plot results.json DIR                 (PNG names on stdout)
  *   dmce-perf-report compare BEFORE.json AFTER.json
  *   dmce-perf-report check results.json                    (exit 1: failures, peers missing)
@@ -32,7 +34,8 @@ static void usage(FILE *f)
                "  " PROG " merge --out FILE [--mode M] [--commit C] [--seconds S]\n"
                "        [--peer NAME=VERSION]... [--peer-missing NAME]... [--failure TEXT]... "
                "JSONL...\n"
-               "  " PROG " render RESULTS.json [--png NAME]...\n"
+               "  " PROG " render RESULTS.json [--png NAME]... [--targets FILE]\n"
+               "  " PROG " targets RESULTS.json FILE\n"
                "  " PROG " plot RESULTS.json DIR\n"
                "  " PROG " compare BEFORE.json AFTER.json\n"
                "  " PROG " check RESULTS.json\n"
@@ -157,13 +160,40 @@ out:
     return ret;
 }
 
+/* Read a targets file into *t (heap: the caller frees). */
+static dmce_perf_targets_t *load_targets(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    dmce_perf_targets_t *t = malloc(sizeof(*t));
+    char err[512];
+    if (!t) {
+        fprintf(stderr, PROG ": out of memory\n");
+    } else if (dmce_perf_targets_read(t, f, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        free(t);
+        t = NULL;
+    }
+    fclose(f);
+    return t;
+}
+
 static int cmd_render(int argc, char **argv)
 {
-    static const struct option opts[] = {{"png", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
-    const char *pngs[256];
+    static const struct option opts[] = {{"png", required_argument, NULL, 'p'},
+                                         {"targets", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    const char *pngs[256], *targets_path = NULL;
     size_t npng = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 't') {
+            targets_path = optarg;
+            continue;
+        }
         if (c != 'p' || npng == sizeof(pngs) / sizeof(pngs[0])) {
             usage(stderr);
             return 2;
@@ -174,12 +204,41 @@ static int cmd_render(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    dmce_perf_run_t run;
-    if (load(argv[optind], &run) < 0)
+    dmce_perf_targets_t *targets = NULL;
+    if (targets_path && !(targets = load_targets(targets_path)))
         return 1;
-    int rc = dmce_perf_render_md(&run, pngs, npng, stdout);
+    dmce_perf_run_t run;
+    if (load(argv[optind], &run) < 0) {
+        free(targets);
+        return 1;
+    }
+    int rc = dmce_perf_render_md_targets(&run, pngs, npng, targets, stdout);
     dmce_perf_run_free(&run);
+    free(targets);
     return rc < 0 || fflush(stdout) != 0 ? 1 : 0;
+}
+
+/* Every target with its verdict; the exit status does not depend on them. */
+static int cmd_targets(int argc, char **argv)
+{
+    if (argc - optind != 2) {
+        usage(stderr);
+        return 2;
+    }
+    dmce_perf_targets_t *targets = load_targets(argv[optind + 1]);
+    if (!targets)
+        return 1;
+    dmce_perf_run_t run;
+    if (load(argv[optind], &run) < 0) {
+        free(targets);
+        return 1;
+    }
+    unsigned met = 0, not_met = 0;
+    dmce_perf_render_targets(&run, targets, NULL, stdout, &met, &not_met);
+    printf("%u of %u targets met\n", met, met + not_met);
+    dmce_perf_run_free(&run);
+    free(targets);
+    return fflush(stdout) != 0 ? 1 : 0;
 }
 
 static int cmd_plot(int argc, char **argv)
@@ -345,6 +404,8 @@ int main(int argc, char **argv)
         return cmd_merge(argc, argv);
     if (strcmp(cmd, "render") == 0)
         return cmd_render(argc, argv);
+    if (strcmp(cmd, "targets") == 0)
+        return cmd_targets(argc, argv);
     if (strcmp(cmd, "plot") == 0)
         return cmd_plot(argc, argv);
     if (strcmp(cmd, "compare") == 0 || strcmp(cmd, "--compare") == 0)

@@ -879,6 +879,13 @@ void dmce_perf_result_write(const dmce_perf_result_t *r, dmce_jw_t *w)
     write_stat(w, "p50_us", &r->p50_us);
     write_stat(w, "p99_us", &r->p99_us);
     write_stat(w, "p999_us", &r->p999_us);
+    /* Per-client figures: only results of several clients have them. */
+    if (r->client_min_ops_per_s.present)
+        write_stat(w, "client_min_ops_per_s", &r->client_min_ops_per_s);
+    if (r->client_max_ops_per_s.present)
+        write_stat(w, "client_max_ops_per_s", &r->client_max_ops_per_s);
+    if (r->fair_min.present)
+        write_stat(w, "fair_min", &r->fair_min);
     dmce_jw_key(w, "curve");
     dmce_jw_arr_begin(w);
     for (unsigned i = 0; i < r->ncurve; i++) {
@@ -1021,7 +1028,10 @@ int dmce_perf_result_from_json(const dmce_json_t *v, dmce_perf_result_t *r, char
         (rc = get_stat(v, "gb_per_s", &r->gb_per_s, err, errlen)) < 0 ||
         (rc = get_stat(v, "p50_us", &r->p50_us, err, errlen)) < 0 ||
         (rc = get_stat(v, "p99_us", &r->p99_us, err, errlen)) < 0 ||
-        (rc = get_stat(v, "p999_us", &r->p999_us, err, errlen)) < 0)
+        (rc = get_stat(v, "p999_us", &r->p999_us, err, errlen)) < 0 ||
+        (rc = get_stat(v, "client_min_ops_per_s", &r->client_min_ops_per_s, err, errlen)) < 0 ||
+        (rc = get_stat(v, "client_max_ops_per_s", &r->client_max_ops_per_s, err, errlen)) < 0 ||
+        (rc = get_stat(v, "fair_min", &r->fair_min, err, errlen)) < 0)
         return rc;
 
     const dmce_json_t *curve = dmce_json_get(v, "curve");
@@ -1801,6 +1811,278 @@ int dmce_perf_render_detail_table(const dmce_perf_run_t *run, const char *area, 
     return n;
 }
 
+int dmce_perf_render_clients_table(const dmce_perf_run_t *run, const char *area, FILE *f)
+{
+    row_t *rows;
+    size_t nrows = collect_rows(run, area, &rows);
+    int n = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        for (size_t k = 0; k < run->nresults; k++) {
+            const dmce_perf_result_t *r = &run->results[k];
+            char key[DMCE_PERF_TEXT_MAX * 2];
+            if (strcmp(r->area, area) != 0 || !r->fair_min.present ||
+                dmce_perf_result_key(r, key, sizeof(key)) < 0 || strcmp(key, rows[i].key) != 0)
+                continue;
+            if (n == 0)
+                fprintf(f, "| benchmark | impl | total ops/s | slowest client ops/s | fastest "
+                           "client ops/s | slowest client / fair share | p50 us | p99 us "
+                           "|\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+            char label[256], a[32], b[32], c[32], d[32], e[32];
+            row_label(r, label, sizeof(label));
+            fprintf(f, "| %s | %s | %s | %s | %s | %.2f (%.2f..%.2f) | %s | %s |\n", label, r->impl,
+                    fmt_rate(&r->ops_per_s, a, sizeof(a)),
+                    fmt_rate(&r->client_min_ops_per_s, b, sizeof(b)),
+                    fmt_rate(&r->client_max_ops_per_s, c, sizeof(c)), r->fair_min.median,
+                    r->fair_min.min, r->fair_min.max, fmt_us(&r->p50_us, d, sizeof(d)),
+                    fmt_us(&r->p99_us, e, sizeof(e)));
+            n++;
+        }
+    }
+    free(rows);
+    return n;
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+static const char *const fig_names[] = {
+    [DMCE_PERF_FIG_OPS] = "ops",   [DMCE_PERF_FIG_P50] = "p50",   [DMCE_PERF_FIG_P99] = "p99",
+    [DMCE_PERF_FIG_P999] = "p999", [DMCE_PERF_FIG_FAIR] = "fair",
+};
+
+/* "FIG:IMPL:KEY" -> ref. 0 or -EINVAL. */
+static int parse_figref(const char *s, dmce_perf_figref_t *ref)
+{
+    const char *c1 = strchr(s, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2 || c2[1] == '\0' || strlen(c2 + 1) >= sizeof(ref->key))
+        return -EINVAL;
+    size_t fl = (size_t)(c1 - s), il = (size_t)(c2 - c1 - 1);
+    size_t i;
+    for (i = 0; i < ARRAY_LEN(fig_names); i++)
+        if (strlen(fig_names[i]) == fl && strncmp(s, fig_names[i], fl) == 0)
+            break;
+    if (i == ARRAY_LEN(fig_names) || il == 0 || il >= sizeof(ref->impl))
+        return -EINVAL;
+    ref->fig = (dmce_perf_fig_t)i;
+    memcpy(ref->impl, c1 + 1, il);
+    ref->impl[il] = '\0';
+    strcpy(ref->key, c2 + 1);
+    return valid_name(ref->impl) ? 0 : -EINVAL;
+}
+
+/* Next blank-separated word of *p (NUL-terminated in place), or NULL. */
+static char *next_word(char **p)
+{
+    char *s = *p;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '\0')
+        return NULL;
+    char *w = s;
+    while (*s && *s != ' ' && *s != '\t')
+        s++;
+    if (*s)
+        *s++ = '\0';
+    *p = s;
+    return w;
+}
+
+int dmce_perf_targets_read(dmce_perf_targets_t *t, FILE *f, const char *name, char *err,
+                           size_t errlen)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int rc = 0;
+    t->n = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        lineno++;
+        trim(line);
+        char *p = line, *w;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (t->n == DMCE_PERF_MAX_TARGETS) {
+            set_err(err, errlen, "%s:%u: more than %d targets", name, lineno,
+                    DMCE_PERF_MAX_TARGETS);
+            rc = -ENOSPC;
+            break;
+        }
+        dmce_perf_target_t *x = &t->t[t->n];
+        memset(x, 0, sizeof(*x));
+        const char *area = next_word(&p), *num = next_word(&p);
+        w = next_word(&p);
+        if (w && strcmp(w, "/") == 0) {
+            const char *den = next_word(&p);
+            if (!den || parse_figref(den, &x->den) < 0) {
+                set_err(err, errlen, "%s:%u: expected FIG:IMPL:KEY after '/'", name, lineno);
+                rc = -EINVAL;
+                break;
+            }
+            x->has_den = 1;
+            w = next_word(&p);
+        }
+        const char *op = w, *val = next_word(&p);
+        while (*p == ' ' || *p == '\t')
+            p++;
+        char *end = NULL;
+        if (val) {
+            errno = 0;
+            x->value = strtod(val, &end);
+        }
+        if (!area || !valid_name(area) || !num || parse_figref(num, &x->num) < 0 || !op ||
+            (strcmp(op, ">=") != 0 && strcmp(op, ">") != 0 && strcmp(op, "<=") != 0 &&
+             strcmp(op, "<") != 0) ||
+            !val || errno || end == val || *end != '\0' || *p == '\0' ||
+            copy_str(x->text, sizeof(x->text), p) < 0) {
+            set_err(err, errlen,
+                    "%s:%u: expected AREA FIG:IMPL:KEY [/ FIG:IMPL:KEY] >=|>|<=|< VALUE TEXT "
+                    "(FIG: ops, p50, p99, p999, fair; TEXT under %d bytes)",
+                    name, lineno, DMCE_PERF_TEXT_MAX);
+            rc = -EINVAL;
+            break;
+        }
+        strcpy(x->area, area);
+        strcpy(x->op, op);
+        t->n++;
+    }
+    free(line);
+    if (rc == 0 && ferror(f)) {
+        set_err(err, errlen, "%s: read error", name);
+        rc = -EIO;
+    }
+    return rc;
+}
+
+static const dmce_perf_stat_t *fig_stat(const dmce_perf_result_t *r, dmce_perf_fig_t fig)
+{
+    switch (fig) {
+    case DMCE_PERF_FIG_OPS: return &r->ops_per_s;
+    case DMCE_PERF_FIG_P50: return &r->p50_us;
+    case DMCE_PERF_FIG_P99: return &r->p99_us;
+    case DMCE_PERF_FIG_P999: return &r->p999_us;
+    case DMCE_PERF_FIG_FAIR: return &r->fair_min;
+    }
+    return &r->ops_per_s;
+}
+
+/* The figure a ref names in area: 1 and *v, or 0 when not measured. */
+static int figref_value(const dmce_perf_run_t *run, const char *area, const dmce_perf_figref_t *ref,
+                        double *v)
+{
+    const dmce_perf_result_t *r = find_result(run, area, ref->impl, ref->key);
+    if (!r)
+        return 0;
+    const dmce_perf_stat_t *s = fig_stat(r, ref->fig);
+    if (!s->present || !isfinite(s->median))
+        return 0;
+    *v = s->median;
+    return 1;
+}
+
+dmce_perf_verdict_t dmce_perf_target_eval(const dmce_perf_run_t *run, const dmce_perf_target_t *t,
+                                          double *value)
+{
+    double v, d;
+    if (!figref_value(run, t->area, &t->num, &v))
+        return DMCE_PERF_TARGET_NOT_MEASURED;
+    if (t->has_den) {
+        if (!figref_value(run, t->area, &t->den, &d) || !(d > 0))
+            return DMCE_PERF_TARGET_NOT_MEASURED;
+        v /= d;
+    }
+    if (value)
+        *value = v;
+    int ok = strcmp(t->op, ">=") == 0   ? v >= t->value
+             : strcmp(t->op, ">") == 0  ? v > t->value
+             : strcmp(t->op, "<=") == 0 ? v <= t->value
+                                        : v < t->value;
+    return ok ? DMCE_PERF_TARGET_MET : DMCE_PERF_TARGET_NOT_MET;
+}
+
+/* "dmce-ring get 64 B, 1 client: 1.60M/s" (or p99 3.2 us, or 0.93 of a fair share). */
+static const char *figref_text(const dmce_perf_run_t *run, const char *area,
+                               const dmce_perf_figref_t *ref, char *buf, size_t len)
+{
+    const dmce_perf_result_t *r = find_result(run, area, ref->impl, ref->key);
+    char label[256], v[48];
+    if (!r) {
+        snprintf(buf, len, "%s %s: not measured", ref->impl, ref->key);
+        return buf;
+    }
+    row_label(r, label, sizeof(label));
+    const dmce_perf_stat_t *s = fig_stat(r, ref->fig);
+    if (!s->present)
+        snprintf(v, sizeof(v), "%s not measured", fig_names[ref->fig]);
+    else if (ref->fig == DMCE_PERF_FIG_OPS) {
+        char rate[32];
+        snprintf(v, sizeof(v), "%s/s", fmt_rate(s, rate, sizeof(rate)));
+    } else if (ref->fig == DMCE_PERF_FIG_FAIR)
+        snprintf(v, sizeof(v), "slowest client %.2f of a fair share", s->median);
+    else {
+        char u[32];
+        snprintf(v, sizeof(v), "%s %s us", fig_names[ref->fig], fmt_us_v(s->median, u, sizeof(u)));
+    }
+    snprintf(buf, len, "%s [%s]: %s", label, ref->impl, v);
+    return buf;
+}
+
+static const char *num_text(double v, char *buf, size_t len)
+{
+    snprintf(buf, len, v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : v >= 0.1 ? "%.2f" : "%.3f", v);
+    return buf;
+}
+
+/* Some result of the run is in area (targets of areas not run are left out). */
+static int run_has_area(const dmce_perf_run_t *run, const char *area)
+{
+    for (size_t i = 0; i < run->nresults; i++)
+        if (strcmp(run->results[i].area, area) == 0)
+            return 1;
+    return 0;
+}
+
+int dmce_perf_render_targets(const dmce_perf_run_t *run, const dmce_perf_targets_t *t,
+                             const char *area, FILE *f, unsigned *met, unsigned *not_met)
+{
+    int n = 0;
+    unsigned ok = 0, bad = 0;
+    for (unsigned i = 0; t && i < t->n; i++) {
+        const dmce_perf_target_t *x = &t->t[i];
+        if ((area && strcmp(x->area, area) != 0) || !run_has_area(run, x->area))
+            continue;
+        if (n == 0)
+            fprintf(f, "| target | measured | needed | result |\n|---|---|---|---|\n");
+        double v = 0;
+        dmce_perf_verdict_t verdict = dmce_perf_target_eval(run, x, &v);
+        char a[400], b[400], q[32], need[32], text[DMCE_PERF_TEXT_MAX];
+        const char *unit = x->has_den                         ? "x"
+                           : x->num.fig == DMCE_PERF_FIG_OPS  ? "/s"
+                           : x->num.fig == DMCE_PERF_FIG_FAIR ? ""
+                                                              : " us";
+        fprintf(f, "| %s | ", cell_text(x->text, text, sizeof(text)));
+        if (verdict == DMCE_PERF_TARGET_NOT_MEASURED)
+            fprintf(f, "-");
+        else
+            fprintf(f, "**%s%s**", num_text(v, q, sizeof(q)), unit);
+        fprintf(f, " = %s", figref_text(run, x->area, &x->num, a, sizeof(a)));
+        if (x->has_den)
+            fprintf(f, " / %s", figref_text(run, x->area, &x->den, b, sizeof(b)));
+        fprintf(f, " | %s %s%s | %s |\n", x->op, num_text(x->value, need, sizeof(need)), unit,
+                verdict == DMCE_PERF_TARGET_MET       ? "met"
+                : verdict == DMCE_PERF_TARGET_NOT_MET ? "**NOT met**"
+                                                      : "not measured");
+        ok += verdict == DMCE_PERF_TARGET_MET;
+        bad += verdict != DMCE_PERF_TARGET_MET;
+        n++;
+    }
+    if (met)
+        *met = ok;
+    if (not_met)
+        *not_met = bad;
+    return n;
+}
+
 /* Areas of a run in display order (pointers into run->results). */
 static size_t run_areas(const dmce_perf_run_t *run, const char **areas, size_t max)
 {
@@ -1828,6 +2110,12 @@ static size_t run_areas(const dmce_perf_run_t *run, const char **areas, size_t m
 
 int dmce_perf_render_md(const dmce_perf_run_t *run, const char *const *plots, size_t nplots,
                         FILE *f)
+{
+    return dmce_perf_render_md_targets(run, plots, nplots, NULL, f);
+}
+
+int dmce_perf_render_md_targets(const dmce_perf_run_t *run, const char *const *plots, size_t nplots,
+                                const dmce_perf_targets_t *targets, FILE *f)
 {
     char mem[32];
     fprintf(f, "# dmce perf report\n\n");
@@ -1858,11 +2146,28 @@ int dmce_perf_render_md(const dmce_perf_run_t *run, const char *const *plots, si
 
     const char *areas[64];
     size_t nareas = run_areas(run, areas, ARRAY_LEN(areas));
+    if (targets && targets->n) {
+        unsigned count[3] = {0, 0, 0};
+        for (unsigned i = 0; i < targets->n; i++)
+            if (run_has_area(run, targets->t[i].area))
+                count[dmce_perf_target_eval(run, &targets->t[i], NULL)]++;
+        if (count[0] + count[1] + count[2])
+            fprintf(f,
+                    "\n**Targets: %u met, %u not met, %u not measured** (the table at the head "
+                    "of each area says which; they are reported here, not checked by the exit "
+                    "status).\n",
+                    count[DMCE_PERF_TARGET_MET], count[DMCE_PERF_TARGET_NOT_MET],
+                    count[DMCE_PERF_TARGET_NOT_MEASURED]);
+    }
     for (size_t a = 0; a < nareas; a++) {
         fprintf(f, "\n## %s\n\n", areas[a]);
+        if (dmce_perf_render_targets(run, targets, areas[a], f, NULL, NULL) > 0)
+            fprintf(f, "\n");
         if (dmce_perf_render_ratio_table(run, areas[a], f) > 0)
             fprintf(f, "\n");
         if (dmce_perf_render_bw_table(run, areas[a], f) > 0)
+            fprintf(f, "\n");
+        if (dmce_perf_render_clients_table(run, areas[a], f) > 0)
             fprintf(f, "\n");
         dmce_perf_render_detail_table(run, areas[a], f);
     }

@@ -145,6 +145,14 @@ typedef struct dmce_perf_result {
     uint64_t samples[DMCE_PERF_MAX_REPS]; /* latency samples per repetition */
     double bytes_per_op;                  /* 0: no GB/s figure */
     dmce_perf_stat_t ops_per_s, gb_per_s, p50_us, p99_us, p999_us;
+    /*
+     * Several client processes only (not present otherwise): per repetition,
+     * the slowest and the fastest client's ops/s (its ops over its own timed
+     * loop) and fair_min = the ops of the client that did fewest, divided by
+     * a fair share (all ops / clients): 1 is perfectly fair, near 0 means a
+     * client starved. Median and spread over the repetitions.
+     */
+    dmce_perf_stat_t client_min_ops_per_s, client_max_ops_per_s, fair_min;
     /* Latency distribution over all repetitions: percentile -> us. */
     unsigned ncurve;
     double curve_pct[DMCE_PERF_MAX_CURVE];
@@ -260,6 +268,87 @@ int dmce_perf_render_md(const dmce_perf_run_t *run, const char *const *plots, si
  * the number of matched results.
  */
 int dmce_perf_compare(const dmce_perf_run_t *a, const dmce_perf_run_t *b, FILE *f);
+
+/* ---- targets ----------------------------------------------------------- */
+
+/*
+ * A target is a condition on figures of one run, read from a text file
+ * (perf/targets): one target per line, '#' starts a comment,
+ *
+ *   AREA  FIG:IMPL:KEY  [/ FIG:IMPL:KEY]  OP  VALUE  TEXT...
+ *
+ * FIG is ops (ops/s), p50, p99, p999 (us) or fair (fair_min); KEY is a
+ * result key (dmce_perf_result_key, e.g. get[clients=1,size=64]) of AREA;
+ * with "/ ..." the figure is the ratio of the two; OP is >=, >, <= or <.
+ * Every figure is the median over the repetitions. TEXT says what the
+ * target is and where it comes from (e.g. "issue 5: ...").
+ */
+#define DMCE_PERF_MAX_TARGETS 64
+
+typedef enum {
+    DMCE_PERF_FIG_OPS,
+    DMCE_PERF_FIG_P50,
+    DMCE_PERF_FIG_P99,
+    DMCE_PERF_FIG_P999,
+    DMCE_PERF_FIG_FAIR,
+} dmce_perf_fig_t;
+
+typedef struct dmce_perf_figref {
+    dmce_perf_fig_t fig;
+    char impl[DMCE_PERF_NAME_MAX];
+    char key[DMCE_PERF_TEXT_MAX];
+} dmce_perf_figref_t;
+
+typedef struct dmce_perf_target {
+    char area[DMCE_PERF_NAME_MAX];
+    dmce_perf_figref_t num, den; /* den used when has_den */
+    int has_den;
+    char op[3]; /* ">=", ">", "<=", "<" */
+    double value;
+    char text[DMCE_PERF_TEXT_MAX];
+} dmce_perf_target_t;
+
+typedef struct dmce_perf_targets {
+    dmce_perf_target_t t[DMCE_PERF_MAX_TARGETS];
+    unsigned n;
+} dmce_perf_targets_t;
+
+/* Read a targets file; name is for messages ("FILE:LINE: ..."). 0, -EINVAL, -ENOSPC. */
+int dmce_perf_targets_read(dmce_perf_targets_t *t, FILE *f, const char *name, char *err,
+                           size_t errlen);
+
+/* What a target gave in a run. */
+typedef enum {
+    DMCE_PERF_TARGET_MET,
+    DMCE_PERF_TARGET_NOT_MET,
+    DMCE_PERF_TARGET_NOT_MEASURED, /* a figure it needs is missing */
+} dmce_perf_verdict_t;
+
+/* Evaluate one target; *value (may be NULL) gets the figure or the ratio. */
+dmce_perf_verdict_t dmce_perf_target_eval(const dmce_perf_run_t *run, const dmce_perf_target_t *t,
+                                          double *value);
+
+/*
+ * Markdown: the targets of one area (area NULL: all; targets of areas with
+ * no result in the run are left out), one row each: what,
+ * the measured figure (a ratio with both of its figures), what is needed,
+ * and met / NOT met / not measured. Nothing printed when there is none.
+ * Returns the number of rows; *met and *not_met (may be NULL) get counts.
+ */
+int dmce_perf_render_targets(const dmce_perf_run_t *run, const dmce_perf_targets_t *t,
+                             const char *area, FILE *f, unsigned *met, unsigned *not_met);
+
+/*
+ * Markdown: the client table of one area: every result with the per-client
+ * figures (several client processes): total ops/s, slowest and fastest
+ * client's ops/s, fair_min, p50 and p99. Nothing printed when there is
+ * none. Returns the number of rows.
+ */
+int dmce_perf_render_clients_table(const dmce_perf_run_t *run, const char *area, FILE *f);
+
+/* dmce_perf_render_md with the targets (may be NULL) at the head of each area. */
+int dmce_perf_render_md_targets(const dmce_perf_run_t *run, const char *const *plots, size_t nplots,
+                                const dmce_perf_targets_t *targets, FILE *f);
 
 /*
  * Gnuplot input in dir: one data file per plot and plots.gp, which draws
