@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "msmp.h"
+#include "msmp_conn.h"
+#include "msmp_dispatch.h"
 #include "util.h"
 
 harness_t H;
@@ -89,13 +91,24 @@ const char *harness_disp_sock(void)
     return path;
 }
 
-static int sock_answers(void *arg)
+/*
+ * Ready means answering, not just listening: a daemon listens before it has
+ * registered with the dispatcher and made its initial blocks (connections
+ * wait in the backlog meanwhile). One request, any status: memd gets a
+ * stats request, the dispatcher (id 0) a dispatcher stats request.
+ */
+static int sock_answers(int id, const char *sock)
 {
-    int fd = dmce_unix_connect((const char *)arg);
-    if (fd < 0)
+    dmce_mconn_t k;
+    if (dmce_mconn_init(&k, sock, 1000, DMCE_MCONN_NO_RING) < 0)
         return 0;
-    close(fd);
-    return 1;
+    uint8_t resp[4096];
+    size_t rlen = 0;
+    int r = dmce_mconn_rpc(&k, id == 0 ? DMCE_MSMP_OP_DISP_STATS : DMCE_MSMP_OP_STATS, NULL, 0,
+                           NULL, 0, resp, sizeof(resp), &rlen, NULL);
+    dmce_mconn_close(&k);
+    return !(r == DMCE_ECLOSED || r == -ETIMEDOUT || r == -EPROTO || r == -ECONNREFUSED ||
+             r == -ENOENT || r == -EMSGSIZE);
 }
 
 static int wait_started(int id, pid_t pid, const char *sock);
@@ -132,7 +145,7 @@ static int wait_started(int id, pid_t pid, const char *sock)
             H.pid[id] = 0;
             return -ECHILD;
         }
-        if (sock_answers((void *)sock))
+        if (sock_answers(id, sock))
             return 0;
         usleep(5000);
     }
