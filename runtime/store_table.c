@@ -495,7 +495,8 @@ static inline void rd_enter(dmce_stab_t *t)
 {
     if (t->nest++ == 0) {
         uint64_t e = LDS(&t->hdr->epoch);
-        ST(&t->slot->epoch, e);
+        STR(&t->slot->epoch, e); /* release: orders this reader's earlier reads for the
+                                    reclaimer's acquire load (free on x86) */
         FENCE(); /* the slot store is visible before any chain load (pairs with retire) */
     }
 }
@@ -514,7 +515,9 @@ static uint64_t min_active(const dmce_stab_t *t)
         hwm = t->nslots;
     uint64_t m = UINT64_MAX;
     for (uint32_t i = 0; i < hwm; i++) {
-        uint64_t e = LD(&t->slots[i].epoch);
+        /* acquire: pairs with rd_exit's release, so a reader's last loads of a
+         * record happen before the record's memory is reused (free on x86) */
+        uint64_t e = LDA(&t->slots[i].epoch);
         if (e && e < m)
             m = e;
     }
@@ -603,10 +606,15 @@ static int grace_passed(dmce_stab_t *t, uint64_t e)
 static void stripe_repair(dmce_stab_t *t, uint32_t si);
 
 /* Lock just taken: remember the stripe, to report it at unlock if it changed. */
+/* Bytes of a stripe after its lock word: the lock is CASed by waiters, so
+ * it is never copied or compared as plain bytes. */
+#define STRIPE_BODY(s) ((const uint8_t *)(s) + sizeof((s)->lock))
+#define STRIPE_BODY_LEN (sizeof(stripe_t) - sizeof(((stripe_t *)0)->lock))
+
 static inline void persist_begin(dmce_stab_t *t, const stripe_t *s)
 {
     if (t->persist)
-        memcpy(&t->snap, s, sizeof *s);
+        memcpy((uint8_t *)&t->snap + sizeof t->snap.lock, STRIPE_BODY(s), STRIPE_BODY_LEN);
 }
 
 static void locked(dmce_stab_t *t, stripe_t *s)
@@ -675,9 +683,10 @@ static int stripe_unlock(dmce_stab_t *t, stripe_t *s)
 {
     int rc = 0;
     if (t->persist) {
-        t->snap.lock = s->lock;
         t->snap.lock_seq = s->lock_seq;
-        if (t->ndirty || memcmp(&t->snap, s, sizeof *s) != 0)
+        if (t->ndirty ||
+            memcmp((const uint8_t *)&t->snap + sizeof t->snap.lock, STRIPE_BODY(s),
+                   STRIPE_BODY_LEN) != 0)
             dirty(t, (uint8_t *)s + sizeof s->lock, sizeof *s - sizeof s->lock);
         dirty_flush(t);
         rc = t->persist_err;
