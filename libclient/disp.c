@@ -127,6 +127,15 @@ int dmce__disp_refresh(struct dmce_client *c)
     return r;
 }
 
+/* Daemons the directory last said were alive. */
+static unsigned alive_count(struct dmce_client *c)
+{
+    unsigned alive = 0, n = atomic_load(&c->n);
+    for (unsigned i = 0; i < n; i++)
+        alive += atomic_load(&c->conn[i].alive);
+    return alive;
+}
+
 int dmce__disp_connect(struct dmce_client *c, const char *dir, const dmce_connect_opts_t *opts)
 {
     c->failover_wait_ms =
@@ -155,10 +164,7 @@ int dmce__disp_connect(struct dmce_client *c, const char *dir, const dmce_connec
     if (r < 0)
         return r;
     c->disp = 1;
-    unsigned alive = 0, n = atomic_load(&c->n);
-    for (unsigned i = 0; i < n; i++)
-        alive += atomic_load(&c->conn[i].alive);
-    return alive ? 0 : DMCE_ENODAEMON;
+    return alive_count(c) ? 0 : DMCE_ENODAEMON;
 }
 
 void dmce__disp_fini(struct dmce_client *c)
@@ -177,11 +183,14 @@ int dmce__disp_session(struct dmce_client *c, uint32_t *id)
     size_t n = 0;
     pthread_mutex_lock(&c->disp_lock);
     int r = disp_rpc_locked(c, DMCE_MSMP_OP_SESSION, NULL, 0, resp, sizeof(resp), &n);
-    pthread_mutex_unlock(&c->disp_lock);
     if (r == 0)
         r = dmce_disp_u32_decode(resp, n, id);
     if (r == 0 && !(*id & DMCE_SESSION_GLOBAL))
         r = -EPROTO;
+    /* the daemons as they are now: setup goes to the live ones, and says so when none is */
+    if (r == 0 && refresh_locked(c) == 0 && alive_count(c) == 0)
+        r = DMCE_ENODAEMON;
+    pthread_mutex_unlock(&c->disp_lock);
     return r;
 }
 
@@ -214,6 +223,8 @@ int dmce__disp_pick(struct dmce_client *c, uint64_t size, uint32_t exclude)
     int k = r == 0 ? dmce__conn_of_id(c, id) : r;
     if (r == 0 && k < 0 && refresh_locked(c) == 0) /* a daemon we have not met yet */
         k = dmce__conn_of_id(c, id);
+    if (r == DMCE_ENOMEM) /* none could: learn which are alive (dmce_malloc: DMCE_ENODAEMON) */
+        refresh_locked(c);
     pthread_mutex_unlock(&c->disp_lock);
     return k;
 }

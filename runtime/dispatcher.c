@@ -160,6 +160,7 @@ struct dmce_disp {
     char sock_path[DMCE_CFG_STRMAX + 32];
     char lock_path[DMCE_CFG_STRMAX + 32];
     int lock_fd, listen_fd, epfd, evfd;
+    int locked;                 /* lock_fd holds the runtime dir's lock: ours to unlink */
     pthread_t loop_thread, orch_thread;
     int loop_on, orch_on;
     atomic_int stop;
@@ -701,8 +702,9 @@ static void op_disp_stats(struct dmce_disp *d, struct dconn *c, uint32_t len)
     v[DMCE_DSTAT_BLOCKS_REMIRRORING] = remir;
     v[DMCE_DSTAT_FORWARDED] = atomic_load(&d->forwarded);
     v[DMCE_DSTAT_REMIRROR_BYTES] += copied;
-    v[DMCE_DSTAT_WARN_ONE_COPY] = d->cfg.mirroring != DMCE_MIRRORING_OFF && single > 0 &&
-                                  !(cluster_flags_locked(d) & DMCE_DISP_MIRRORING);
+    /* mirroring on (or auto) but no second daemon to hold a mirror (the MIRRORING flag is
+     * set regardless with mirroring = on, so it cannot tell) */
+    v[DMCE_DSTAT_WARN_ONE_COPY] = d->cfg.mirroring != DMCE_MIRRORING_OFF && single > 0 && alive < 2;
     pthread_mutex_unlock(&d->lock);
     uint8_t *out = reply(c, 8 + 8 * DMCE_DSTAT_COUNT_);
     if (out)
@@ -1340,8 +1342,11 @@ static void remirror(struct dmce_disp *d)
         int r = n > 0 ? daemon_rpc(d, primary, DMCE_MSMP_OP_MIRROR_START, buf, (size_t)n, NULL, 0,
                                    NULL)
                       : n;
-        LOG_INFO("re-mirroring block %u of memd[%u] onto memd[%u]%s%s", pick, primary, peer,
-                 r < 0 ? ": " : "", r < 0 ? dmce_strerror(r) : "");
+        if (r == -EALREADY) /* the primary is mirroring it already (a new block of its own) */
+            LOG_DEBUG("block %u of memd[%u]: its mirror is already being made", pick, primary);
+        else
+            LOG_INFO("re-mirroring block %u of memd[%u] onto memd[%u]%s%s", pick, primary, peer,
+                     r < 0 ? ": " : "", r < 0 ? dmce_strerror(r) : "");
         if (r < 0 && r != -EALREADY) {
             pthread_mutex_lock(&d->lock);
             k->state = DMCE_DISP_SINGLE;
@@ -1572,6 +1577,7 @@ int dmce_disp_start(const dmce_disp_config_t *cfg, dmce_disp_t **out)
         LOG_ERROR("another dmce-dispatcher runs in %s (lock %s)", c->runtime_dir, d->lock_path);
         goto fail;
     }
+    d->locked = 1;
     if (c->spawn) {
         if (c->memd[0]) {
             snprintf(d->memd_path, sizeof(d->memd_path), "%s", c->memd);
@@ -1683,7 +1689,8 @@ void dmce_disp_stop(dmce_disp_t *d)
     if (d->evfd >= 0)
         close(d->evfd);
     if (d->lock_fd >= 0) {
-        unlink(d->lock_path);
+        if (d->locked) /* a refused second dispatcher leaves the running one's lock alone */
+            unlink(d->lock_path);
         close(d->lock_fd);
     }
     free(d->blocks);

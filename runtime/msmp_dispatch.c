@@ -197,9 +197,16 @@ int dmce_disp_daemon_decode(const uint8_t *in, size_t len, uint32_t i, dmce_disp
     m->free = dmce_get_le64(e + 32);
     m->ops = dmce_get_le64(e + 40);
     uint32_t n = dmce_get_le32(e + 48);
-    if (m->id == 0 || m->id > 4095 || m->state < DMCE_DISP_ALIVE || m->state > DMCE_DISP_DEAD)
+    if (m->id == 0 || m->id > 4095 || m->state < DMCE_DISP_ALIVE || m->state > DMCE_DISP_DEAD ||
+        dmce_get_le32(e + 52) != 0)
         return -EBADMSG;
-    return path_in(e + 56, n, DMCE_DISP_DAEMON_PATH, m->path);
+    r = path_in(e + 56, n, DMCE_DISP_DAEMON_PATH, m->path);
+    if (r < 0)
+        return r;
+    for (const uint8_t *z = e + 56 + n; z < e + DMCE_DISP_DAEMON_SIZE; z++)
+        if (*z) /* the path field's padding is reserved: zero */
+            return -EBADMSG;
+    return 0;
 }
 
 int dmce_disp_block_decode(const uint8_t *in, size_t len, uint32_t i, dmce_disp_block_t *m)

@@ -142,7 +142,9 @@ enum dmce_setup_flags {
  * (may be NULL) says how much was reserved. token may be NULL: a fresh
  * random token is made; with DMCE_SETUP_REATTACH it must be the token of
  * the session to take back (DMCE_ETOKEN if no daemon holds one).
- * DMCE_ESETUPDONE if already set up.
+ * DMCE_ESETUPDONE if already set up. With a dispatcher: the amount is a
+ * floor (allocations may go beyond it while the cluster has room), and
+ * DMCE_ENODAEMON when no daemon is alive.
  */
 DMCE_API int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags,
                         const dmce_token_t *token, uint64_t *granted);

@@ -8,11 +8,10 @@
  *   cmake --build build --target make_corpus &&
  *   rm -rf tests/fuzz/corpus && build/tests/fuzz/make_corpus tests/fuzz/corpus
  * Every file is a valid input: frames of every op (requests and
- * responses), config files and command lines, freshly formatted blocks
- * with and without allocations, fresh and used ring segments, fresh
- * store regions and ones with entries (and limbo, expiry, eviction). The
- * script prefixes (block, ring, store) are fixed mixes of operations.
- * The output is deterministic: store regions get a fixed hash seed.
+ * responses; the dispatcher's and the mirroring ops too), config files and command lines, freshly
+ * formatted blocks with and without allocations, fresh and used ring segments, fresh store regions
+ * and ones with entries (and limbo, expiry, eviction). The script prefixes (block, ring, store) are
+ * fixed mixes of operations. The output is deterministic: store regions get a fixed hash seed.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -24,6 +23,7 @@
 #include "alloc.h"
 #include "fuzz_common.h"
 #include "msmp.h"
+#include "msmp_dispatch.h"
 #include "ring.h"
 #include "store_table.h"
 
@@ -169,6 +169,161 @@ static void corpus_msmp(void)
 #endif
     frame("error_resp", DMCE_MSMP_OP_MALLOC, 1, -4010, NULL, 0);
     frame("unknown_op", 0x7777, 0, 0, NULL, 0);
+}
+
+/* The mirroring ops (msmp.h) and the dispatcher's (msmp_dispatch.h): every request and response. */
+static void corpus_msmp_dispatch(void)
+{
+    static const char sock[] = "/run/dmce-1000/memd-2.sock";
+    uint8_t p[1024];
+    int n;
+
+    /* mirroring: dispatcher <-> daemons, daemon <-> daemon */
+    dmce_msmp_range_t rg = {.addr = 0x0010010000001010ull, .len = 4096};
+    dmce_msmp_range_encode(&rg, p);
+    frame("persist_req", DMCE_MSMP_OP_PERSIST, 0, 0, p, DMCE_MSMP_RANGE_SIZE);
+    frame("persist_resp", DMCE_MSMP_OP_PERSIST, 1, 0, NULL, 0);
+    dmce_msmp_mirror_create_t mc = {.block = 9, .primary = 1, .size = 64 << 20};
+    dmce_msmp_mirror_create_encode(&mc, p);
+    frame("mirror_create_req", DMCE_MSMP_OP_MIRROR_CREATE, 0, 0, p, DMCE_MSMP_MIRROR_CREATE_SIZE);
+    frame("mirror_create_resp", DMCE_MSMP_OP_MIRROR_CREATE, 1, 0, p, DMCE_MSMP_MIRROR_CREATE_SIZE);
+    dmce_msmp_mirror_start_t ms = {.block = 9, .peer = 2};
+    memcpy(ms.path, sock, sizeof sock);
+    n = dmce_msmp_mirror_start_encode(&ms, p, sizeof p);
+    need(n > 0, "mirror_start encode");
+    frame("mirror_start_req", DMCE_MSMP_OP_MIRROR_START, 0, 0, p, (uint32_t)n);
+    put("msmp", "mirror_start_req.payload", p, (size_t)n, NULL, 0);
+    dmce_msmp_block_req_encode(9, p);
+    frame("promote_req", DMCE_MSMP_OP_PROMOTE, 0, 0, p, DMCE_MSMP_BLOCK_REQ_SIZE);
+    dmce_put_le64(p, 12);
+    dmce_put_le64(p + 8, 12 << 12);
+    frame("promote_resp", DMCE_MSMP_OP_PROMOTE, 1, 0, p, DMCE_MSMP_PROMOTE_RESP_SIZE);
+    dmce_msmp_block_req_encode(17, p);
+    frame("drop_req", DMCE_MSMP_OP_DROP, 0, 0, p, DMCE_MSMP_BLOCK_REQ_SIZE);
+    frame("blocks_req", DMCE_MSMP_OP_BLOCKS, 0, 0, NULL, 0);
+    dmce_put_le32(p, 2);
+    dmce_put_le32(p + 4, 0);
+    dmce_msmp_block_info_t bi[2] = {
+        {.block = 9,
+         .role = 0,
+         .peer = 2,
+         .mirror_state = 2,
+         .size = 64 << 20,
+         .used = 1 << 20,
+         .nallocs = 12,
+         .copied = 1 << 20},
+        {.block = 17, .role = 1, .peer = 3, .mirror_state = 0, .size = 64 << 20}};
+    for (unsigned i = 0; i < 2; i++)
+        dmce_msmp_block_info_encode(&bi[i], p + 8 + i * DMCE_MSMP_BLOCK_INFO_SIZE);
+    frame("blocks_resp", DMCE_MSMP_OP_BLOCKS, 1, 0, p, 8 + 2 * DMCE_MSMP_BLOCK_INFO_SIZE);
+    put("msmp", "blocks_resp.payload", p, 8 + 2 * DMCE_MSMP_BLOCK_INFO_SIZE, NULL, 0);
+
+    /* register: memory daemon -> dispatcher */
+    dmce_disp_register_t rq = {.daemon_id = 2,
+                               .pid = 4242,
+                               .numa_node = 1,
+                               .capacity = 1ull << 30,
+                               .block_size = 64 << 20,
+                               .max_blocks = 16,
+                               .block_first = 17,
+                               .layout = 0};
+    memcpy(rq.path, sock, sizeof sock);
+    n = dmce_disp_register_encode(&rq, p, sizeof p);
+    need(n > 0, "register encode");
+    frame("register_req", DMCE_MSMP_OP_REGISTER, 0, 0, p, (uint32_t)n);
+    put("msmp", "register_req.payload", p, (size_t)n, NULL, 0);
+    dmce_disp_register_resp_t rs = {.block_first = 17,
+                                    .block_count = 16,
+                                    .heartbeat_ms = 100,
+                                    .flags = DMCE_DISP_MIRRORING,
+                                    .epoch = 42};
+    dmce_disp_register_resp_encode(&rs, p);
+    frame("register_resp", DMCE_MSMP_OP_REGISTER, 1, 0, p, DMCE_DISP_REGISTER_RESP_SIZE);
+    put("msmp", "register_resp.payload", p, DMCE_DISP_REGISTER_RESP_SIZE, NULL, 0);
+
+    /* heartbeat: member pulse, monitor pulse */
+    dmce_disp_pulse_t pl = {
+        .daemon_id = 2, .seq = 77, .used = 1 << 20, .free = 900 << 20, .ops = 123456};
+    dmce_disp_pulse_encode(&pl, p);
+    frame("heartbeat_req", DMCE_MSMP_OP_HEARTBEAT, 0, 0, p, DMCE_DISP_PULSE_SIZE);
+    put("msmp", "heartbeat_req.payload", p, DMCE_DISP_PULSE_SIZE, NULL, 0);
+    dmce_disp_monitor_t mon = {.epoch = 42, .live = 0x7, .flags = DMCE_DISP_MIRRORING};
+    dmce_disp_monitor_encode(&mon, p);
+    frame("heartbeat_resp", DMCE_MSMP_OP_HEARTBEAT, 1, 0, p, DMCE_DISP_MONITOR_SIZE);
+    put("msmp", "heartbeat_resp.payload", p, DMCE_DISP_MONITOR_SIZE, NULL, 0);
+
+    /* directory: two daemons (one dead), three blocks (mirrored, single, re-mirroring) */
+    dmce_put_le32(p, DMCE_DISP_WANT_BLOCKS);
+    dmce_put_le32(p + 4, 0);
+    frame("directory_req", DMCE_MSMP_OP_DIRECTORY, 0, 0, p, DMCE_DISP_DIR_REQ_SIZE);
+    dmce_disp_dir_hdr_t dh = {
+        .epoch = 42, .ndaemons = 2, .nblocks = 3, .flags = DMCE_DISP_MIRRORING};
+    dmce_disp_dir_hdr_encode(&dh, p);
+    dmce_disp_daemon_t dd[2] = {
+        {.id = 1,
+         .state = DMCE_DISP_ALIVE,
+         .numa_node = 0,
+         .pid = 4241,
+         .capacity = 1ull << 30,
+         .used = 3 << 20,
+         .free = 1000 << 20,
+         .ops = 99},
+        {.id = 2, .state = DMCE_DISP_DEAD, .numa_node = -1, .pid = 4242, .capacity = 1ull << 30}};
+    memcpy(dd[0].path, "/run/dmce-1000/memd-1.sock", sizeof "/run/dmce-1000/memd-1.sock");
+    memcpy(dd[1].path, sock, sizeof sock);
+    for (unsigned i = 0; i < 2; i++)
+        need(dmce_disp_daemon_encode(&dd[i], p + DMCE_DISP_DIR_HDR + i * DMCE_DISP_DAEMON_SIZE) ==
+                 0,
+             "directory daemon encode");
+    dmce_disp_block_t db[3] = {
+        {.block = 1, .primary = 1, .mirror = 2, .state = DMCE_DISP_MIRRORED},
+        {.block = 17, .primary = 1, .state = DMCE_DISP_SINGLE},
+        {.block = 18, .primary = 1, .mirror = 3, .state = DMCE_DISP_REMIRRORING}};
+    for (unsigned i = 0; i < 3; i++)
+        dmce_disp_block_encode(&db[i], p + DMCE_DISP_DIR_HDR + 2 * DMCE_DISP_DAEMON_SIZE +
+                                           i * DMCE_DISP_BLOCK_SIZE);
+    size_t dn = dmce_disp_dir_size(2, 3);
+    frame("directory_resp", DMCE_MSMP_OP_DIRECTORY, 1, 0, p, (uint32_t)dn);
+    put("msmp", "directory_resp.payload", p, dn, NULL, 0);
+
+    /* pick, session */
+    dmce_disp_pick_t pk = {.size = 4096, .numa_node = 1, .exclude = 3};
+    dmce_disp_pick_encode(&pk, p);
+    frame("pick_req", DMCE_MSMP_OP_PICK, 0, 0, p, DMCE_DISP_PICK_SIZE);
+    put("msmp", "pick_req.payload", p, DMCE_DISP_PICK_SIZE, NULL, 0);
+    dmce_disp_u32_encode(2, p);
+    frame("pick_resp", DMCE_MSMP_OP_PICK, 1, 0, p, DMCE_DISP_U32_RESP_SIZE);
+    frame("session_req", DMCE_MSMP_OP_SESSION, 0, 0, NULL, 0);
+    dmce_disp_u32_encode(0x80001234u, p);
+    frame("session_resp", DMCE_MSMP_OP_SESSION, 1, 0, p, DMCE_DISP_U32_RESP_SIZE);
+    put("msmp", "u32_resp.payload", p, DMCE_DISP_U32_RESP_SIZE, NULL, 0);
+
+    /* block_event, mirror_peer */
+    dmce_disp_event_msg_t ev = {
+        .daemon_id = 1, .block = 17, .event = DMCE_DISP_EV_MIRRORED, .peer = 2, .bytes = 64 << 20};
+    dmce_disp_event_encode(&ev, p);
+    frame("block_event_req", DMCE_MSMP_OP_BLOCK_EVENT, 0, 0, p, DMCE_DISP_EVENT_SIZE);
+    put("msmp", "block_event_req.payload", p, DMCE_DISP_EVENT_SIZE, NULL, 0);
+    frame("block_event_resp", DMCE_MSMP_OP_BLOCK_EVENT, 1, 0, NULL, 0);
+    dmce_disp_peer_req_encode(1, 17, p);
+    frame("mirror_peer_req", DMCE_MSMP_OP_MIRROR_PEER, 0, 0, p, DMCE_DISP_PEER_REQ_SIZE);
+    n = dmce_disp_peer_resp_encode(2, sock, p, sizeof p);
+    need(n > 0, "mirror_peer encode");
+    frame("mirror_peer_resp", DMCE_MSMP_OP_MIRROR_PEER, 1, 0, p, (uint32_t)n);
+    put("msmp", "mirror_peer_resp.payload", p, (size_t)n, NULL, 0);
+    frame("mirror_peer_error_resp", DMCE_MSMP_OP_MIRROR_PEER, 1, -4010, NULL, 0);
+
+    /* disp_stats, and a newer dispatcher's (two more values) */
+    uint64_t v[DMCE_DSTAT_COUNT_ + 2];
+    for (unsigned i = 0; i < DMCE_DSTAT_COUNT_ + 2; i++)
+        v[i] = (uint64_t)i * 100 + 3;
+    frame("disp_stats_req", DMCE_MSMP_OP_DISP_STATS, 0, 0, NULL, 0);
+    dmce_msmp_values_encode(v, DMCE_DSTAT_COUNT_, p);
+    frame("disp_stats_resp", DMCE_MSMP_OP_DISP_STATS, 1, 0, p, 8 + 8 * DMCE_DSTAT_COUNT_);
+    put("msmp", "disp_stats_resp.payload", p, 8 + 8 * DMCE_DSTAT_COUNT_, NULL, 0);
+    dmce_msmp_values_encode(v, DMCE_DSTAT_COUNT_ + 2, p);
+    frame("disp_stats_resp_newer", DMCE_MSMP_OP_DISP_STATS, 1, 0, p,
+          8 + 8 * (DMCE_DSTAT_COUNT_ + 2));
 }
 
 /* ---- config ------------------------------------------------------------------------- */
@@ -439,6 +594,7 @@ int main(int argc, char **argv)
     }
     outdir = argv[1];
     corpus_msmp();
+    corpus_msmp_dispatch();
     corpus_config();
     corpus_block();
     corpus_ring();
