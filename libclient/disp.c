@@ -37,7 +37,15 @@
 static int disp_rpc_locked(struct dmce_client *c, uint16_t op, const void *p, size_t l,
                            void *resp, size_t cap, size_t *rlen)
 {
-    return dmce_mconn_rpc(&c->dconn, op, p, l, NULL, 0, resp, cap, rlen, NULL);
+    int r = dmce_mconn_rpc(&c->dconn, op, p, l, NULL, 0, resp, cap, rlen, NULL);
+    /*
+     * A connection that broke (the dispatcher restarted since our last
+     * request) is made again once: the ops asked here (directory, pick,
+     * session, stats) may be repeated without harm.
+     */
+    if (r == DMCE_ECLOSED)
+        r = dmce_mconn_rpc(&c->dconn, op, p, l, NULL, 0, resp, cap, rlen, NULL);
+    return r;
 }
 
 int dmce__conn_of_id(const struct dmce_client *c, uint32_t id)

@@ -123,6 +123,13 @@ struct dblock {
     uint16_t tries;           /* failed re-mirrors in a row */
     uint64_t since_ms;        /* re-mirroring started / next try after */
     uint64_t copied;          /* bytes copied so far, as the primary reports */
+    /* Not live yet, but a daemon holds a copy of it (a new dispatcher learns
+     * mirrors before their primaries): kept until the primary reports the
+     * block, or promoted if the primary is dead or does not come back. */
+    uint16_t orphan, orphan_primary;
+    uint64_t orphan_ms;       /* first seen */
+    uint16_t peer_pending;    /* REMIRRORING: the daemon the new copy is made on */
+    uint8_t drop_mirror;      /* tell the primary to stop keeping its mirror (a dead peer) */
 };
 
 struct dconn {
@@ -615,7 +622,14 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
         *k = (struct dblock){.primary = (uint16_t)ev.daemon_id, .live = 1};
         break;
     case DMCE_DISP_EV_MIRRORED:
-        if (k->live && k->primary == ev.daemon_id) {
+        if (k->live && k->primary == ev.daemon_id &&
+            (ev.peer > MAX_DAEMONS || d->daemons[ev.peer].state != DMCE_DISP_ALIVE)) {
+            /* the peer died while the copy was made: not a copy to count on */
+            k->mirror = 0;
+            k->state = DMCE_DISP_SINGLE;
+            k->since_ms = 0;
+            k->drop_mirror = 1;
+        } else if (k->live && k->primary == ev.daemon_id) {
             if (k->state == DMCE_DISP_REMIRRORING) {
                 d->st[DMCE_DSTAT_REMIRRORS_DONE]++;
                 d->st[DMCE_DSTAT_REMIRROR_BYTES] += ev.bytes;
@@ -1212,6 +1226,15 @@ static void failover(struct dmce_disp *d, uint32_t id)
             }
             bump_locked(d);
             pthread_mutex_unlock(&d->lock);
+        } else if (k.state == DMCE_DISP_REMIRRORING && k.peer_pending == id) {
+            pthread_mutex_lock(&d->lock); /* a copy being made onto the dead daemon */
+            if (d->blocks[b].state == DMCE_DISP_REMIRRORING) {
+                d->blocks[b].state = DMCE_DISP_SINGLE;
+                d->blocks[b].since_ms = 0;
+                d->blocks[b].drop_mirror = 1;
+                bump_locked(d);
+            }
+            pthread_mutex_unlock(&d->lock);
         } else if (k.mirror == id) {
             pthread_mutex_lock(&d->lock);
             d->blocks[b].mirror = 0;
@@ -1270,6 +1293,7 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
                           id, k->primary, e.block, k->primary);
             } else {
                 k->live = 1;
+                k->orphan = 0;
                 k->primary = (uint16_t)id;
                 if (e.mirror_state == 2 && e.peer &&
                     d->daemons[e.peer].state == DMCE_DISP_ALIVE) {
@@ -1284,8 +1308,20 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
             /* the copy the directory expects */
         } else if (k->live && k->primary == e.peer && !k->mirror) {
             /* its primary has not said yet: it will (its own blocks) */
-        } else if (!k->live || k->primary != e.peer) {
-            drop = !(d->daemons[e.peer].state == DMCE_DISP_ALIVE && !k->live);
+        } else if (!k->live) {
+            /*
+             * A copy of a block nobody has reported as primary yet. Its
+             * primary may register after this daemon (a new dispatcher), or be
+             * dead: then this copy is the only one. Never drop it here:
+             * adopt_orphans() waits for the primary or promotes it.
+             */
+            if (!k->orphan) {
+                k->orphan = (uint16_t)id;
+                k->orphan_primary = (uint16_t)e.peer;
+                k->orphan_ms = dmce_now_ms();
+            }
+        } else if (k->primary != e.peer) {
+            drop = 1; /* the block lives elsewhere now: this copy is stale */
         }
         bump_locked(d);
         pthread_mutex_unlock(&d->lock);
@@ -1299,6 +1335,94 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
     free(buf);
     if (r < 0)
         LOG_WARN("cannot read memd[%u]'s blocks: %s", id, dmce_strerror(r));
+}
+
+/* Primaries told to stop keeping a mirror on a daemon that died (drop_mirror). */
+static void drop_dead_mirrors(struct dmce_disp *d)
+{
+    uint32_t todo[64], prim[64];
+    unsigned n = 0;
+    pthread_mutex_lock(&d->lock);
+    for (uint32_t b = 1; b < d->nids && n < 64; b++) {
+        struct dblock *k = &d->blocks[b];
+        if (!k->drop_mirror)
+            continue;
+        k->drop_mirror = 0;
+        if (k->live && d->daemons[k->primary].state == DMCE_DISP_ALIVE) {
+            todo[n] = b;
+            prim[n++] = k->primary;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
+        dmce_msmp_block_req_encode(todo[i], rq);
+        int r = daemon_rpc(d, prim[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
+        LOG_INFO("block %u: memd[%u] told to drop its mirror on a dead daemon%s%s", todo[i],
+                 prim[i], r < 0 && r != -ENOENT ? ": " : "",
+                 r < 0 && r != -ENOENT ? dmce_strerror(r) : "");
+    }
+}
+
+/*
+ * Copies whose primary never reported the block: promote them when the
+ * primary is dead, or has not registered within ORPHAN_WAIT of the copy
+ * being seen (a live daemon re-registers every heartbeat_ms). Until then,
+ * and while the primary lives, wait: it reports the block itself.
+ */
+static void adopt_orphans(struct dmce_disp *d)
+{
+    uint64_t now = dmce_now_ms();
+    uint64_t wait = DMCE_MAX(2000ull, 20ull * (uint64_t)d->cfg.heartbeat_ms);
+    uint32_t todo[64];
+    unsigned n = 0;
+    pthread_mutex_lock(&d->lock);
+    for (uint32_t b = 1; b < d->nids && n < 64; b++) {
+        struct dblock *k = &d->blocks[b];
+        if (!k->orphan)
+            continue;
+        if (k->live || d->daemons[k->orphan].state != DMCE_DISP_ALIVE) {
+            k->orphan = 0; /* reported after all, or its holder is gone too */
+            continue;
+        }
+        int pstate = d->daemons[k->orphan_primary].state;
+        if (pstate == DMCE_DISP_DEAD || (pstate != DMCE_DISP_ALIVE && now - k->orphan_ms >= wait))
+            todo[n++] = b;
+    }
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t b = todo[i];
+        pthread_mutex_lock(&d->lock);
+        uint32_t holder = d->blocks[b].orphan, primary = d->blocks[b].orphan_primary;
+        int dead = d->daemons[primary].state == DMCE_DISP_DEAD;
+        pthread_mutex_unlock(&d->lock);
+        if (!holder)
+            continue;
+        uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE], resp[DMCE_MSMP_PROMOTE_RESP_SIZE];
+        dmce_msmp_block_req_encode(b, rq);
+        int r = daemon_rpc(d, holder, DMCE_MSMP_OP_PROMOTE, rq, sizeof(rq), resp, sizeof(resp),
+                           NULL);
+        pthread_mutex_lock(&d->lock);
+        struct dblock *k = &d->blocks[b];
+        if ((r == 0 || r == -EALREADY) && !k->live) {
+            k->live = 1;
+            k->primary = (uint16_t)holder;
+            k->mirror = 0;
+            k->state = DMCE_DISP_SINGLE;
+            k->since_ms = 0;
+            d->st[DMCE_DSTAT_PROMOTIONS]++;
+            bump_locked(d);
+        }
+        k->orphan = 0;
+        pthread_mutex_unlock(&d->lock);
+        if (r == 0 || r == -EALREADY)
+            LOG_WARN("block %u: its primary memd[%u] %s; promoted the copy on memd[%u]", b, primary,
+                     dead ? "is dead" : "did not register", holder);
+        else
+            LOG_ERROR("block %u: cannot promote the copy on memd[%u] (its primary memd[%u] is "
+                      "gone): %s",
+                      b, holder, primary, dmce_strerror(r));
+    }
 }
 
 /* Start copying single-copy blocks to new mirrors, remirror_parallel at a time. */
@@ -1332,6 +1456,7 @@ static void remirror(struct dmce_disp *d)
         k->state = DMCE_DISP_REMIRRORING;
         k->since_ms = now;
         k->copied = 0;
+        k->peer_pending = (uint16_t)peer;
         dmce_msmp_mirror_start_t ms = {.block = pick, .peer = peer};
         memcpy(ms.path, d->daemons[peer].path, sizeof(ms.path));
         d->st[DMCE_DSTAT_REMIRRORS_STARTED]++;
@@ -1398,7 +1523,12 @@ static void progress(struct dmce_disp *d)
             if (k->live && k->primary == id && k->state == DMCE_DISP_REMIRRORING) {
                 k->copied = e.copied;
                 copied += e.copied;
-                if (e.mirror_state == 2 && e.peer) {
+                if (e.mirror_state == 2 && e.peer &&
+                    (e.peer > MAX_DAEMONS || d->daemons[e.peer].state != DMCE_DISP_ALIVE)) {
+                    k->state = DMCE_DISP_SINGLE; /* made on a daemon that died since */
+                    k->since_ms = 0;
+                    k->drop_mirror = 1;
+                } else if (e.mirror_state == 2 && e.peer) {
                     k->mirror = (uint16_t)e.peer;
                     k->state = DMCE_DISP_MIRRORED;
                     d->st[DMCE_DSTAT_REMIRRORS_DONE]++;
@@ -1465,6 +1595,8 @@ static void *orch_main(void *arg)
             failover(d, todo_fail[k]);
         for (unsigned k = 0; k < nr; k++)
             read_blocks(d, todo_read[k]);
+        adopt_orphans(d);
+        drop_dead_mirrors(d);
         remirror(d);
         progress(d);
         pthread_mutex_lock(&d->lock);

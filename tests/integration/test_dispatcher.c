@@ -1087,6 +1087,65 @@ static void restart_rebuilds_directory(void **state)
     assert_int_equal(dmce_disconnect(c), 0);
 }
 
+/* The allocations of `victim` have moved to a live primary in the directory. */
+struct moved_off {
+    const dmce_addr_t *a;
+    uint32_t victim;
+};
+
+static int all_moved_off(void *arg)
+{
+    const struct moved_off *m = arg;
+    for (int i = 0; i < RS_ALLOCS; i++) { /* those on other daemons stay where they are */
+        uint32_t p = primary_of(m->a[i]);
+        if (p == 0 || p == m->victim)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * A daemon dies while no dispatcher runs: the next dispatcher learns its
+ * blocks only from their mirrors. It must promote them (the dead primary
+ * never registers), not drop them as stale: the data reads back.
+ */
+static void death_while_no_dispatcher(void **state)
+{
+    (void)state;
+    dmce_client_t *c = client_set_up(0);
+    assert_non_null(c);
+    dmce_addr_t a[RS_ALLOCS];
+    for (int i = 0; i < RS_ALLOCS; i++)
+        assert_int_equal(dmce_malloc(c, RS_LEN, &a[i]), 0);
+    assert_int_equal(write_data(c, a, 7), 0);
+    uint64_t three = 3;
+    assert_true(harness_wait(all_mirrored, &three, 10000));
+    uint32_t victim = (uint32_t)daemon_id_of(c, a[0]);
+    assert_true(victim >= 1 && victim <= 3);
+    /* c stays connected: its sessions keep the allocations */
+
+    harness_kill(0);
+    harness_kill((int)victim);
+    static const char *const f[] = {"--mirroring=on", NULL};
+    assert_int_equal(harness_start_dispatcher(0, f[0], NULL), 0);
+    struct moved_off m = {a, victim};
+    assert_true(harness_wait(all_moved_off, &m, 15000));
+    dmce_cluster_stats_t s;
+    dmce_client_t *c2 = client_set_up(0);
+    assert_non_null(c2);
+    assert_int_equal(check_data(c2, a, 7), 0);
+    assert_int_equal(dmce_cluster_stats(c2, &s), 0);
+    assert_true(s.promotions >= 1);
+    assert_int_equal(s.blocks_lost, 0);
+    assert_int_equal(dmce_disconnect(c2), 0);
+    for (int i = 0; i < RS_ALLOCS; i++)
+        assert_int_equal(dmce_free(c, a[i]), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+    /* the victim comes back (empty) for the teardown, and the copies heal */
+    assert_int_equal(start_memd_v((int)victim, small_memd), 0);
+    assert_true(harness_wait(all_mirrored, &three, 20000));
+}
+
 /* ---- 7. spawn mode
  * -------------------------------------------------------------------------------- */
 
@@ -1534,7 +1593,8 @@ int main(void)
     const struct CMUnitTest fake[] = {cmocka_unit_test(fake_garbage_marked_dead),
                                       cmocka_unit_test(fake_stall_marked_dead),
                                       cmocka_unit_test(fake_silent_marked_dead)};
-    const struct CMUnitTest restart[] = {cmocka_unit_test(restart_rebuilds_directory)};
+    const struct CMUnitTest restart[] = {cmocka_unit_test(restart_rebuilds_directory),
+                                         cmocka_unit_test(death_while_no_dispatcher)};
     const struct CMUnitTest spawn[] = {cmocka_unit_test(spawn_respawn_and_stop)};
     const struct CMUnitTest transp[] = {cmocka_unit_test(transparent_ops_and_failover)};
     const struct CMUnitTest bad[] = {
