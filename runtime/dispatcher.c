@@ -182,6 +182,7 @@ struct dmce_disp {
     struct dconn *conns;
     unsigned nconns;
     uint64_t start_ms, last_progress_ms;
+    uint32_t next_session; /* session IDs: from a random start, one after the other */
     uint64_t st[DMCE_DSTAT_COUNT_];
     struct spawned spawn[MAX_SPAWN + 1];
     struct fwd *fwds;           /* under lock */
@@ -591,13 +592,24 @@ static void op_session(struct dmce_disp *d, struct dconn *c, uint32_t len)
 {
     if (len != 0)
         return reply_error(c, -EBADMSG);
-    uint32_t id = 0;
-    while (!(id & ~DMCE_SESSION_GLOBAL)) { /* random: a new dispatcher cannot repeat the old one */
-        if (dmce_random_bytes(&id, sizeof(id)) < 0)
-            return reply_error(c, -EIO);
-        id |= DMCE_SESSION_GLOBAL;
-    }
+    /*
+     * One after the other from a random start: no two sessions of this
+     * dispatcher share an ID (until 2^31 of them), and a new dispatcher
+     * starts elsewhere than the old one, so the IDs of sessions that outlive
+     * it are very unlikely to come again (random IDs would collide after
+     * ~50k sessions).
+     */
     pthread_mutex_lock(&d->lock);
+    if (!d->next_session && dmce_random_bytes(&d->next_session, sizeof(d->next_session)) < 0) {
+        pthread_mutex_unlock(&d->lock);
+        return reply_error(c, -EIO);
+    }
+    uint32_t id;
+    do
+        id = d->next_session++ | DMCE_SESSION_GLOBAL;
+    while (!(id & ~DMCE_SESSION_GLOBAL));
+    if (!d->next_session)
+        d->next_session = 1;
     d->st[DMCE_DSTAT_SESSIONS]++;
     pthread_mutex_unlock(&d->lock);
     uint8_t *out = reply(c, DMCE_DISP_U32_RESP_SIZE);
