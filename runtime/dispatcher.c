@@ -160,6 +160,8 @@ struct fwd {
 struct spawned {
     pid_t pid;
     uint64_t next_start_ms; /* respawn backoff */
+    uint64_t started_ms;    /* when the current process was started */
+    unsigned quick_exits;   /* exits within 10 s of starting, in a row */
 };
 
 struct dmce_disp {
@@ -1665,14 +1667,30 @@ void dmce_disp_reap(dmce_disp_t *d)
                      WIFSIGNALED(st) ? "signal" : "status",
                      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
                      d->cfg.respawn && !atomic_load(&d->stop) ? "; starting it again" : "");
-            d->spawn[i].next_start_ms = dmce_now_ms() + 500; /* let the failover go first */
+            /*
+             * 500 ms lets the failover go first. A daemon that keeps exiting
+             * soon after it starts (a bad flag, a lock another one holds)
+             * is tried again less and less often: 1, 2, 4 .. 30 s.
+             */
+            uint64_t now = dmce_now_ms();
+            struct spawned *sp = &d->spawn[i];
+            sp->quick_exits = now - sp->started_ms < 10000 ? sp->quick_exits + 1 : 0;
+            uint64_t wait = sp->quick_exits ? DMCE_MIN(30000ull, 500ull << DMCE_MIN(sp->quick_exits, 6u))
+                                            : 500;
+            sp->next_start_ms = now + wait;
+            if (sp->quick_exits >= 3)
+                LOG_ERROR("memd[%u] exited %u times in a row within 10 s of its start; next try "
+                          "in %llu ms",
+                          i, sp->quick_exits, (unsigned long long)wait);
         }
     }
     if (!d->cfg.respawn || atomic_load(&d->stop))
         return;
     for (unsigned i = 1; i <= (unsigned)d->cfg.spawn; i++)
-        if (!d->spawn[i].pid && dmce_now_ms() >= d->spawn[i].next_start_ms)
+        if (!d->spawn[i].pid && dmce_now_ms() >= d->spawn[i].next_start_ms) {
+            d->spawn[i].started_ms = dmce_now_ms();
             d->spawn[i].pid = spawn_memd(d, i);
+        }
 }
 
 /* ---- life --------------------------------------------------------------------------------- */
@@ -1769,8 +1787,10 @@ int dmce_disp_start(const dmce_disp_config_t *cfg, dmce_disp_t **out)
     LOG_INFO("serving on %s: policy %s, mirroring %s, heartbeat %lld ms x %lld, layout %s",
              d->sock_path, policy_names[c->policy], mirroring_names[c->mirroring],
              (long long)c->heartbeat_ms, (long long)c->miss_limit, layout_names[c->layout]);
-    for (unsigned i = 1; i <= (unsigned)c->spawn; i++)
+    for (unsigned i = 1; i <= (unsigned)c->spawn; i++) {
+        d->spawn[i].started_ms = dmce_now_ms();
         d->spawn[i].pid = spawn_memd(d, i);
+    }
     *out = d;
     return 0;
 fail:
