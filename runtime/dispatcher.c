@@ -657,7 +657,8 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
         if (k->live && k->primary == ev.daemon_id) {
             k->mirror = 0;
             k->state = DMCE_DISP_SINGLE;
-            k->since_ms = dmce_now_ms() + 200ull * (1u << DMCE_MIN(k->tries, 8)); /* backoff */
+            /* at once the first time, then backing off: 200, 400 .. 51200 ms */
+            k->since_ms = k->tries ? dmce_now_ms() + 100ull * (1u << DMCE_MIN(k->tries, 9)) : 0;
             k->tries++;
         }
         break;
@@ -1568,6 +1569,7 @@ static void progress(struct dmce_disp *d)
 static void *orch_main(void *arg)
 {
     struct dmce_disp *d = arg;
+    uint64_t last_round = dmce_now_ms();
     pthread_mutex_lock(&d->lock);
     while (!atomic_load(&d->stop)) {
         struct timespec ts;
@@ -1583,6 +1585,24 @@ static void *orch_main(void *arg)
             break;
         /* Deadlines: miss_limit member pulses. */
         uint64_t now = dmce_now_ms(), limit = (uint64_t)(d->cfg.miss_limit * d->cfg.heartbeat_ms);
+        if (now - last_round > 2 * (uint64_t)d->cfg.heartbeat_ms) {
+            /*
+             * We did not run for a while: this process (or the machine)
+             * stalled, or the last round waited on a daemon. Pulses sent
+             * meanwhile may still sit unread in our sockets: give every
+             * daemon a heartbeat's worth more before its deadline, rather
+             * than declare the whole cluster dead at once (seen: 3 of 3
+             * daemons "missed" their pulses in the same millisecond after a
+             * 500 ms stall). A process that exits is still seen at once
+             * through its pidfd.
+             */
+            LOG_WARN("the dispatcher did not run for %llu ms; deadlines start over",
+                     (unsigned long long)(now - last_round));
+            for (uint32_t i = 1; i <= MAX_DAEMONS; i++)
+                if (d->daemons[i].state == DMCE_DISP_ALIVE &&
+                    d->daemons[i].last_pulse_ms + limit < now + d->cfg.heartbeat_ms)
+                    d->daemons[i].last_pulse_ms = now + d->cfg.heartbeat_ms - limit;
+        }
         for (uint32_t i = 1; i <= MAX_DAEMONS; i++) {
             struct ddaemon *x = &d->daemons[i];
             if (x->state == DMCE_DISP_ALIVE && now - x->last_pulse_ms > limit) {
@@ -1613,6 +1633,7 @@ static void *orch_main(void *arg)
         drop_dead_mirrors(d);
         remirror(d);
         progress(d);
+        last_round = dmce_now_ms();
         pthread_mutex_lock(&d->lock);
     }
     pthread_mutex_unlock(&d->lock);

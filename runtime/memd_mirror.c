@@ -215,6 +215,9 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_
     pthread_mutex_lock(&peer->lock);
     int r = dmce_mconn_rpc(&peer->conn, DMCE_MSMP_OP_MIRROR_CREATE, pl, sizeof(pl), NULL, 0, resp,
                            sizeof(resp), &rlen, &fd);
+    if (r == DMCE_ECLOSED) /* a connection to the peer's previous process (it restarted): again */
+        r = dmce_mconn_rpc(&peer->conn, DMCE_MSMP_OP_MIRROR_CREATE, pl, sizeof(pl), NULL, 0, resp,
+                           sizeof(resp), &rlen, &fd);
     pthread_mutex_unlock(&peer->lock);
     if (r == 0 && fd < 0)
         r = -EPROTO;
