@@ -147,6 +147,9 @@ struct memd_worker {
     atomic_uint active;         /* of those, with a request in the last ACTIVE_NS */
     struct memd_conn *conns;
     void *store;                /* memd_store.c's state for this worker; owner: memd_store.c */
+    int spare_fd;               /* /dev/null, given up to refuse a connection when out of fds */
+    uint64_t refuse_log_ms;     /* last "refused connection" warning (one a second) */
+    uint64_t refused_quiet;     /* refusals since then, not logged */
 };
 
 struct dmce_memd {

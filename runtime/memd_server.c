@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <urcu.h>
@@ -1437,27 +1439,94 @@ static int conn_has_frame(const struct memd_conn *c)
     return dmce_inbuf_frame(&c->in, (uint32_t)c->w->m->cfg.max_payload, &h, &p, &need) != 0;
 }
 
+/*
+ * A refused connection is logged at most once a second per worker, with
+ * the number not logged since: a flood of them (another user, clients over
+ * max_clients, a shortage of descriptors) must not flood the log as well.
+ */
+static void refuse_log(struct memd_worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse_log(struct memd_worker *w, const char *fmt, ...)
+{
+    uint64_t now = dmce_now_ms();
+    if (w->refuse_log_ms && now - w->refuse_log_ms < 1000) {
+        w->refused_quiet++;
+        return;
+    }
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (w->refused_quiet)
+        LOG_WARN("%s (and %llu more refused in the last second, not logged)", what,
+                 (unsigned long long)w->refused_quiet);
+    else
+        LOG_WARN("%s", what);
+    w->refuse_log_ms = now;
+    w->refused_quiet = 0;
+}
+
+/*
+ * accept() failed with EMFILE or ENFILE. The connection stays in the
+ * backlog and the listening socket stays readable: left there, it would
+ * wake the workers again at once, forever (a busy loop). Give up the
+ * worker's spare descriptor, accept the connection with it and close it
+ * (the client sees its connection closed, as over max_clients), then take
+ * the spare back. Without a spare (another thread took the slot), back off
+ * 1 ms so that the loop is not a spin.
+ */
+static void accept_without_fds(struct memd_worker *w, int err)
+{
+    struct dmce_memd *m = w->m;
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        w->spare_fd = -1;
+    }
+    int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    int aerr = errno;
+    if (fd >= 0) {
+        pid_t pid = 0;
+        dmce_peer_cred(fd, &pid, NULL, NULL);
+        close(fd);
+        refuse_log(w, "refused connection from pid %d: out of file descriptors (%s) with %llu "
+                   "clients", (int)pid, strerror(err),
+                   (unsigned long long)atomic_load(&m->clients));
+    }
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && aerr != EAGAIN && aerr != EINTR) {
+        refuse_log(w, "accept: %s with %llu clients; retrying in 1 ms", strerror(aerr),
+                   (unsigned long long)atomic_load(&m->clients));
+        struct timespec ts = {.tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void conn_accept(struct memd_worker *w)
 {
     struct dmce_memd *m = w->m;
+    if (w->spare_fd < 0) /* lost to a shortage of descriptors: take it back */
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (;;) {
         int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                LOG_WARN("accept: %s", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE)
+                accept_without_fds(w, errno);
+            else if (errno != EAGAIN && errno != EINTR)
+                refuse_log(w, "accept: %s", strerror(errno));
             return;
         }
         pid_t pid = 0;
         uid_t uid = (uid_t)-1;
         if (dmce_peer_cred(fd, &pid, &uid, NULL) < 0 || (uid != geteuid() && uid != 0)) {
-            LOG_WARN("refused connection from pid %d uid %d: not the cluster's user", (int)pid,
-                     (int)uid);
+            refuse_log(w, "refused connection from pid %d uid %d: not the cluster's user",
+                       (int)pid, (int)uid);
             close(fd);
             continue;
         }
         if (atomic_load(&m->clients) >= (uint64_t)m->cfg.max_clients) {
-            LOG_WARN("refused connection from pid %d: max_clients (%lld) reached", (int)pid,
-                     (long long)m->cfg.max_clients);
+            refuse_log(w, "refused connection from pid %d: max_clients (%lld) reached", (int)pid,
+                       (long long)m->cfg.max_clients);
             close(fd);
             continue;
         }
@@ -1723,6 +1792,28 @@ static int resolve_config(struct dmce_memd *m)
         LOG_ERROR("cannot create runtime dir %s: %s", cfg->runtime_dir, strerror(-r));
         return r;
     }
+    /*
+     * It holds the socket and the lock file: it must be ours and writable by
+     * nobody else, or another user could swap them (or point the lock file,
+     * which is truncated, at a file of ours). One made elsewhere may let
+     * others search it; the socket still refuses them (0600, SO_PEERCRED).
+     */
+    struct stat ds;
+    if (stat(cfg->runtime_dir, &ds) < 0) {
+        r = -errno;
+        LOG_ERROR("runtime dir %s: %s", cfg->runtime_dir, strerror(errno));
+        return r;
+    }
+    if (!S_ISDIR(ds.st_mode) || ds.st_uid != geteuid() || (ds.st_mode & (S_IWGRP | S_IWOTH))) {
+        LOG_ERROR("runtime dir %s is mode %03o, owner uid %u: it must be a directory of uid %u "
+                  "that nobody else can write (chmod 700 it)",
+                  cfg->runtime_dir, (unsigned)(ds.st_mode & 07777), (unsigned)ds.st_uid,
+                  (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (ds.st_mode & 077)
+        LOG_WARN("runtime dir %s is mode %03o: other users can see into it (0700 is safer)",
+                 cfg->runtime_dir, (unsigned)(ds.st_mode & 07777));
     char real[4096];
     if (!realpath(cfg->runtime_dir, real))
         return -errno;
@@ -1826,6 +1917,29 @@ static int choose_numa_node(struct dmce_memd *m)
     return 0;
 }
 
+/*
+ * Descriptors: one per client connection, about two per block (its object,
+ * its mirror's) and some for the rest. Raise the soft limit (up to the hard
+ * one) so that max_clients can be reached; warn when it cannot: connections
+ * beyond the limit are then refused (accept_without_fds).
+ */
+static void raise_fd_limit(struct dmce_memd *m)
+{
+    rlim_t need = (rlim_t)m->cfg.max_clients + 2 * (rlim_t)m->cfg.max_blocks + 128;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return;
+    struct rlimit want = rl;
+    want.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (want.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0)
+        rl = want;
+    if (rl.rlim_cur < need)
+        LOG_WARN("file descriptor limit %llu is below the %llu that max_clients (%lld) needs: "
+                 "connections beyond it will be refused; raise ulimit -n or lower max_clients",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+                 (long long)m->cfg.max_clients);
+}
+
 static int start_workers(struct dmce_memd *m)
 {
     m->nworkers = (int)m->cfg.workers;
@@ -1838,6 +1952,7 @@ static int start_workers(struct dmce_memd *m)
         w->bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (w->epfd < 0 || w->evfd < 0 || w->bell < 0)
             return -errno;
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: taken back later */
         struct epoll_event evb = {.events = EPOLLIN, .data.ptr = &w->bell};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->bell, &evb) < 0)
             return -errno;
@@ -1879,7 +1994,7 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         goto fail;
 
     /* One daemon per ID: the lock is held for the daemon's life. */
-    m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (m->lock_fd < 0) {
         r = -errno;
         LOG_ERROR("cannot open %s: %s", m->lock_path, strerror(errno));
@@ -1922,6 +2037,7 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     }
     m->capacity = m->block_data_bytes * (uint64_t)cfg->max_blocks;
 
+    raise_fd_limit(m);
     /*
      * Listen before registering: the dispatcher asks for our blocks as soon
      * as we register, and its connection waits in the backlog until the
@@ -2028,6 +2144,8 @@ void dmce_memd_stop(dmce_memd_t *m)
             close(m->workers[i].evfd);
         if (m->workers[i].bell > 0)
             close(m->workers[i].bell);
+        if (m->workers[i].spare_fd > 0)
+            close(m->workers[i].spare_fd);
     }
     if (m->listen_fd >= 0) {
         close(m->listen_fd);

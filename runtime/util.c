@@ -158,7 +158,7 @@ int dmce_unix_listen(const char *path, int backlog)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    mode_t old = umask(0077);
+    mode_t old = umask(0177); /* the socket: 0600 (0077 left it 0700) */
     r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
     if (r < 0 || listen(fd, backlog) < 0) {
