@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -185,6 +186,8 @@ struct dmce_disp {
     unsigned nconns;
     uint64_t start_ms, last_progress_ms;
     uint32_t next_session; /* session IDs: from a random start, one after the other */
+    int spare_fd;               /* /dev/null, given up to shed a connection when out of fds */
+    dmce_ratelimit_t refuse_rl; /* "refused" warnings: one a second (control loop only) */
     uint64_t st[DMCE_DSTAT_COUNT_];
     struct spawned spawn[MAX_SPAWN + 1];
     struct fwd *fwds;           /* under lock */
@@ -811,17 +814,50 @@ static int conn_input(struct dmce_disp *d, struct dconn *c)
     return 0;
 }
 
+static void refuse_log(struct dmce_disp *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse_log(struct dmce_disp *d, const char *fmt, ...)
+{
+    uint64_t quiet = 0;
+    if (!dmce_ratelimit_ok(&d->refuse_rl, &quiet))
+        return;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (quiet)
+        LOG_WARN("%s (and %llu more refused in the last second, not logged)", what,
+                 (unsigned long long)quiet);
+    else
+        LOG_WARN("%s", what);
+}
+
 static void conn_accept(struct dmce_disp *d)
 {
+    if (d->spare_fd < 0) /* lost to a shortage of descriptors: take it back */
+        d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (;;) {
         int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            int err = errno;
+            pid_t pid = 0;
+            if (err == EMFILE || err == ENFILE) { /* else the backlog wakes us forever */
+                int r = dmce_accept_shed(d->listen_fd, &d->spare_fd, &pid);
+                if (r > 0)
+                    refuse_log(d, "refused pid %d: out of file descriptors (%s)", (int)pid,
+                               strerror(err));
+                else if (r < 0)
+                    refuse_log(d, "accept: %s; retrying in 1 ms", strerror(-r));
+            } else if (err != EAGAIN && err != EINTR) {
+                refuse_log(d, "accept: %s", strerror(err));
+            }
             return;
+        }
         pid_t pid = 0;
         uid_t uid = (uid_t)-1;
         if (dmce_peer_cred(fd, &pid, &uid, NULL) < 0 || (uid != geteuid() && uid != 0)) {
-            LOG_WARN("refused a connection from pid %d uid %d: not the cluster's user", (int)pid,
-                     (int)uid);
+            refuse_log(d, "refused a connection from pid %d uid %d: not the cluster's user",
+                       (int)pid, (int)uid);
             close(fd);
             continue;
         }
@@ -829,8 +865,8 @@ static void conn_accept(struct dmce_disp *d)
         unsigned nf = d->nfwds;
         pthread_mutex_unlock(&d->lock);
         if (d->nconns + nf >= (unsigned)d->cfg.max_clients) {
-            LOG_WARN("refused pid %d: max_clients (%lld) reached", (int)pid,
-                     (long long)d->cfg.max_clients);
+            refuse_log(d, "refused pid %d: max_clients (%lld) reached", (int)pid,
+                       (long long)d->cfg.max_clients);
             close(fd);
             continue;
         }
@@ -1723,6 +1759,7 @@ int dmce_disp_start(const dmce_disp_config_t *cfg, dmce_disp_t **out)
         return -ENOMEM;
     d->cfg = *cfg;
     d->lock_fd = d->listen_fd = d->epfd = d->evfd = -1;
+    d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: taken back later */
     d->start_ms = dmce_now_ms();
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->orch_cond, NULL);
@@ -1754,7 +1791,7 @@ int dmce_disp_start(const dmce_disp_config_t *cfg, dmce_disp_t **out)
         r = -ENOMEM;
         goto fail;
     }
-    d->lock_fd = open(d->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    d->lock_fd = open(d->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (d->lock_fd < 0 || flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         r = d->lock_fd < 0 ? -errno : -EADDRINUSE;
         LOG_ERROR("another dmce-dispatcher runs in %s (lock %s)", c->runtime_dir, d->lock_path);
@@ -1873,6 +1910,8 @@ void dmce_disp_stop(dmce_disp_t *d)
         close(d->epfd);
     if (d->evfd >= 0)
         close(d->evfd);
+    if (d->spare_fd >= 0)
+        close(d->spare_fd);
     if (d->lock_fd >= 0) {
         if (d->locked) /* a refused second dispatcher leaves the running one's lock alone */
             unlink(d->lock_path);

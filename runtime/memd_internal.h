@@ -23,6 +23,7 @@
 #include "memd_server.h"
 #include "msmp.h"
 #include "msmp_conn.h"
+#include "util.h"
 #include "msmp_io.h"
 #include "transport_ring.h"
 
@@ -148,8 +149,7 @@ struct memd_worker {
     struct memd_conn *conns;
     void *store;                /* memd_store.c's state for this worker; owner: memd_store.c */
     int spare_fd;               /* /dev/null, given up to refuse a connection when out of fds */
-    uint64_t refuse_log_ms;     /* last "refused connection" warning (one a second) */
-    uint64_t refused_quiet;     /* refusals since then, not logged */
+    dmce_ratelimit_t refuse_rl; /* "refused connection" warnings: one a second */
 };
 
 struct dmce_memd {

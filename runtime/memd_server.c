@@ -1448,58 +1448,34 @@ static void refuse_log(struct memd_worker *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void refuse_log(struct memd_worker *w, const char *fmt, ...)
 {
-    uint64_t now = dmce_now_ms();
-    if (w->refuse_log_ms && now - w->refuse_log_ms < 1000) {
-        w->refused_quiet++;
+    uint64_t quiet = 0;
+    if (!dmce_ratelimit_ok(&w->refuse_rl, &quiet))
         return;
-    }
     char what[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    if (w->refused_quiet)
+    if (quiet)
         LOG_WARN("%s (and %llu more refused in the last second, not logged)", what,
-                 (unsigned long long)w->refused_quiet);
+                 (unsigned long long)quiet);
     else
         LOG_WARN("%s", what);
-    w->refuse_log_ms = now;
-    w->refused_quiet = 0;
 }
 
-/*
- * accept() failed with EMFILE or ENFILE. The connection stays in the
- * backlog and the listening socket stays readable: left there, it would
- * wake the workers again at once, forever (a busy loop). Give up the
- * worker's spare descriptor, accept the connection with it and close it
- * (the client sees its connection closed, as over max_clients), then take
- * the spare back. Without a spare (another thread took the slot), back off
- * 1 ms so that the loop is not a spin.
- */
+/* accept() failed with EMFILE or ENFILE: shed the connection (dmce_accept_shed). */
 static void accept_without_fds(struct memd_worker *w, int err)
 {
     struct dmce_memd *m = w->m;
-    if (w->spare_fd >= 0) {
-        close(w->spare_fd);
-        w->spare_fd = -1;
-    }
-    int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    int aerr = errno;
-    if (fd >= 0) {
-        pid_t pid = 0;
-        dmce_peer_cred(fd, &pid, NULL, NULL);
-        close(fd);
+    pid_t pid = 0;
+    int r = dmce_accept_shed(m->listen_fd, &w->spare_fd, &pid);
+    if (r > 0)
         refuse_log(w, "refused connection from pid %d: out of file descriptors (%s) with %llu "
                    "clients", (int)pid, strerror(err),
                    (unsigned long long)atomic_load(&m->clients));
-    }
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && aerr != EAGAIN && aerr != EINTR) {
-        refuse_log(w, "accept: %s with %llu clients; retrying in 1 ms", strerror(aerr),
+    else if (r < 0)
+        refuse_log(w, "accept: %s with %llu clients; retrying in 1 ms", strerror(-r),
                    (unsigned long long)atomic_load(&m->clients));
-        struct timespec ts = {.tv_nsec = 1000000};
-        nanosleep(&ts, NULL);
-    }
 }
 
 static void conn_accept(struct memd_worker *w)

@@ -169,6 +169,43 @@ int dmce_unix_listen(const char *path, int backlog)
     return fd;
 }
 
+int dmce_accept_shed(int listen_fd, int *spare, pid_t *pid)
+{
+    *pid = 0;
+    if (*spare >= 0) {
+        close(*spare);
+        *spare = -1;
+    }
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    int err = errno;
+    if (fd >= 0) {
+        dmce_peer_cred(fd, pid, NULL, NULL);
+        close(fd);
+    }
+    *spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        return 1;
+    if (err == EAGAIN || err == EINTR)
+        return 0;
+    struct timespec ts = {.tv_nsec = 1000000};
+    nanosleep(&ts, NULL);
+    return -err;
+}
+
+int dmce_ratelimit_ok(dmce_ratelimit_t *rl, uint64_t *quiet)
+{
+    uint64_t now = dmce_now_ms();
+    if (rl->last_ms && now - rl->last_ms < 1000) {
+        rl->quiet++;
+        return 0;
+    }
+    if (quiet)
+        *quiet = rl->quiet;
+    rl->last_ms = now;
+    rl->quiet = 0;
+    return 1;
+}
+
 int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
 {
     struct ucred uc;

@@ -42,6 +42,28 @@ int dmce_unix_connect(const char *path);
 /* Peer credentials of a Unix socket. 0 or -errno. */
 int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
+/*
+ * accept() on listen_fd failed with EMFILE or ENFILE: the connection stays
+ * in the backlog and the socket stays readable, so a server left there
+ * wakes again at once, forever. Give up *spare (a descriptor kept for
+ * this, e.g. /dev/null; -1 = none), accept the connection with it and
+ * close it (the client sees its connection closed), then take the spare
+ * back. Returns 1 (shed; *pid the peer's, 0 if unknown), 0 (nothing
+ * waiting), or -errno when even that failed (after a 1 ms pause, so that
+ * the caller's loop is not a spin).
+ */
+int dmce_accept_shed(int listen_fd, int *spare, pid_t *pid);
+
+/*
+ * One log line a second for a flood of the same event: 1 = log now
+ * (*quiet, may be NULL, gets the number of events not logged since the
+ * last line), 0 = count it and stay quiet. Not thread-safe: one per thread.
+ */
+typedef struct dmce_ratelimit {
+    uint64_t last_ms, quiet;
+} dmce_ratelimit_t;
+int dmce_ratelimit_ok(dmce_ratelimit_t *rl, uint64_t *quiet);
+
 /* Fill buf with len random bytes from getrandom(). 0 or -errno. */
 int dmce_random_bytes(void *buf, size_t len);
 
