@@ -112,6 +112,7 @@ struct ddaemon {
     char path[DMCE_DISP_DAEMON_PATH + 1]; /* a Unix socket path: sun_path bounds it */
     uint64_t last_pulse_ms, died_ms;
     int need_blocks;      /* read its blocks (it just registered) */
+    int blocks_read;      /* its blocks were read since it registered: the directory has them */
     int failover;         /* promote the mirrors of its blocks */
     dmce_mconn_t cmd;     /* the orchestrator's connection to it; orchestrator only */
     int cmd_ready;
@@ -129,6 +130,7 @@ struct dblock {
      * block, or promoted if the primary is dead or does not come back. */
     uint16_t orphan, orphan_primary;
     uint64_t orphan_ms;       /* first seen */
+    uint64_t orphan_retry_ms; /* a failed promotion: not before this */
     uint16_t peer_pending;    /* REMIRRORING: the daemon the new copy is made on */
     uint8_t drop_mirror;      /* tell the primary to stop keeping its mirror (a dead peer) */
 };
@@ -470,6 +472,7 @@ static void op_register(struct dmce_disp *d, struct dconn *c, const uint8_t *p, 
     x->path[sizeof(x->path) - 1] = '\0';
     x->last_pulse_ms = dmce_now_ms();
     x->need_blocks = 1;
+    x->blocks_read = 0;
     if (x->pidfd < 0) {
         x->pidfd = pidfd_open_(x->pid);
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)rq.daemon_id};
@@ -654,6 +657,7 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
             k->mirror = (uint16_t)ev.peer;
             k->state = DMCE_DISP_MIRRORED;
             k->tries = 0;
+            k->drop_mirror = 0; /* this mirror is good: keep it */
         }
         break;
     case DMCE_DISP_EV_MIRROR_LOST:
@@ -690,7 +694,7 @@ static void op_mirror_peer(struct dmce_disp *d, struct dconn *c, const uint8_t *
                         : 0;
     char path[DMCE_MSMP_PATH_MAX + 1];
     if (peer)
-        memcpy(path, d->daemons[peer].path, sizeof(path));
+        memcpy(path, d->daemons[peer].path, sizeof(d->daemons[peer].path));
     pthread_mutex_unlock(&d->lock);
     if (!peer)
         return reply_error(c, DMCE_ENOMEM);
@@ -1370,6 +1374,7 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
                 k->orphan = (uint16_t)id;
                 k->orphan_primary = (uint16_t)e.peer;
                 k->orphan_ms = dmce_now_ms();
+                k->orphan_retry_ms = 0;
             }
         } else if (k->primary != e.peer) {
             drop = 1; /* the block lives elsewhere now: this copy is stale */
@@ -1384,6 +1389,12 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
         }
     }
     free(buf);
+    pthread_mutex_lock(&d->lock);
+    if (r == 0)
+        d->daemons[id].blocks_read = 1; /* an orphan it did not report is not its any more */
+    else if (d->daemons[id].state == DMCE_DISP_ALIVE)
+        d->daemons[id].need_blocks = 1; /* try again next round */
+    pthread_mutex_unlock(&d->lock);
     if (r < 0)
         LOG_WARN("cannot read memd[%u]'s blocks: %s", id, dmce_strerror(r));
 }
@@ -1421,6 +1432,21 @@ static void drop_dead_mirrors(struct dmce_disp *d)
  * being seen (a live daemon re-registers every heartbeat_ms). Until then,
  * and while the primary lives, wait: it reports the block itself.
  */
+/* Whether the copy of orphan block k must be promoted now (d->lock held). */
+static int orphan_due_locked(const struct dmce_disp *d, const struct dblock *k, uint64_t now,
+                             uint64_t wait)
+{
+    const struct ddaemon *p = &d->daemons[k->orphan_primary];
+    if (now < k->orphan_retry_ms)
+        return 0;
+    if (p->state == DMCE_DISP_DEAD)
+        return 1; /* it died without reporting the block */
+    if (p->state == DMCE_DISP_ALIVE) /* its blocks were read and this one was not among them, */
+        return p->blocks_read &&     /* nor did its "created" event come since (in flight?) */
+               now - k->orphan_ms >= 5ull * (uint64_t)d->cfg.heartbeat_ms;
+    return now - k->orphan_ms >= wait; /* never registered with us */
+}
+
 static void adopt_orphans(struct dmce_disp *d)
 {
     uint64_t now = dmce_now_ms();
@@ -1436,42 +1462,48 @@ static void adopt_orphans(struct dmce_disp *d)
             k->orphan = 0; /* reported after all, or its holder is gone too */
             continue;
         }
-        int pstate = d->daemons[k->orphan_primary].state;
-        if (pstate == DMCE_DISP_DEAD || (pstate != DMCE_DISP_ALIVE && now - k->orphan_ms >= wait))
+        if (orphan_due_locked(d, k, now, wait))
             todo[n++] = b;
     }
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < n; i++) {
         uint32_t b = todo[i];
         pthread_mutex_lock(&d->lock);
-        uint32_t holder = d->blocks[b].orphan, primary = d->blocks[b].orphan_primary;
+        struct dblock *k = &d->blocks[b];
+        uint32_t holder = k->orphan, primary = k->orphan_primary;
+        /* again, just before: its primary may have registered meanwhile */
+        int go = holder && !k->live && orphan_due_locked(d, k, dmce_now_ms(), wait);
         int dead = d->daemons[primary].state == DMCE_DISP_DEAD;
         pthread_mutex_unlock(&d->lock);
-        if (!holder)
+        if (!go)
             continue;
         uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE], resp[DMCE_MSMP_PROMOTE_RESP_SIZE];
         dmce_msmp_block_req_encode(b, rq);
         int r = daemon_rpc(d, holder, DMCE_MSMP_OP_PROMOTE, rq, sizeof(rq), resp, sizeof(resp),
                            NULL);
         pthread_mutex_lock(&d->lock);
-        struct dblock *k = &d->blocks[b];
+        k = &d->blocks[b];
         if ((r == 0 || r == -EALREADY) && !k->live) {
             k->live = 1;
             k->primary = (uint16_t)holder;
             k->mirror = 0;
             k->state = DMCE_DISP_SINGLE;
             k->since_ms = 0;
+            k->drop_mirror = 0;
             d->st[DMCE_DSTAT_PROMOTIONS]++;
             bump_locked(d);
         }
-        k->orphan = 0;
+        if (r == 0 || r == -EALREADY || d->daemons[holder].state != DMCE_DISP_ALIVE)
+            k->orphan = 0;
+        else
+            k->orphan_retry_ms = dmce_now_ms() + 1000; /* the holder lives: try again */
         pthread_mutex_unlock(&d->lock);
         if (r == 0 || r == -EALREADY)
             LOG_WARN("block %u: its primary memd[%u] %s; promoted the copy on memd[%u]", b, primary,
-                     dead ? "is dead" : "did not register", holder);
+                     dead ? "is dead" : "does not have it (or did not register)", holder);
         else
-            LOG_ERROR("block %u: cannot promote the copy on memd[%u] (its primary memd[%u] is "
-                      "gone): %s",
+            LOG_ERROR("block %u: cannot promote the copy on memd[%u] (its primary memd[%u] does "
+                      "not have it): %s",
                       b, holder, primary, dmce_strerror(r));
     }
 }
@@ -1489,6 +1521,7 @@ static void remirror(struct dmce_disp *d)
                 struct dblock *k = &d->blocks[b];
                 running += k->live && k->state == DMCE_DISP_REMIRRORING;
                 if (pick || !k->live || k->state != DMCE_DISP_SINGLE || k->since_ms > now ||
+                    k->drop_mirror || /* its dead mirror is dropped first (drop_dead_mirrors) */
                     d->daemons[k->primary].state != DMCE_DISP_ALIVE)
                     continue;
                 uint32_t p = choose_peer_locked(d, k->primary, d->daemons[k->primary].block_size);
@@ -1509,7 +1542,7 @@ static void remirror(struct dmce_disp *d)
         k->copied = 0;
         k->peer_pending = (uint16_t)peer;
         dmce_msmp_mirror_start_t ms = {.block = pick, .peer = peer};
-        memcpy(ms.path, d->daemons[peer].path, sizeof(ms.path));
+        memcpy(ms.path, d->daemons[peer].path, sizeof(d->daemons[peer].path));
         d->st[DMCE_DSTAT_REMIRRORS_STARTED]++;
         bump_locked(d);
         pthread_mutex_unlock(&d->lock);
@@ -1609,7 +1642,7 @@ static void *orch_main(void *arg)
     pthread_mutex_lock(&d->lock);
     while (!atomic_load(&d->stop)) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* orch_cond waits on CLOCK_MONOTONIC */
         long step = (long)d->cfg.heartbeat_ms * 1000000L / 2;
         ts.tv_nsec += step;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
@@ -1762,7 +1795,11 @@ int dmce_disp_start(const dmce_disp_config_t *cfg, dmce_disp_t **out)
     d->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: taken back later */
     d->start_ms = dmce_now_ms();
     pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->orch_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a clock step must not stall deadlines */
+    pthread_cond_init(&d->orch_cond, &ca);
+    pthread_condattr_destroy(&ca);
     for (uint32_t i = 0; i <= MAX_DAEMONS; i++)
         d->daemons[i].pidfd = -1;
     dmce_disp_config_t *c = &d->cfg;
