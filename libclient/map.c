@@ -166,17 +166,6 @@ void dmce__map_fini(struct dmce_client *c)
 
 /* ---- the watcher ----------------------------------------------------------------------- */
 
-static int pidfd_open_(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
 /*
  * Poll a pidfd per daemon; mark a daemon dead when its process exits.
  * Rebuilds its set when woken through watch_evfd (a daemon was
@@ -202,7 +191,7 @@ static void *watcher_main(void *arg)
                 if (pfd[i] >= 0)
                     close(pfd[i]);
                 ppid[i] = pid;
-                pfd[i] = pid > 0 ? pidfd_open_(pid) : -1;
+                pfd[i] = pid > 0 ? dmce_pidfd_open(pid) : -1;
                 if (pid > 0 && pfd[i] < 0 && errno == ESRCH)
                     atomic_store(&c->conn[i].t.dead, 1);
             }

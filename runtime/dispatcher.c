@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -197,17 +196,6 @@ struct dmce_disp {
     atomic_uint_fast64_t forwarded;
     char memd_path[DMCE_CFG_STRMAX + 64];
 };
-
-static int pidfd_open_(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
 
 /* ---- tables (d->lock held) ----------------------------------------------------------------- */
 
@@ -474,7 +462,7 @@ static void op_register(struct dmce_disp *d, struct dconn *c, const uint8_t *p, 
     x->need_blocks = 1;
     x->blocks_read = 0;
     if (x->pidfd < 0) {
-        x->pidfd = pidfd_open_(x->pid);
+        x->pidfd = dmce_pidfd_open(x->pid);
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)rq.daemon_id};
         if (x->pidfd >= 0 && epoll_ctl(d->epfd, EPOLL_CTL_ADD, x->pidfd, &ev) < 0) {
             close(x->pidfd);
@@ -818,23 +806,8 @@ static int conn_input(struct dmce_disp *d, struct dconn *c)
     return 0;
 }
 
-static void refuse_log(struct dmce_disp *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void refuse_log(struct dmce_disp *d, const char *fmt, ...)
-{
-    uint64_t quiet = 0;
-    if (!dmce_ratelimit_ok(&d->refuse_rl, &quiet))
-        return;
-    char what[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    if (quiet)
-        LOG_WARN("%s (and %llu more refused in the last second, not logged)", what,
-                 (unsigned long long)quiet);
-    else
-        LOG_WARN("%s", what);
-}
+/* A refused connection: at most one warning a second (dmce_log_limited). */
+#define refuse_log(d, ...) dmce_log_limited(&(d)->refuse_rl, DMCE_LOG_WARN, __VA_ARGS__)
 
 static void conn_accept(struct dmce_disp *d)
 {
@@ -1402,7 +1375,7 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
 /* Primaries told to stop keeping a mirror on a daemon that died (drop_mirror). */
 static void drop_dead_mirrors(struct dmce_disp *d)
 {
-    uint32_t todo[64], prim[64];
+    uint32_t due[64], prim[64];
     unsigned n = 0;
     pthread_mutex_lock(&d->lock);
     for (uint32_t b = 1; b < d->nids && n < 64; b++) {
@@ -1411,16 +1384,16 @@ static void drop_dead_mirrors(struct dmce_disp *d)
             continue;
         k->drop_mirror = 0;
         if (k->live && d->daemons[k->primary].state == DMCE_DISP_ALIVE) {
-            todo[n] = b;
+            due[n] = b;
             prim[n++] = k->primary;
         }
     }
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < n; i++) {
         uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
-        dmce_msmp_block_req_encode(todo[i], rq);
+        dmce_msmp_block_req_encode(due[i], rq);
         int r = daemon_rpc(d, prim[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
-        LOG_INFO("block %u: memd[%u] told to drop its mirror on a dead daemon%s%s", todo[i],
+        LOG_INFO("block %u: memd[%u] told to drop its mirror on a dead daemon%s%s", due[i],
                  prim[i], r < 0 && r != -ENOENT ? ": " : "",
                  r < 0 && r != -ENOENT ? dmce_strerror(r) : "");
     }
@@ -1451,7 +1424,7 @@ static void adopt_orphans(struct dmce_disp *d)
 {
     uint64_t now = dmce_now_ms();
     uint64_t wait = DMCE_MAX(2000ull, 20ull * (uint64_t)d->cfg.heartbeat_ms);
-    uint32_t todo[64];
+    uint32_t due[64];
     unsigned n = 0;
     pthread_mutex_lock(&d->lock);
     for (uint32_t b = 1; b < d->nids && n < 64; b++) {
@@ -1463,11 +1436,11 @@ static void adopt_orphans(struct dmce_disp *d)
             continue;
         }
         if (orphan_due_locked(d, k, now, wait))
-            todo[n++] = b;
+            due[n++] = b;
     }
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < n; i++) {
-        uint32_t b = todo[i];
+        uint32_t b = due[i];
         pthread_mutex_lock(&d->lock);
         struct dblock *k = &d->blocks[b];
         uint32_t holder = k->orphan, primary = k->orphan_primary;
@@ -1682,22 +1655,22 @@ static void *orch_main(void *arg)
                 mark_dead_locked(d, i, why, 1);
             }
         }
-        uint32_t todo_fail[MAX_DAEMONS], todo_read[MAX_DAEMONS];
+        uint32_t to_fail[MAX_DAEMONS], to_read[MAX_DAEMONS];
         unsigned nf = 0, nr = 0;
         for (uint32_t i = 1; i <= MAX_DAEMONS; i++) {
             struct ddaemon *x = &d->daemons[i];
             if (x->failover)
-                todo_fail[nf++] = i;
+                to_fail[nf++] = i;
             else if (x->state == DMCE_DISP_ALIVE && x->need_blocks) {
                 x->need_blocks = 0;
-                todo_read[nr++] = i;
+                to_read[nr++] = i;
             }
         }
         pthread_mutex_unlock(&d->lock);
         for (unsigned k = 0; k < nf; k++)
-            failover(d, todo_fail[k]);
+            failover(d, to_fail[k]);
         for (unsigned k = 0; k < nr; k++)
-            read_blocks(d, todo_read[k]);
+            read_blocks(d, to_read[k]);
         adopt_orphans(d);
         drop_dead_mirrors(d);
         remirror(d);

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 int dmce_log_threshold = DMCE_LOG_INFO;
 static char log_prefix[64] = "dmce";
 
@@ -54,4 +56,26 @@ void dmce_log_write(int level, const char *fmt, ...)
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void dmce_log_limited(dmce_ratelimit_t *rl, int level, const char *fmt, ...)
+{
+    if (level > dmce_log_threshold)
+        return;
+    uint64_t now = dmce_now_ms();
+    if (rl->last_ms && now - rl->last_ms < 1000) {
+        rl->quiet++;
+        return;
+    }
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (rl->quiet)
+        dmce_log_write(level, "%s (and %llu more in the last second, not logged)", what, rl->quiet);
+    else
+        dmce_log_write(level, "%s", what);
+    rl->last_ms = now;
+    rl->quiet = 0;
 }

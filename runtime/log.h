@@ -24,6 +24,17 @@ int dmce_log_level_parse(const char *name);
 const char *dmce_log_level_name(int level);
 void dmce_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * One line a second for a flood of the same event (refused connections):
+ * the first of each second is written, with the number of those not
+ * written since; the others are only counted. One per thread.
+ */
+typedef struct dmce_ratelimit {
+    unsigned long long last_ms, quiet;
+} dmce_ratelimit_t;
+void dmce_log_limited(dmce_ratelimit_t *rl, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define DMCE_LOG(level, ...)                                                                      \
     do {                                                                                           \
         if ((level) <= dmce_log_threshold)                                                         \

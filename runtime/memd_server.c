@@ -42,7 +42,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1439,29 +1438,8 @@ static int conn_has_frame(const struct memd_conn *c)
     return dmce_inbuf_frame(&c->in, (uint32_t)c->w->m->cfg.max_payload, &h, &p, &need) != 0;
 }
 
-/*
- * A refused connection is logged at most once a second per worker, with
- * the number not logged since: a flood of them (another user, clients over
- * max_clients, a shortage of descriptors) must not flood the log as well.
- */
-static void refuse_log(struct memd_worker *w, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void refuse_log(struct memd_worker *w, const char *fmt, ...)
-{
-    uint64_t quiet = 0;
-    if (!dmce_ratelimit_ok(&w->refuse_rl, &quiet))
-        return;
-    char what[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    if (quiet)
-        LOG_WARN("%s (and %llu more refused in the last second, not logged)", what,
-                 (unsigned long long)quiet);
-    else
-        LOG_WARN("%s", what);
-}
+/* A refused connection: at most one warning a second per worker (dmce_log_limited). */
+#define refuse_log(w, ...) dmce_log_limited(&(w)->refuse_rl, DMCE_LOG_WARN, __VA_ARGS__)
 
 /* accept() failed with EMFILE or ENFILE: shed the connection (dmce_accept_shed). */
 static void accept_without_fds(struct memd_worker *w, int err)

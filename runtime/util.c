@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,18 +193,15 @@ int dmce_accept_shed(int listen_fd, int *spare, pid_t *pid)
     return -err;
 }
 
-int dmce_ratelimit_ok(dmce_ratelimit_t *rl, uint64_t *quiet)
+int dmce_pidfd_open(pid_t pid)
 {
-    uint64_t now = dmce_now_ms();
-    if (rl->last_ms && now - rl->last_ms < 1000) {
-        rl->quiet++;
-        return 0;
-    }
-    if (quiet)
-        *quiet = rl->quiet;
-    rl->last_ms = now;
-    rl->quiet = 0;
-    return 1;
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid)

@@ -54,15 +54,9 @@ int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
  */
 int dmce_accept_shed(int listen_fd, int *spare, pid_t *pid);
 
-/*
- * One log line a second for a flood of the same event: 1 = log now
- * (*quiet, may be NULL, gets the number of events not logged since the
- * last line), 0 = count it and stay quiet. Not thread-safe: one per thread.
- */
-typedef struct dmce_ratelimit {
-    uint64_t last_ms, quiet;
-} dmce_ratelimit_t;
-int dmce_ratelimit_ok(dmce_ratelimit_t *rl, uint64_t *quiet);
+/* A descriptor that becomes readable when process pid exits (pidfd_open), or
+ * -1 with errno (ENOSYS where the kernel or libc lacks it). */
+int dmce_pidfd_open(pid_t pid);
 
 /* Fill buf with len random bytes from getrandom(). 0 or -errno. */
 int dmce_random_bytes(void *buf, size_t len);
