@@ -678,14 +678,26 @@ int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len)
 {
     if (!c || len == 0)
         return -EINVAL;
-    struct dmce_conn *k;
-    int r = dmce__route(c, addr, &k);
-    if (r < 0)
-        return r;
     dmce_msmp_range_t rq = {.addr = addr, .len = len};
     uint8_t p[DMCE_MSMP_RANGE_SIZE];
     dmce_msmp_range_encode(&rq, p);
-    r = rpc(c, k, DMCE_MSMP_OP_PERSIST, p, sizeof(p), NULL, 0, NULL, 0, NULL);
+    /*
+     * A block being moved (DMCE_EMOVING), or moved already (a live daemon
+     * that no longer holds it: DMCE_ENOBLOCK; a primary is never replaced
+     * while its daemon lives), keeps its object: the bytes this persist
+     * covers are in it, so send it again to the new owner. A dead primary
+     * is another matter: its copy is gone, the error stands.
+     */
+    struct dmce_retry st = {0};
+    int moving = 0, r;
+    do {
+        struct dmce_conn *k;
+        r = dmce__route(c, addr, &k);
+        if (r < 0)
+            return r;
+        r = rpc(c, k, DMCE_MSMP_OP_PERSIST, p, sizeof(p), NULL, 0, NULL, 0, NULL);
+        moving |= r == DMCE_EMOVING || r == DMCE_ENOBLOCK;
+    } while (r < 0 && moving && dmce__disp_retry(c, addr, &r, &st));
     if (r < 0 && c->disp && (r == DMCE_ECLOSED || r == -ECONNREFUSED))
         dmce__disp_refresh(c); /* the block's next access goes to its new primary */
     return r;
@@ -773,6 +785,9 @@ int dmce_cluster_stats(dmce_client_t *c, dmce_cluster_stats_t *out)
         .picks = v[DMCE_DSTAT_PICKS],
         .sessions = v[DMCE_DSTAT_SESSIONS],
         .forwarded = v[DMCE_DSTAT_FORWARDED],
+        .moves = v[DMCE_DSTAT_MOVES],
+        .moves_failed = v[DMCE_DSTAT_MOVES_FAILED],
+        .last_move_us = v[DMCE_DSTAT_LAST_MOVE_US],
     };
     return 0;
 }

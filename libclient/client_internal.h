@@ -35,6 +35,7 @@ struct dmce_retry {
     uint32_t failed;       /* the daemon ID that failed last */
     unsigned same;         /* retries on that same daemon */
     unsigned sleep_ms;     /* the last pause between two looks at the directory */
+    unsigned sleep_us;     /* the same while a block is moving (DMCE_EMOVING) */
 };
 
 /*

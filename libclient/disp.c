@@ -241,7 +241,19 @@ int dmce__disp_pick(struct dmce_client *c, uint64_t size, uint32_t exclude)
 static int failover_error(int r)
 {
     return r == DMCE_ECLOSED || r == -ECONNREFUSED || r == -ECONNRESET ||
-           r == -EPIPE || r == -ETIMEDOUT || r == DMCE_ENOBLOCK || r == DMCE_ENODAEMON;
+           r == -EPIPE || r == -ETIMEDOUT || r == DMCE_ENOBLOCK || r == DMCE_ENODAEMON ||
+           r == DMCE_EMOVING;
+}
+
+/*
+ * A block being moved (DMCE_EMOVING): its new owner is named within about
+ * a millisecond, so look again after 20, 40 .. 500 us, not milliseconds.
+ */
+static void pause_moving(struct dmce_retry *st)
+{
+    st->sleep_us = st->sleep_us ? DMCE_MIN(st->sleep_us * 2, 500u) : 20;
+    struct timespec ts = {0, (long)st->sleep_us * 1000L};
+    nanosleep(&ts, NULL);
 }
 
 /* Sleep before the next look at the directory: 1, 2, 4 .. 50 ms, never past the deadline. */
@@ -280,6 +292,12 @@ int dmce__disp_retry(struct dmce_client *c, dmce_addr_t addr, int *err, struct d
             if (owner != st->failed) {
                 st->failed = owner; /* promoted elsewhere: try there at once */
                 atomic_fetch_add(&c->st_failovers, 1);
+                return 1;
+            }
+            if (r == DMCE_EMOVING) { /* a live move: the directory names the new owner soon */
+                if (dmce_now_ms() >= st->deadline_ms)
+                    return 0;
+                pause_moving(st);
                 return 1;
             }
             if (r == DMCE_ENOBLOCK)

@@ -47,6 +47,7 @@
 
 #include "log.h"
 #include "msmp.h"
+#include "msmp_admin.h"
 #include "msmp_conn.h"
 #include "msmp_dispatch.h"
 #include "msmp_io.h"
@@ -115,6 +116,7 @@ struct ddaemon {
     int failover;         /* promote the mirrors of its blocks */
     dmce_mconn_t cmd;     /* the orchestrator's connection to it; orchestrator only */
     int cmd_ready;
+    int draining;         /* dmcectl drain: no new blocks or mirrors; its blocks move away */
 };
 
 struct dblock {
@@ -133,6 +135,18 @@ struct dblock {
     uint16_t peer_pending;    /* REMIRRORING: the daemon the new copy is made on */
     uint8_t drop_mirror;      /* tell the primary to stop keeping its mirror (a dead peer) */
 };
+
+/* A live move of one block (dmcectl migrate / drain), run by the orchestrator. */
+struct djob {
+    uint32_t id, block, from, to; /* to: 0 until chosen */
+    int32_t node;                 /* -1, or the NUMA node asked for */
+    uint32_t state;               /* enum dmce_adm_job_state */
+    int32_t err;
+    uint64_t bytes, queued_ms, not_before_ms, took_us, frozen_us;
+    unsigned tries;               /* -EBUSY answers (a mirror copy under way): tried again */
+    int auto_to;                  /* the target is chosen when the job runs */
+};
+#define MAX_JOBS 4096u
 
 struct dconn {
     int fd;
@@ -195,6 +209,10 @@ struct dmce_disp {
     unsigned nfwds;
     atomic_uint_fast64_t forwarded;
     char memd_path[DMCE_CFG_STRMAX + 64];
+    /* Moves (under lock): jobs[] oldest first; finished ones go when room is needed. */
+    struct djob jobs[MAX_JOBS];
+    unsigned njobs;
+    uint32_t next_job;
 };
 
 /* ---- tables (d->lock held) ----------------------------------------------------------------- */
@@ -257,7 +275,7 @@ static uint32_t choose_peer_locked(struct dmce_disp *d, uint32_t of, uint64_t ne
     int32_t node = d->daemons[of].numa;
     for (uint32_t i = 1; i <= MAX_DAEMONS; i++) {
         const struct ddaemon *o = &d->daemons[i];
-        if (i == of || o->state != DMCE_DISP_ALIVE || o->free < need)
+        if (i == of || o->state != DMCE_DISP_ALIVE || o->free < need || o->draining)
             continue;
         int other = o->numa != node;
         if (!best || other > best_other_node || (other == best_other_node && o->free > best_free)) {
@@ -277,7 +295,7 @@ static uint32_t choose_daemon_locked(struct dmce_disp *d, uint64_t size, int32_t
     unsigned n = 0;
     for (uint32_t i = 1; i <= MAX_DAEMONS; i++) {
         const struct ddaemon *o = &d->daemons[i];
-        if (o->state == DMCE_DISP_ALIVE && i != exclude && o->free >= size)
+        if (o->state == DMCE_DISP_ALIVE && i != exclude && o->free >= size && !o->draining)
             cand[n++] = i;
     }
     if (n == 0)
@@ -735,6 +753,257 @@ static void op_disp_stats(struct dmce_disp *d, struct dconn *c, uint32_t len)
         dmce_msmp_values_encode(v, DMCE_DSTAT_COUNT_, out);
 }
 
+/* ---- moves: migrate, drain, jobs, daemons (dmcectl) ------------------------------------------ */
+
+/* A slot for a new job: the oldest finished one goes when the table is full. NULL: all busy. */
+static struct djob *job_new_locked(struct dmce_disp *d)
+{
+    if (d->njobs == MAX_JOBS) {
+        unsigned k = 0;
+        while (k < d->njobs && d->jobs[k].state != DMCE_ADM_JOB_DONE &&
+               d->jobs[k].state != DMCE_ADM_JOB_FAILED)
+            k++;
+        if (k == d->njobs)
+            return NULL;
+        memmove(&d->jobs[k], &d->jobs[k + 1], (d->njobs - k - 1) * sizeof(d->jobs[0]));
+        d->njobs--;
+    }
+    struct djob *j = &d->jobs[d->njobs++];
+    memset(j, 0, sizeof(*j));
+    j->id = ++d->next_job;
+    j->queued_ms = dmce_now_ms();
+    j->state = DMCE_ADM_JOB_QUEUED;
+    return j;
+}
+
+/* The queued or running job of block b, or NULL. */
+static struct djob *job_of_block_locked(struct dmce_disp *d, uint32_t b)
+{
+    for (unsigned k = 0; k < d->njobs; k++)
+        if (d->jobs[k].block == b && (d->jobs[k].state == DMCE_ADM_JOB_QUEUED ||
+                                      d->jobs[k].state == DMCE_ADM_JOB_RUNNING))
+            return &d->jobs[k];
+    return NULL;
+}
+
+/*
+ * Where block b of daemon `from` can go: `to` if given and fit, else a live
+ * daemon that is not draining, on `node` if asked, not its mirror's holder
+ * if another fits (two copies on one daemon protect nothing), the most
+ * free. 0 = none; *why says why for an explicit target.
+ */
+static uint32_t move_target_locked(struct dmce_disp *d, const struct dblock *k, uint32_t to,
+                                   int32_t node, uint64_t need, int *why)
+{
+    *why = -ENODEV;
+    if (to) {
+        const struct ddaemon *t = to <= MAX_DAEMONS ? &d->daemons[to] : NULL;
+        if (!t || t->state != DMCE_DISP_ALIVE)
+            return 0;
+        if (to == k->primary) {
+            *why = -EALREADY;
+            return 0;
+        }
+        if (t->draining) {
+            *why = -EBUSY;
+            return 0;
+        }
+        if (t->free < need) {
+            *why = DMCE_ENOMEM;
+            return 0;
+        }
+        return to;
+    }
+    uint32_t best = 0;
+    int best_score = -1;
+    for (uint32_t i = 1; i <= MAX_DAEMONS; i++) {
+        const struct ddaemon *o = &d->daemons[i];
+        if (i == k->primary || o->state != DMCE_DISP_ALIVE || o->draining ||
+            (node >= 0 && o->numa != node))
+            continue;
+        if (o->free < need) {
+            *why = DMCE_ENOMEM;
+            continue;
+        }
+        int score = i != k->mirror;
+        if (score > best_score || (score == best_score && o->free > d->daemons[best].free)) {
+            best = i;
+            best_score = score;
+        }
+    }
+    if (!best && node >= 0 && k->primary <= MAX_DAEMONS && d->daemons[k->primary].numa == node)
+        *why = -EALREADY;
+    return best;
+}
+
+static void op_migrate(struct dmce_disp *d, struct dconn *c, const uint8_t *p, uint32_t len)
+{
+    dmce_adm_migrate_t rq;
+    int r = dmce_adm_migrate_decode(p, len, &rq);
+    if (r < 0)
+        return reply_error(c, r);
+    pthread_mutex_lock(&d->lock);
+    const struct dblock *k = rq.block < d->nids ? &d->blocks[rq.block] : NULL;
+    uint32_t id = 0;
+    if (!k || !k->live)
+        r = DMCE_ENOBLOCK;
+    else if (d->daemons[k->primary].state != DMCE_DISP_ALIVE)
+        r = -EAGAIN; /* its failover is under way */
+    else if (job_of_block_locked(d, rq.block))
+        r = -EBUSY;
+    else {
+        int why;
+        uint64_t need = d->daemons[k->primary].block_size;
+        if (!move_target_locked(d, k, rq.to, rq.node, need, &why))
+            r = why;
+    }
+    if (r == 0) {
+        struct djob *j = job_new_locked(d);
+        if (!j) {
+            r = -EAGAIN;
+        } else {
+            j->block = rq.block;
+            j->from = k->primary;
+            j->to = rq.to;
+            j->auto_to = rq.to == 0;
+            j->node = rq.node;
+            j->bytes = d->daemons[k->primary].block_size;
+            id = j->id;
+            wake_orch_locked(d);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (r < 0)
+        return reply_error(c, r);
+    uint8_t *out = reply(c, DMCE_DISP_U32_RESP_SIZE);
+    if (out)
+        dmce_disp_u32_encode(id, out);
+}
+
+/* Queue a move of every primary of a draining daemon that has none yet. Returns how many. */
+static unsigned drain_queue_locked(struct dmce_disp *d, uint32_t id)
+{
+    unsigned n = 0;
+    for (uint32_t b = 1; b < d->nids; b++) {
+        const struct dblock *k = &d->blocks[b];
+        if (!k->live || k->primary != id || job_of_block_locked(d, b))
+            continue;
+        struct djob *j = job_new_locked(d);
+        if (!j)
+            break;
+        j->block = b;
+        j->from = id;
+        j->node = -1;
+        j->auto_to = 1;
+        j->bytes = d->daemons[id].block_size;
+        n++;
+    }
+    return n;
+}
+
+static void op_drain(struct dmce_disp *d, struct dconn *c, const uint8_t *p, uint32_t len)
+{
+    uint32_t id, flags;
+    int r = dmce_adm_pair_decode(p, len, &id, &flags);
+    if (r == 0 && (id == 0 || id > MAX_DAEMONS || (flags & ~DMCE_ADM_DRAIN_CANCEL)))
+        r = -EBADMSG;
+    if (r < 0)
+        return reply_error(c, r);
+    unsigned n = 0;
+    pthread_mutex_lock(&d->lock);
+    struct ddaemon *x = &d->daemons[id];
+    if (x->state != DMCE_DISP_ALIVE) {
+        r = -ENODEV;
+    } else if (flags & DMCE_ADM_DRAIN_CANCEL) {
+        x->draining = 0;
+        for (unsigned k = 0; k < d->njobs; k++) {
+            struct djob *j = &d->jobs[k];
+            if (j->from == id && j->state == DMCE_ADM_JOB_QUEUED) {
+                j->state = DMCE_ADM_JOB_FAILED;
+                j->err = -ECANCELED;
+                n++;
+            }
+        }
+        LOG_INFO("memd[%u]: drain cancelled; %u queued move(s) dropped", id, n);
+    } else {
+        unsigned others = 0;
+        for (uint32_t i = 1; i <= MAX_DAEMONS; i++)
+            others += i != id && d->daemons[i].state == DMCE_DISP_ALIVE && !d->daemons[i].draining;
+        if (!others) {
+            r = -ENODEV; /* nowhere to move its blocks */
+        } else {
+            x->draining = 1;
+            n = drain_queue_locked(d, id);
+            bump_locked(d);
+            wake_orch_locked(d);
+            LOG_INFO("memd[%u]: draining; %u block(s) to move, then its mirror copies", id, n);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (r < 0)
+        return reply_error(c, r);
+    uint8_t *out = reply(c, DMCE_DISP_U32_RESP_SIZE);
+    if (out)
+        dmce_disp_u32_encode(n, out);
+}
+
+static void op_jobs(struct dmce_disp *d, struct dconn *c, uint32_t len)
+{
+    if (len != 0)
+        return reply_error(c, -EBADMSG);
+    pthread_mutex_lock(&d->lock);
+    uint64_t now = dmce_now_ms();
+    uint8_t *out = reply(c, (uint32_t)dmce_adm_jobs_size(d->njobs));
+    if (out) {
+        dmce_adm_jobs_hdr_encode(d->njobs, out);
+        for (unsigned k = 0; k < d->njobs; k++) {
+            const struct djob *j = &d->jobs[k];
+            dmce_adm_job_t e = {.id = j->id, .block = j->block, .from = j->from, .to = j->to,
+                                .state = j->state, .err = j->err, .bytes = j->bytes,
+                                .age_ms = now - j->queued_ms, .took_us = j->took_us};
+            dmce_adm_job_encode(&e, out + DMCE_ADM_JOBS_HDR + (size_t)k * DMCE_ADM_JOB_SIZE);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void op_daemons(struct dmce_disp *d, struct dconn *c, uint32_t len)
+{
+    if (len != 0)
+        return reply_error(c, -EBADMSG);
+    pthread_mutex_lock(&d->lock);
+    uint32_t n = 0;
+    for (uint32_t i = 1; i <= MAX_DAEMONS; i++)
+        n += d->daemons[i].state != 0;
+    uint64_t now = dmce_now_ms();
+    uint8_t *out = reply(c, (uint32_t)dmce_adm_daemons_size(n));
+    if (out) {
+        dmce_adm_daemons_hdr_encode(n, out);
+        uint8_t *e = out + DMCE_ADM_DAEMONS_HDR;
+        for (uint32_t i = 1; i <= MAX_DAEMONS; i++) {
+            const struct ddaemon *x = &d->daemons[i];
+            if (!x->state)
+                continue;
+            dmce_adm_daemon_t de = {.id = i, .state = (uint32_t)x->state, .numa_node = x->numa,
+                                    .pid = (uint32_t)x->pid, .capacity = x->capacity,
+                                    .used = x->used, .free = x->free, .ops = x->ops,
+                                    .block_size = x->block_size,
+                                    .pulse_age_ms = now > x->last_pulse_ms ? now - x->last_pulse_ms : 0};
+            de.flags = (x->draining ? DMCE_ADM_DAEMON_DRAINING : 0) |
+                       (i <= MAX_SPAWN && d->spawn[i].pid > 0 ? DMCE_ADM_DAEMON_SPAWNED : 0);
+            for (uint32_t b = 1; b < d->nids; b++) {
+                de.primaries += d->blocks[b].live && d->blocks[b].primary == i;
+                de.mirrors += d->blocks[b].live && d->blocks[b].mirror == i;
+            }
+            snprintf(de.path, sizeof(de.path), "%s", x->path);
+            if (dmce_adm_daemon_encode(&de, e) < 0)
+                memset(e, 0, DMCE_ADM_DAEMON_SIZE); /* a path too long for the entry: cannot be */
+            e += DMCE_ADM_DAEMON_SIZE;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
 static int fwd_start(struct dmce_disp *d, struct dconn *c);
 static int forwarded_op(unsigned op);
 
@@ -755,6 +1024,10 @@ static int dispatch(struct dmce_disp *d, struct dconn *c, const uint8_t *p)
     case DMCE_MSMP_OP_BLOCK_EVENT: op_block_event(d, c, p, len); break;
     case DMCE_MSMP_OP_MIRROR_PEER: op_mirror_peer(d, c, p, len); break;
     case DMCE_MSMP_OP_DISP_STATS: op_disp_stats(d, c, len); break;
+    case DMCE_MSMP_OP_MIGRATE: op_migrate(d, c, p, len); break;
+    case DMCE_MSMP_OP_DRAIN: op_drain(d, c, p, len); break;
+    case DMCE_MSMP_OP_JOBS: op_jobs(d, c, len); break;
+    case DMCE_MSMP_OP_DAEMONS: op_daemons(d, c, len); break;
     default:
         if (forwarded_op(c->h.op) && !c->daemon) {
             int r = fwd_start(d, c); /* this frame stays in the buffer: the thread answers it */
@@ -1608,6 +1881,188 @@ static void progress(struct dmce_disp *d)
     }
 }
 
+/* ---- moves (orchestrator) ------------------------------------------------------------------- */
+
+#define JOB_BUSY_TRIES 100  /* -EBUSY (a copy to a new mirror, a prefault): 100 ms apart */
+#define JOBS_ROUND_MS 50    /* moves per round stop after this: pulses and deaths come first */
+
+static void job_finish_locked(struct dmce_disp *d, struct djob *j, int err, uint64_t t0_ns)
+{
+    j->state = err ? DMCE_ADM_JOB_FAILED : DMCE_ADM_JOB_DONE;
+    j->err = err;
+    j->took_us = t0_ns ? (dmce_now_ns() - t0_ns) / 1000 : 0;
+    d->st[err ? DMCE_DSTAT_MOVES_FAILED : DMCE_DSTAT_MOVES]++;
+    if (!err)
+        d->st[DMCE_DSTAT_LAST_MOVE_US] = j->took_us;
+}
+
+/*
+ * Run one queued move: adopt on the target (which freezes the block on
+ * its owner and takes its objects), switch the directory, release the
+ * source (commit), tell the mirror's holder. On failure the source is
+ * told to serve the block again (release, commit = 0: harmless if it
+ * never froze). 0 when there was nothing to run.
+ */
+static int run_one_job(struct dmce_disp *d)
+{
+    uint64_t now = dmce_now_ms();
+    pthread_mutex_lock(&d->lock);
+    for (uint32_t i = 1; i <= MAX_DAEMONS; i++) /* blocks created on a draining daemon since */
+        if (d->daemons[i].draining && d->daemons[i].state == DMCE_DISP_ALIVE)
+            drain_queue_locked(d, i);
+    struct djob *j = NULL;
+    for (unsigned k = 0; k < d->njobs && !j; k++)
+        if (d->jobs[k].state == DMCE_ADM_JOB_QUEUED && d->jobs[k].not_before_ms <= now)
+            j = &d->jobs[k];
+    if (!j) {
+        pthread_mutex_unlock(&d->lock);
+        return 0;
+    }
+    const struct dblock *k = &d->blocks[j->block];
+    int why = 0;
+    uint32_t to = 0;
+    if (!k->live) {
+        why = DMCE_ENOBLOCK; /* freed with its daemon, or lost */
+    } else if (k->primary != j->from) {
+        j->from = k->primary; /* it failed over or moved meanwhile: move it from where it is */
+    }
+    if (!why && d->daemons[k->primary].state != DMCE_DISP_ALIVE)
+        why = -EAGAIN;
+    if (!why && j->to == k->primary && !j->auto_to) {
+        job_finish_locked(d, j, 0, 0); /* already there */
+        pthread_mutex_unlock(&d->lock);
+        return 1;
+    }
+    if (!why)
+        to = move_target_locked(d, k, j->auto_to ? 0 : j->to, j->node, j->bytes, &why);
+    if (!to) {
+        if (why == -EALREADY)
+            job_finish_locked(d, j, 0, 0);
+        else
+            job_finish_locked(d, j, why, 0);
+        LOG_WARN("move of block %u: %s", j->block, why == -EALREADY ? "already there" : dmce_strerror(why));
+        pthread_mutex_unlock(&d->lock);
+        return 1;
+    }
+    j->to = to;
+    j->state = DMCE_ADM_JOB_RUNNING;
+    uint32_t id = j->id, block = j->block, from = j->from;
+    dmce_adm_adopt_t rq = {.block = block, .from = from};
+    memcpy(rq.path, d->daemons[from].path, sizeof(d->daemons[from].path));
+    pthread_mutex_unlock(&d->lock);
+
+    uint64_t t0 = dmce_now_ns();
+    uint8_t buf[DMCE_ADM_ADOPT_HDR + DMCE_MSMP_PATH_MAX], resp[DMCE_ADM_ADOPT_RESP_SIZE];
+    int n = dmce_adm_adopt_encode(&rq, buf, sizeof(buf));
+    size_t rlen = 0;
+    int r = n < 0 ? n : daemon_rpc(d, to, DMCE_MSMP_OP_ADOPT, buf, (size_t)n, resp, sizeof(resp), &rlen);
+    dmce_adm_adopted_t a = {0};
+    if (r == 0)
+        r = dmce_adm_adopted_decode(resp, rlen, &a);
+
+    pthread_mutex_lock(&d->lock);
+    /* The job table may have moved entries: find the job again by its ID. */
+    j = NULL;
+    for (unsigned i = 0; i < d->njobs && !j; i++)
+        if (d->jobs[i].id == id)
+            j = &d->jobs[i];
+    struct dblock *kk = &d->blocks[block];
+    uint32_t mirror = 0;
+    if (r == 0) {
+        kk->primary = (uint16_t)to;
+        if (kk->mirror == to) { /* it held the mirror: one copy until re-mirrored */
+            kk->mirror = 0;
+            kk->state = DMCE_DISP_SINGLE;
+            kk->since_ms = 0;
+        }
+        mirror = kk->mirror;
+        bump_locked(d);
+        if (j) {
+            job_finish_locked(d, j, 0, t0);
+            j->frozen_us = a.frozen_us;
+        }
+    } else if (j && r == -EBUSY && j->tries < JOB_BUSY_TRIES) {
+        j->tries++;
+        j->state = DMCE_ADM_JOB_QUEUED;
+        j->not_before_ms = dmce_now_ms() + 100;
+        if (j->auto_to)
+            j->to = 0;
+    } else if (j) {
+        job_finish_locked(d, j, r, t0);
+    }
+    uint64_t took = (dmce_now_ns() - t0) / 1000;
+    pthread_mutex_unlock(&d->lock);
+
+    uint8_t rel[DMCE_ADM_PAIR_SIZE];
+    dmce_adm_pair_encode(block, r == 0, rel);
+    int rr = daemon_rpc(d, from, DMCE_MSMP_OP_RELEASE, rel, sizeof(rel), NULL, 0, NULL);
+    if (r == 0) {
+        if (rr < 0)
+            LOG_WARN("block %u: memd[%u] could not forget it after the move: %s", block, from,
+                     dmce_strerror(rr));
+        if (mirror) {
+            dmce_adm_pair_encode(block, to, rel);
+            daemon_rpc(d, mirror, DMCE_MSMP_OP_REPARENT, rel, sizeof(rel), NULL, 0, NULL);
+        }
+        LOG_INFO("block %u moved from memd[%u] to memd[%u] in %llu us (%llu allocation(s), "
+                 "%.1f MiB in use; no byte copied)",
+                 block, from, to, (unsigned long long)took, (unsigned long long)a.allocs,
+                 (double)a.bytes / (1 << 20));
+    } else if (r != -EBUSY) {
+        LOG_WARN("move of block %u from memd[%u] to memd[%u] failed: %s; it stays on memd[%u]",
+                 block, from, to, dmce_strerror(r), from);
+    }
+    return 1;
+}
+
+static void run_jobs(struct dmce_disp *d)
+{
+    uint64_t end = dmce_now_ms() + JOBS_ROUND_MS;
+    while (dmce_now_ms() < end && !atomic_load(&d->stop) && run_one_job(d))
+        ;
+}
+
+/*
+ * A draining daemon's mirror copies: the primary stops keeping each one and
+ * the copy is dropped, and re-mirroring makes a new one elsewhere (a
+ * draining daemon never gets one). A few at a time (remirror_parallel), so
+ * that few blocks are single at once.
+ */
+static void drain_mirrors(struct dmce_disp *d)
+{
+    uint32_t due[64], prim[64], holder[64];
+    unsigned n = 0;
+    pthread_mutex_lock(&d->lock);
+    unsigned running = 0;
+    for (uint32_t b = 1; b < d->nids; b++)
+        running += d->blocks[b].live && d->blocks[b].state != DMCE_DISP_MIRRORED;
+    for (uint32_t b = 1; b < d->nids && n < 64 && running < (unsigned)d->cfg.remirror_parallel; b++) {
+        struct dblock *k = &d->blocks[b];
+        if (!k->live || !k->mirror || k->state != DMCE_DISP_MIRRORED ||
+            !d->daemons[k->mirror].draining || d->daemons[k->primary].state != DMCE_DISP_ALIVE ||
+            job_of_block_locked(d, b))
+            continue;
+        due[n] = b;
+        prim[n] = k->primary;
+        holder[n++] = k->mirror;
+        k->mirror = 0;
+        k->state = DMCE_DISP_SINGLE;
+        k->since_ms = 0;
+        running++;
+        bump_locked(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
+        dmce_msmp_block_req_encode(due[i], rq);
+        int r = daemon_rpc(d, prim[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
+        if (r == 0 || r == -ENOENT)
+            r = daemon_rpc(d, holder[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
+        LOG_INFO("block %u: its mirror leaves draining memd[%u]%s%s", due[i], holder[i],
+                 r < 0 ? ": " : "", r < 0 ? dmce_strerror(r) : "");
+    }
+}
+
 static void *orch_main(void *arg)
 {
     struct dmce_disp *d = arg;
@@ -1675,6 +2130,8 @@ static void *orch_main(void *arg)
         drop_dead_mirrors(d);
         remirror(d);
         progress(d);
+        run_jobs(d);
+        drain_mirrors(d);
         last_round = dmce_now_ms();
         pthread_mutex_lock(&d->lock);
     }

@@ -304,3 +304,32 @@ int memd_disp_mirror_new_block(struct dmce_memd *m, struct memd_block *b)
         return 0; /* logged; the dispatcher re-mirrors single blocks */
     return (int)peer;
 }
+
+int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary)
+{
+    *primary = 0;
+    if (!atomic_load(&m->registered))
+        return -ENOTCONN;
+    uint8_t rq[DMCE_DISP_DIR_REQ_SIZE];
+    dmce_put_le32(rq, DMCE_DISP_WANT_BLOCKS);
+    dmce_put_le32(rq + 4, 0);
+    size_t cap = dmce_disp_dir_size(4096, m->table ? m->table->nids : 4096), n = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    pthread_mutex_lock(&m->disp_lock);
+    int r = disp_rpc(m, DMCE_MSMP_OP_DIRECTORY, rq, sizeof(rq), buf, cap, &n);
+    pthread_mutex_unlock(&m->disp_lock);
+    dmce_disp_dir_hdr_t h;
+    if (r == 0)
+        r = dmce_disp_dir_hdr_decode(buf, n, &h);
+    for (uint32_t i = 0; r == 0 && i < h.nblocks; i++) {
+        dmce_disp_block_t e;
+        if (dmce_disp_block_decode(buf, n, i, &e) == 0 && e.block == block) {
+            *primary = e.primary;
+            break;
+        }
+    }
+    free(buf);
+    return r;
+}

@@ -20,6 +20,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "log.h"
 #include "memd_server.h"
 #include "msmp.h"
 #include "msmp_conn.h"
@@ -60,6 +61,14 @@ struct memd_mirror {
     uint64_t to_copy;              /* bytes the copy covers (up to the high-water mark) */
 };
 
+/* A block to copy to a new mirror (the mirroring thread's queue, under mr_lock). */
+struct memd_mirror_job {
+    struct memd_mirror_job *next;
+    uint32_t block;
+    uint32_t peer;
+    char path[DMCE_MSMP_PATH_MAX + 1];
+};
+
 struct memd_block {
     uint32_t id;
     int fd;          /* owner: this struct; closed at shutdown */
@@ -77,6 +86,16 @@ struct memd_block {
      */
     struct memd_mirror *_Atomic mirror;
     pthread_mutex_t stripes[MEMD_STRIPES]; /* chunk i: stripes[i % MEMD_STRIPES] */
+    /*
+     * Live migration (memd_migrate.c). frozen: handed off to another
+     * daemon; requests get DMCE_EMOVING, the allocator is not touched
+     * (set under b->lock, every stripe, mr_lock and pf_lock). handed_off:
+     * the move committed; the object is the new owner's, never unlinked
+     * here. frozen_ns: when it froze.
+     */
+    atomic_int frozen;
+    int handed_off;
+    uint64_t frozen_ns;
 };
 
 /*
@@ -134,6 +153,7 @@ struct memd_conn {
     int ring;
     dmce_rt_t rt;
     uint64_t last_req_ns;       /* when its last request arrived (spin accounting) */
+    uint64_t partial_ms;        /* since when part of a frame waits for the rest (0: none) */
     struct memd_conn *prev, *next;
 };
 
@@ -150,6 +170,7 @@ struct memd_worker {
     void *store;                /* memd_store.c's state for this worker; owner: memd_store.c */
     int spare_fd;               /* /dev/null, given up to refuse a connection when out of fds */
     dmce_ratelimit_t refuse_rl; /* "refused connection" warnings: one a second */
+    uint64_t next_frame_check_ms; /* half-sent frames: next look (frame_check) */
 };
 
 struct dmce_memd {
@@ -190,6 +211,7 @@ struct dmce_memd {
     pthread_mutex_t pf_lock;
     pthread_cond_t pf_cond;
     struct memd_block *pf_queue;
+    struct memd_block *pf_current; /* the block being prefaulted (under pf_lock) */
     atomic_uint_fast64_t pf_pending; /* bytes not yet prefaulted */
     /*
      * Mirroring (memd_mirror.c): jobs that copy a block to a new mirror run
@@ -201,6 +223,7 @@ struct dmce_memd {
     pthread_mutex_t mr_lock;
     pthread_cond_t mr_cond;
     struct memd_mirror_job *mr_jobs;
+    uint32_t mr_current;         /* the block the mirroring thread copies now (under mr_lock) */
     pthread_mutex_t peer_lock;
     struct memd_peer *peers;
     uint64_t mirror_bytes;       /* data bytes held as mirrors (under sess_lock) */
@@ -220,6 +243,7 @@ struct dmce_memd {
     atomic_int mirroring;       /* the cluster mirrors new blocks */
     atomic_uint hb_ms;          /* member pulse interval */
     uint32_t hb_seq;
+    uint64_t settle_next_ms;    /* memd_migrate_tick: next look at frozen blocks (main thread) */
     int nworkers;
     struct memd_worker workers[DMCE_MEMD_MAX_WORKERS];
 };
@@ -253,6 +277,8 @@ uint8_t *memd_reply_begin(struct memd_conn *c, const dmce_msmp_hdr_t *req, int s
  * connection ahead of it on the socket. 0 or -errno.
  */
 int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd);
+/* The same with n (1 or 2) descriptors. */
+int memd_reply_fds(struct dmce_memd *m, struct memd_conn *c, const int *fds, unsigned n);
 
 /* An error response (no payload), counted in the stats. */
 void memd_reply_error(struct dmce_memd *m, struct memd_conn *c, const dmce_msmp_hdr_t *req,
@@ -275,7 +301,22 @@ int memd_resolve_primary(struct dmce_memd *m, dmce_addr_t addr, struct memd_bloc
 int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int format,
                       struct memd_block **out);
 
-/* Unmap, close, unlink and free a block that is no longer published. */
+/*
+ * A block made of an existing object (a live migration hands it over):
+ * map fd (owner: the block from now on, even on failure), check it is at
+ * least `size` bytes, bind it to the daemon's NUMA node (moving pages that
+ * can be moved). Caller holds grow_lock; the block is not published.
+ */
+int memd_block_from_fd(struct dmce_memd *m, uint32_t id, int fd, uint64_t size,
+                       struct memd_block **out);
+
+/* The object name of block `id` of this daemon. */
+void memd_block_name(const struct dmce_memd *m, uint32_t id, char *out, size_t cap);
+
+/* Remove an object by name (a file in shm_dir, or a POSIX shm name). */
+int memd_obj_unlink(const struct dmce_memd *m, const char *name);
+
+/* Unmap, close, unlink (unless handed off) and free a block that is no longer published. */
 void memd_block_destroy(struct dmce_memd *m, struct memd_block *b);
 
 /*
@@ -329,6 +370,24 @@ void memd_mirror_after_free_owner(struct dmce_memd *m, struct memd_block *b, uin
  */
 int memd_mirror_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len);
 
+/*
+ * One request to another daemon at `path` over a cached connection (made
+ * again once if the peer restarted), with up to maxfds descriptors in the
+ * response (fds may be NULL when maxfds is 0).
+ */
+int memd_peer_rpc(struct dmce_memd *m, const char *path, uint16_t op, const void *p, size_t l,
+                  void *resp, size_t cap, size_t *rlen, int *fds, unsigned maxfds,
+                  unsigned *nfds);
+
+/*
+ * Account the allocations of b to their owners' sessions: sign > 0 adds
+ * them (creating orphaned sessions for owners not here, as a promoted or
+ * adopted block needs), sign < 0 takes them away (a block handed off).
+ * Counts allocations, bytes and owners. Takes b->lock and sess_lock.
+ */
+int memd_sessions_take(struct dmce_memd *m, struct memd_block *b, int sign, uint64_t *allocs,
+                       uint64_t *bytes, size_t *owners);
+
 /* Start / stop the mirroring thread; release mirrors and peer connections. */
 int memd_mirror_start(struct dmce_memd *m);
 void memd_mirror_stop(struct dmce_memd *m);
@@ -374,6 +433,22 @@ int memd_disp_mirror_new_block(struct dmce_memd *m, struct memd_block *b);
  * and return 1; return 0 for any other op. Runs on the connection's worker.
  */
 int memd_store_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len);
+
+/* ---- memd_migrate.c: live migration (docs/migration.md), the sessions list ---- */
+
+/* Handle sessions, handoff, adopt, release, reparent; 0 if c->h.op is not one of them. */
+int memd_migrate_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len);
+
+/*
+ * Periodic (dmce_memd_tick): a block handed off and left frozen for long
+ * (the dispatcher and the target died mid-move) is settled by the
+ * directory: served again if it still names this daemon, forgotten if it
+ * names another.
+ */
+void memd_migrate_tick(struct dmce_memd *m);
+
+/* The directory's primary of `block` (0: not in it). -ENOTCONN without a dispatcher. */
+int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary);
 
 /* Release what the store operations keep for worker w (its table handles). */
 void memd_store_worker_fini(struct memd_worker *w);

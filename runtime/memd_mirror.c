@@ -55,13 +55,6 @@ struct memd_peer {
     dmce_mconn_t conn;
 };
 
-/* A block to copy to a new mirror. */
-struct memd_mirror_job {
-    struct memd_mirror_job *next;
-    uint32_t block;
-    uint32_t peer;
-    char path[DMCE_MSMP_PATH_MAX + 1];
-};
 
 /* ---- writes to both copies ------------------------------------------------------------ */
 
@@ -187,6 +180,22 @@ static struct memd_peer *peer_get(struct dmce_memd *m, const char *path)
     return p;
 }
 
+int memd_peer_rpc(struct dmce_memd *m, const char *path, uint16_t op, const void *p, size_t l,
+                  void *resp, size_t cap, size_t *rlen, int *fds, unsigned maxfds,
+                  unsigned *nfds)
+{
+    struct memd_peer *peer = peer_get(m, path);
+    *nfds = 0;
+    if (!peer)
+        return -ENOMEM;
+    pthread_mutex_lock(&peer->lock);
+    int r = dmce_mconn_rpc_fds(&peer->conn, op, p, l, resp, cap, rlen, fds, maxfds, nfds);
+    if (r == DMCE_ECLOSED) /* a connection to the peer's previous process (it restarted): again */
+        r = dmce_mconn_rpc_fds(&peer->conn, op, p, l, resp, cap, rlen, fds, maxfds, nfds);
+    pthread_mutex_unlock(&peer->lock);
+    return r;
+}
+
 /* ---- copying a block to a new mirror ---------------------------------------------------- */
 
 /* Bytes of b that can differ from zero: metadata and data up to the high-water mark. */
@@ -203,22 +212,15 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_
 {
     if (atomic_load(&b->mirror))
         return -EALREADY;
-    struct memd_peer *peer = peer_get(m, path);
-    if (!peer)
-        return -ENOMEM;
     dmce_msmp_mirror_create_t rq = {.block = b->id, .primary = (uint32_t)m->cfg.id,
                                     .size = b->size};
     uint8_t pl[DMCE_MSMP_MIRROR_CREATE_SIZE], resp[DMCE_MSMP_MIRROR_CREATE_SIZE];
     dmce_msmp_mirror_create_encode(&rq, pl);
     size_t rlen = 0;
     int fd = -1;
-    pthread_mutex_lock(&peer->lock);
-    int r = dmce_mconn_rpc(&peer->conn, DMCE_MSMP_OP_MIRROR_CREATE, pl, sizeof(pl), NULL, 0, resp,
-                           sizeof(resp), &rlen, &fd);
-    if (r == DMCE_ECLOSED) /* a connection to the peer's previous process (it restarted): again */
-        r = dmce_mconn_rpc(&peer->conn, DMCE_MSMP_OP_MIRROR_CREATE, pl, sizeof(pl), NULL, 0, resp,
-                           sizeof(resp), &rlen, &fd);
-    pthread_mutex_unlock(&peer->lock);
+    unsigned nfd = 0;
+    int r = memd_peer_rpc(m, path, DMCE_MSMP_OP_MIRROR_CREATE, pl, sizeof(pl), resp, sizeof(resp),
+                          &rlen, &fd, 1, &nfd);
     if (r == 0 && fd < 0)
         r = -EPROTO;
     if (r < 0) {
@@ -280,7 +282,16 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
     struct memd_block *b = j->block < t->nids ? t->by_id[j->block] : NULL;
-    rcu_read_unlock(); /* primaries stay until the daemon stops; this thread stops first */
+    /*
+     * A primary stays until the daemon stops (this thread stops first) or
+     * it is handed off, which never happens to mr_current's block.
+     */
+    rcu_read_unlock();
+    if (b && atomic_load(&b->frozen)) {
+        LOG_INFO("mirror block %u on memd[%u]: it moved to another daemon meanwhile", j->block,
+                 j->peer);
+        return;
+    }
     if (!b || b->role != MEMD_PRIMARY) {
         LOG_WARN("mirror block %u on memd[%u]: no such primary here", j->block, j->peer);
         return;
@@ -305,10 +316,12 @@ static void *mirror_main(void *arg)
             break;
         struct memd_mirror_job *j = m->mr_jobs;
         m->mr_jobs = j->next;
+        m->mr_current = j->block; /* not handed off while we copy it (memd_migrate.c) */
         pthread_mutex_unlock(&m->mr_lock);
         mirror_job(m, j);
         free(j);
         pthread_mutex_lock(&m->mr_lock);
+        m->mr_current = 0;
     }
     pthread_mutex_unlock(&m->mr_lock);
     rcu_unregister_thread();
@@ -454,6 +467,8 @@ static void op_mirror_start(struct dmce_memd *m, struct memd_conn *c, const uint
     struct memd_block *b = block_by_id(m, rq.block);
     if (!b || b->role != MEMD_PRIMARY)
         r = DMCE_ENOBLOCK;
+    else if (atomic_load(&b->frozen))
+        r = DMCE_EMOVING;
     else if (atomic_load(&b->mirror))
         r = -EALREADY;
     rcu_read_unlock();
@@ -512,6 +527,36 @@ static int tally_one(const dmce_alloc_info_t *ai, void *arg)
     return 0;
 }
 
+int memd_sessions_take(struct dmce_memd *m, struct memd_block *b, int sign, uint64_t *allocs,
+                       uint64_t *bytes, size_t *owners)
+{
+    struct tally t = {0};
+    pthread_mutex_lock(&b->lock);
+    int r = dmce_alloc_foreach(b->base, tally_one, &t);
+    pthread_mutex_unlock(&b->lock);
+    if (r == 0) {
+        pthread_mutex_lock(&m->sess_lock);
+        for (size_t i = 0; i < t.n && r == 0; i++) {
+            struct memd_session *s = memd_sess_by_id_locked(m, t.o[i].owner);
+            if (sign > 0) { /* the owners' sessions, orphaned until their clients return */
+                if (!s && !(s = memd_sess_orphan_locked(m, t.o[i].owner)))
+                    r = -ENOMEM;
+                else
+                    memd_sess_account_locked(m, s, s->reserved, s->used + t.o[i].bytes);
+            } else if (s) {
+                memd_sess_account_locked(m, s, s->reserved,
+                                         s->used - DMCE_MIN(s->used, t.o[i].bytes));
+            }
+        }
+        pthread_mutex_unlock(&m->sess_lock);
+    }
+    *allocs = t.allocs;
+    *bytes = t.bytes;
+    *owners = t.n;
+    free(t.o);
+    return r;
+}
+
 /* promote (from the dispatcher): the primary's daemon is gone; this copy is the block now. */
 static void op_promote(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
 {
@@ -519,7 +564,8 @@ static void op_promote(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
     int r = dmce_msmp_block_req_decode(p, len, &id);
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
-    struct tally t = {0};
+    uint64_t allocs = 0, bytes = 0;
+    size_t owners = 0;
     pthread_mutex_lock(&m->grow_lock);
     struct memd_block *b = id < m->table->nids ? m->table->by_id[id] : NULL;
     if (!b)
@@ -529,37 +575,25 @@ static void op_promote(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
     else if ((r = dmce_block_attach(b->base, b->size)) < 0)
         LOG_ERROR("block %u: the mirror copy is not a block (%s): not promoted", id,
                   dmce_strerror(r));
+    if (r == 0)
+        r = memd_sessions_take(m, b, 1, &allocs, &bytes, &owners);
     if (r == 0) {
-        pthread_mutex_lock(&b->lock);
-        r = dmce_alloc_foreach(b->base, tally_one, &t);
-        pthread_mutex_unlock(&b->lock);
-    }
-    if (r == 0) {
-        /* Adopt the allocations: their owners' sessions, orphaned until the clients return. */
         pthread_mutex_lock(&m->sess_lock);
         m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
-        for (size_t i = 0; i < t.n && r == 0; i++) {
-            struct memd_session *s = memd_sess_by_id_locked(m, t.o[i].owner);
-            if (!s && !(s = memd_sess_orphan_locked(m, t.o[i].owner)))
-                r = -ENOMEM;
-            else
-                memd_sess_account_locked(m, s, s->reserved, s->used + t.o[i].bytes);
-        }
         pthread_mutex_unlock(&m->sess_lock);
         b->role = MEMD_PRIMARY; /* readers see it on their next lookup */
         STAT_ADD(m, DMCE_STAT_PROMOTED, 1);
     }
     pthread_mutex_unlock(&m->grow_lock);
-    free(t.o);
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
     LOG_WARN("block %u promoted: this daemon holds it now (was memd[%u]'s); %llu allocations, "
              "%llu bytes adopted by %zu session(s)",
-             id, b->primary_daemon, (unsigned long long)t.allocs, (unsigned long long)t.bytes, t.n);
+             id, b->primary_daemon, (unsigned long long)allocs, (unsigned long long)bytes, owners);
     uint8_t *out = memd_reply_begin(c, &c->h, 0, DMCE_MSMP_PROMOTE_RESP_SIZE);
     if (out) {
-        dmce_put_le64(out, t.allocs);
-        dmce_put_le64(out + 8, t.bytes);
+        dmce_put_le64(out, allocs);
+        dmce_put_le64(out + 8, bytes);
     }
 }
 
@@ -608,12 +642,17 @@ static void op_blocks(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
         return memd_reply_error(m, c, &c->h, -EBADMSG);
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
-    uint8_t *out = memd_reply_begin(c, &c->h, 0, 8 + t->count * DMCE_MSMP_BLOCK_INFO_SIZE);
+    uint32_t n = 0; /* a block handed off (a move under way) is not ours to report */
+    for (uint32_t i = 0; i < t->count; i++)
+        n += !atomic_load(&t->list[i]->frozen);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, 8 + n * DMCE_MSMP_BLOCK_INFO_SIZE);
     if (out) {
-        dmce_put_le32(out, t->count);
+        dmce_put_le32(out, n);
         dmce_put_le32(out + 4, 0);
-        for (uint32_t i = 0; i < t->count; i++) {
+        for (uint32_t i = 0, k = 0; i < t->count && k < n; i++) {
             struct memd_block *b = t->list[i];
+            if (atomic_load(&b->frozen))
+                continue;
             dmce_msmp_block_info_t e = {.block = b->id, .role = (uint32_t)b->role, .size = b->size};
             if (b->role == MEMD_PRIMARY) {
                 dmce_block_usage_t u;
@@ -632,7 +671,7 @@ static void op_blocks(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
             } else {
                 e.peer = b->primary_daemon;
             }
-            dmce_msmp_block_info_encode(&e, out + 8 + (size_t)i * DMCE_MSMP_BLOCK_INFO_SIZE);
+            dmce_msmp_block_info_encode(&e, out + 8 + (size_t)k++ * DMCE_MSMP_BLOCK_INFO_SIZE);
         }
     }
     rcu_read_unlock();

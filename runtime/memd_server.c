@@ -115,6 +115,12 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
      "worker threads serving clients"},
     {"max_clients", DMCE_CFG_INT, OFF(max_clients), "1024", 1, 1000000, NULL,
      "connections accepted at once"},
+    {"max_session_bytes", DMCE_CFG_SIZE, OFF(max_session_bytes), "0", 0, 0, NULL,
+     "most bytes one session (client) may reserve or allocate on this daemon; 0 = no limit "
+     "but the daemon's capacity"},
+    {"frame_timeout_ms", DMCE_CFG_INT, OFF(frame_timeout_ms), "10000", 0, 3600000, NULL,
+     "a connection that leaves a request half sent this long is closed (a stalled or "
+     "slow-drip client); 0 = never"},
     {"prefault", DMCE_CFG_BOOL, OFF(prefault), "yes", 0, 0, NULL,
      "fault in every page of a new block in a background thread, so that clients do not pay "
      "first-touch costs"},
@@ -144,7 +150,7 @@ struct memd_table *memd_table_get(struct dmce_memd *m)
     return rcu_dereference(m->table);
 }
 
-static void block_name(struct dmce_memd *m, uint32_t id, char *buf, size_t len)
+void memd_block_name(const struct dmce_memd *m, uint32_t id, char *buf, size_t len)
 {
     snprintf(buf, len, "%sb%u", m->shm_prefix, id);
 }
@@ -157,7 +163,7 @@ static int block_obj_open(struct dmce_memd *m, const char *name)
     return shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
 
-static int block_obj_unlink(const struct dmce_memd *m, const char *name)
+int memd_obj_unlink(const struct dmce_memd *m, const char *name)
 {
     return m->cfg.shm_dir[0] ? unlink(name) : shm_unlink(name);
 }
@@ -179,6 +185,54 @@ static void prefault_enqueue(struct dmce_memd *m, struct memd_block *b)
 }
 
 /*
+ * Map b->fd (b->size bytes), place it on the daemon's node (move: pages
+ * it already has move there, for a block taken over), init the locks.
+ */
+static int block_map(struct dmce_memd *m, struct memd_block *b, int move)
+{
+    b->base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+    if (b->base == MAP_FAILED) {
+        int r = -errno;
+        LOG_ERROR("block %u: mmap failed: %s", b->id, strerror(errno));
+        return r;
+    }
+    if (m->cfg.page_size >= (2u << 20))
+        (void)madvise(b->base, b->size, MADV_HUGEPAGE); /* best effort: THP for shmem */
+    int r = dmce_numa_bind_memory(b->base, b->size, m->numa_node, move);
+    if (r < 0)
+        LOG_WARN("block %u: binding to NUMA node %d failed: %s; memory left unbound", b->id,
+                 m->numa_node, strerror(-r));
+    pthread_mutex_init(&b->lock, NULL);
+    for (unsigned i = 0; i < MEMD_STRIPES; i++)
+        pthread_mutex_init(&b->stripes[i], NULL);
+    return 0;
+}
+
+int memd_block_from_fd(struct dmce_memd *m, uint32_t id, int fd, uint64_t size,
+                       struct memd_block **out)
+{
+    struct memd_block *b = calloc(1, sizeof(*b));
+    struct stat st;
+    int r = !b ? -ENOMEM : fstat(fd, &st) < 0 ? -errno : (uint64_t)st.st_size < size ? -EPROTO : 0;
+    if (r == 0) {
+        b->id = id;
+        b->fd = fd;
+        b->size = size;
+        b->role = MEMD_PRIMARY;
+        memd_block_name(m, id, b->name, sizeof(b->name));
+        r = block_map(m, b, 1);
+    }
+    if (r < 0) {
+        LOG_ERROR("block %u: cannot take over its object: %s", id, strerror(-r));
+        close(fd);
+        free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
+}
+
+/*
  * Create, size, place and format one block. Caller holds grow_lock.
  * The object is fallocate()d: its memory exists from now on, so a client
  * touching a mapped page can never get SIGBUS from a full tmpfs. tmpfs
@@ -194,7 +248,7 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
     b->id = id;
     b->size = size;
     b->role = format ? MEMD_PRIMARY : MEMD_MIRROR;
-    block_name(m, id, b->name, sizeof(b->name));
+    memd_block_name(m, id, b->name, sizeof(b->name));
     int r;
     b->fd = block_obj_open(m, b->name);
     if (b->fd < 0) {
@@ -225,18 +279,9 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
         LOG_WARN("block %u: %s cannot be preallocated; a full tmpfs would fault clients", id,
                  b->name);
     }
-    b->base = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
-    if (b->base == MAP_FAILED) {
-        r = -errno;
-        LOG_ERROR("block %u: mmap failed: %s", id, strerror(errno));
-        goto fail_unlink;
-    }
-    if (m->cfg.page_size >= (2u << 20))
-        (void)madvise(b->base, b->size, MADV_HUGEPAGE); /* best effort: THP for shmem */
-    r = dmce_numa_bind_memory(b->base, b->size, m->numa_node);
+    r = block_map(m, b, 0);
     if (r < 0)
-        LOG_WARN("block %u: binding to NUMA node %d failed: %s; memory left unbound", id,
-                 m->numa_node, strerror(-r));
+        goto fail_unlink;
     /* A fresh, fallocate()d object reads as zeroes: say so, and allocations skip clearing. */
     r = format ? dmce_block_format(b->base, b->size, (uint32_t)m->cfg.granule,
                                    (uint32_t)m->cfg.page_size, id, DMCE_BLOCK_ZEROED)
@@ -245,9 +290,6 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
         LOG_ERROR("block %u: format failed: %s", id, dmce_strerror(r));
         goto fail_unmap;
     }
-    pthread_mutex_init(&b->lock, NULL);
-    for (unsigned i = 0; i < MEMD_STRIPES; i++)
-        pthread_mutex_init(&b->stripes[i], NULL);
     LOG_INFO("block %u created%s: %s, %llu bytes, NUMA node %d", id, format ? "" : " as a mirror",
              b->name, (unsigned long long)b->size, m->numa_node);
     *out = b;
@@ -255,7 +297,7 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
 fail_unmap:
     munmap(b->base, b->size);
 fail_unlink:
-    block_obj_unlink(m, b->name);
+    memd_obj_unlink(m, b->name);
     close(b->fd);
     free(b);
     return r;
@@ -271,7 +313,7 @@ void memd_block_destroy(struct dmce_memd *m, struct memd_block *b)
     }
     munmap(b->base, b->size);
     close(b->fd);
-    if (block_obj_unlink(m, b->name) < 0)
+    if (!b->handed_off && memd_obj_unlink(m, b->name) < 0)
         LOG_WARN("block %u: cannot remove %s: %s", b->id, b->name, strerror(errno));
     pthread_mutex_destroy(&b->lock);
     for (unsigned i = 0; i < MEMD_STRIPES; i++)
@@ -308,6 +350,7 @@ static void *prefault_main(void *arg)
             break;
         struct memd_block *b = m->pf_queue;
         m->pf_queue = b->prefault_next;
+        m->pf_current = b; /* a handoff waits for it (memd_migrate.c) */
         pthread_mutex_unlock(&m->pf_lock);
         uint64_t t0 = dmce_now_ns();
         const uint64_t step = 256u << 10;
@@ -328,6 +371,7 @@ static void *prefault_main(void *arg)
         LOG_DEBUG("block %u prefaulted: %llu bytes in %.3f s", b->id, (unsigned long long)done,
                   (double)(dmce_now_ns() - t0) / 1e9);
         pthread_mutex_lock(&m->pf_lock);
+        m->pf_current = NULL;
     }
     pthread_mutex_unlock(&m->pf_lock);
     return NULL;
@@ -498,6 +542,8 @@ int memd_resolve(struct dmce_memd *m, dmce_addr_t addr, struct memd_block **b, u
     struct memd_block *blk = p.block < t->nids ? t->by_id[p.block] : NULL;
     if (!blk)
         return DMCE_ENOBLOCK;
+    if (atomic_load_explicit(&blk->frozen, memory_order_acquire))
+        return DMCE_EMOVING; /* handed off: the new owner serves it in a moment */
     if (p.cell >= blk->size)
         return DMCE_EBADADDR;
     *b = blk;
@@ -585,7 +631,8 @@ static uint64_t free_owner_everywhere(struct dmce_memd *m, uint32_t id, int *cou
         if (b->role != MEMD_PRIMARY)
             continue; /* a copy: its primary frees there and here */
         pthread_mutex_lock(&b->lock);
-        int k = dmce_alloc_free_owner(b->base, id, &bytes);
+        /* a block handed off: its allocations are the new owner's to free */
+        int k = atomic_load(&b->frozen) ? 0 : dmce_alloc_free_owner(b->base, id, &bytes);
         if (k > 0)
             memd_mirror_after_free_owner(m, b, id, k);
         pthread_mutex_unlock(&b->lock);
@@ -686,7 +733,16 @@ static void op_setup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     uint64_t mine = s ? charge(s) : 0;
     uint64_t avail = m->capacity - DMCE_MIN(m->capacity, m->committed + m->mirror_bytes - mine);
     uint64_t used = s ? s->used : 0;
-    uint64_t want = rq.amount;
+    uint64_t want = rq.amount, cap = m->cfg.max_session_bytes;
+    if (cap && want > cap) {
+        if (!(rq.flags & DMCE_SETUP_PARTIAL)) {
+            pthread_mutex_unlock(&m->sess_lock);
+            LOG_INFO("client pid %d: setup of %llu bytes refused: max_session_bytes is %llu",
+                     (int)c->pid, (unsigned long long)want, (unsigned long long)cap);
+            return memd_reply_error(m, c, &c->h, DMCE_EQUOTA);
+        }
+        want = cap;
+    }
     if (want > avail) {
         if (!(rq.flags & DMCE_SETUP_PARTIAL) || avail == 0 || avail <= used) {
             pthread_mutex_unlock(&m->sess_lock);
@@ -751,6 +807,8 @@ static int quota_take(struct dmce_memd *m, struct memd_session *s, uint64_t size
      */
     if (s->reserved && used > s->reserved && !(s->id & DMCE_SESSION_GLOBAL))
         r = DMCE_EQUOTA;
+    else if (m->cfg.max_session_bytes && used > m->cfg.max_session_bytes)
+        r = DMCE_EQUOTA; /* the per-client limit, whatever the reservation */
     else if (m->committed + m->mirror_bytes - charge(s) + DMCE_MAX(s->reserved, used) >
              m->capacity)
         r = DMCE_ENOMEM; /* mirror copies held for others take their room too */
@@ -784,7 +842,7 @@ static int alloc_in_blocks(struct dmce_memd *m, uint64_t size, uint32_t owner, d
             continue;
         uint64_t off;
         pthread_mutex_lock(&b->lock);
-        int a = dmce_alloc(b->base, size, owner, &off);
+        int a = atomic_load(&b->frozen) ? DMCE_ENOMEM : dmce_alloc(b->base, size, owner, &off);
         if (a == 0)
             memd_mirror_after_alloc(m, b, size, owner, off);
         pthread_mutex_unlock(&b->lock);
@@ -914,7 +972,7 @@ static void op_free(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
     r = memd_resolve_primary(m, addr, &b, &cell);
     if (r == 0) {
         pthread_mutex_lock(&b->lock);
-        r = dmce_alloc_free(b->base, cell, &owner, &size);
+        r = atomic_load(&b->frozen) ? DMCE_EMOVING : dmce_alloc_free(b->base, cell, &owner, &size);
         if (r == 0)
             memd_mirror_after_free(m, b, cell);
         pthread_mutex_unlock(&b->lock);
@@ -988,8 +1046,10 @@ static int conn_queue_fds(struct memd_conn *c, size_t off, const int *fds, unsig
     return 0;
 }
 
-int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd)
+int memd_reply_fds(struct dmce_memd *m, struct memd_conn *c, const int *fds, unsigned n)
 {
+    if (n == 0 || n > 2)
+        return -EINVAL;
     if (c->ring) {
         /*
          * The response goes through the ring; a descriptor cannot. It goes
@@ -997,15 +1057,20 @@ int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd)
          * the client reads when the response says a descriptor is attached.
          */
         static const uint8_t tag = 'F';
-        if (send_with_fds(c->fd, &tag, 1, &fd, 1) != 1)
+        if (send_with_fds(c->fd, &tag, 1, fds, n) != 1)
             return errno ? -errno : -EIO;
     } else {
-        int r = conn_queue_fds(c, c->out.len, &fd, 1);
+        int r = conn_queue_fds(c, c->out.len, fds, n);
         if (r < 0)
             return r;
     }
-    STAT_ADD(m, DMCE_STAT_FDS_SENT, 1);
+    STAT_ADD(m, DMCE_STAT_FDS_SENT, n);
     return 0;
+}
+
+int memd_reply_fd(struct dmce_memd *m, struct memd_conn *c, int fd)
+{
+    return memd_reply_fds(m, c, &fd, 1);
 }
 
 /*
@@ -1222,7 +1287,8 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
     case DMCE_MSMP_OP_MAP: return op_map(m, c, p, len);
     case DMCE_MSMP_OP_RING_OPEN: return op_ring_open(m, c, p, len);
     default:
-        if (memd_mirror_dispatch(m, c, p, len) || memd_store_dispatch(m, c, p, len))
+        if (memd_mirror_dispatch(m, c, p, len) || memd_store_dispatch(m, c, p, len) ||
+            memd_migrate_dispatch(m, c, p, len))
             return;
         return memd_reply_error(m, c, &c->h, -EOPNOTSUPP);
     }
@@ -1370,6 +1436,8 @@ static ssize_t conn_recv(struct memd_conn *c, void *buf, size_t len)
     return -1;
 }
 
+static int conn_has_frame(const struct memd_conn *c);
+
 /*
  * Handle every complete frame already received, then read more. One recv
  * per wake-up in the common case: a read shorter than the room offered
@@ -1421,6 +1489,13 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
         drained = (size_t)n < room;
     }
     dmce_inbuf_trim(&c->in, 2 * DMCE_MEMD_IN_CHUNK); /* do not keep a big frame's buffer */
+    /* Part of a frame and no more bytes: the frame timeout runs from now (frame_check). */
+    if (dmce_inbuf_pending(&c->in) && !conn_has_frame(c)) {
+        if (!c->partial_ms)
+            c->partial_ms = dmce_now_ms();
+    } else {
+        c->partial_ms = 0;
+    }
     return 0;
 }
 
@@ -1594,6 +1669,30 @@ static void cpu_relax(void)
 #endif
 }
 
+/*
+ * Close the connections that left a frame half sent for frame_timeout_ms
+ * (a client that stalled or drips bytes): their buffers and slots go to
+ * clients that talk. Once a second at most.
+ */
+static void frame_check(struct memd_worker *w)
+{
+    struct dmce_memd *m = w->m;
+    uint64_t now = dmce_now_ms();
+    if (!m->cfg.frame_timeout_ms || now < w->next_frame_check_ms)
+        return;
+    w->next_frame_check_ms = now + 1000;
+    for (struct memd_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->partial_ms && now - c->partial_ms >= (uint64_t)m->cfg.frame_timeout_ms) {
+            dmce_log_limited(&w->refuse_rl, DMCE_LOG_WARN,
+                             "client pid %d left a request half sent for %llu ms; disconnecting it",
+                             (int)c->pid, (unsigned long long)(now - c->partial_ms));
+            STAT_ADD(m, DMCE_STAT_OPS_ERRORS, 1);
+            conn_close(c);
+        }
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct memd_worker *w = arg;
@@ -1645,9 +1744,12 @@ static void *worker_main(void *arg)
                 parked = 1;
             }
         }
+        if (m->cfg.frame_timeout_ms && w->conns && (timeout < 0 || timeout > 1000))
+            timeout = 1000; /* look at half-sent frames once a second (frame_check) */
         int n = epoll_wait(w->epfd, evs, 64, timeout);
         if (parked)
             rings_park(w, 0);
+        frame_check(w);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -1723,7 +1825,7 @@ static void remove_stale_shm(struct dmce_memd *m)
             snprintf(name, sizeof(name), "%s/%s", m->cfg.shm_dir, e->d_name);
         else
             snprintf(name, sizeof(name), "/%s", e->d_name);
-        if (block_obj_unlink(m, name) == 0)
+        if (memd_obj_unlink(m, name) == 0)
             LOG_WARN("removed stale block object %s left by a previous daemon %lld", name,
                      (long long)m->cfg.id);
     }
@@ -2054,6 +2156,7 @@ fail:
 
 void dmce_memd_tick(dmce_memd_t *m)
 {
+    memd_migrate_tick(m);
     uint64_t now = dmce_now_ms();
     for (;;) {
         struct memd_session *expired = NULL;

@@ -34,6 +34,8 @@ typedef struct dmce_memd_config {
     int64_t grace_ms;
     int64_t workers;
     int64_t max_clients;
+    uint64_t max_session_bytes;
+    int64_t frame_timeout_ms;
     int prefault;
     int rings;
     uint64_t ring_capacity;

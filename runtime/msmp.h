@@ -279,6 +279,8 @@ enum dmce_msmp_stat {
     DMCE_STAT_MIRROR_BROKEN,     /* mirrors dropped after a failure or a mismatch */
     DMCE_STAT_OPS_PERSIST,
     DMCE_STAT_PROMOTED,          /* mirror copies promoted to primary */
+    DMCE_STAT_MOVED_IN,          /* blocks taken over from another daemon (live migration) */
+    DMCE_STAT_MOVED_OUT,         /* blocks handed to another daemon */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

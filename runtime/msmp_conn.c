@@ -436,14 +436,20 @@ int dmce_mconn_init(dmce_mconn_t *k, const char *path, unsigned timeout_ms, unsi
     return 0;
 }
 
-int dmce_mconn_rpc(dmce_mconn_t *k, uint16_t op, const void *p1, size_t l1, const void *p2,
-                   size_t l2, void *resp, size_t resp_cap, size_t *resp_len, int *fd_out)
+/*
+ * One request; up to max descriptors passed with the response land in
+ * fds[0..*nfds). On the rings at most one can (ring_take_fd).
+ */
+static int rpc(dmce_mconn_t *k, uint16_t op, const void *p1, size_t l1, const void *p2, size_t l2,
+               void *resp, size_t resp_cap, size_t *resp_len, int *fds, unsigned max,
+               unsigned *nfds)
 {
-    if (fd_out)
-        *fd_out = -1;
+    *nfds = 0;
     int r = dmce_mconn_ensure(k);
     if (r < 0)
         return r;
+    if (k->ring && max > 1)
+        return -ENOTSUP;
     size_t plen = l1 + l2;
     if (plen > k->max_payload)
         return -EMSGSIZE;
@@ -458,23 +464,41 @@ int dmce_mconn_rpc(dmce_mconn_t *k, uint16_t op, const void *p1, size_t l1, cons
     uint64_t deadline = dmce_now_ms() + k->timeout_ms;
     int broken;
     if (k->ring) {
-        r = ring_rpc(k, hb, op, id, p1, l1, p2, l2, resp, resp_cap, resp_len, fd_out, deadline,
-                     &broken);
+        int fd = -1;
+        r = ring_rpc(k, hb, op, id, p1, l1, p2, l2, resp, resp_cap, resp_len, max ? &fd : NULL,
+                     deadline, &broken);
+        if (fd >= 0)
+            fds[(*nfds)++] = fd;
     } else {
         r = send_request(k, hb, p1, l1, p2, l2, deadline);
         broken = r < 0;
-        if (r == 0) {
-            unsigned n = 0;
-            r = recv_reply(k, op, id, resp, resp_cap, resp_len, deadline, &broken, fd_out,
-                           fd_out ? 1 : 0, &n);
-        }
+        if (r == 0)
+            r = recv_reply(k, op, id, resp, resp_cap, resp_len, deadline, &broken, fds, max, nfds);
     }
     if (!broken)
         return r;
-    if (fd_out && *fd_out >= 0) {
-        close(*fd_out);
-        *fd_out = -1;
-    }
+    for (unsigned i = 0; i < *nfds; i++)
+        close(fds[i]);
+    *nfds = 0;
     dmce_mconn_close(k);
     return r == -ETIMEDOUT || r == -EPROTO || r == -EMSGSIZE ? r : DMCE_ECLOSED;
+}
+
+int dmce_mconn_rpc(dmce_mconn_t *k, uint16_t op, const void *p1, size_t l1, const void *p2,
+                   size_t l2, void *resp, size_t resp_cap, size_t *resp_len, int *fd_out)
+{
+    unsigned n;
+    int fd = -1;
+    int r = rpc(k, op, p1, l1, p2, l2, resp, resp_cap, resp_len, &fd, fd_out ? 1 : 0, &n);
+    if (fd_out)
+        *fd_out = n ? fd : -1;
+    return r;
+}
+
+int dmce_mconn_rpc_fds(dmce_mconn_t *k, uint16_t op, const void *p, size_t l, void *resp,
+                       size_t resp_cap, size_t *resp_len, int *fds, unsigned max, unsigned *nfds)
+{
+    if (max > 4)
+        max = 4; /* the control buffer holds four */
+    return rpc(k, op, p, l, NULL, 0, resp, resp_cap, resp_len, fds, max, nfds);
 }

@@ -67,6 +67,14 @@ int dmce_mconn_ensure(dmce_mconn_t *k);
 int dmce_mconn_rpc(dmce_mconn_t *k, uint16_t op, const void *p1, size_t l1, const void *p2,
                    size_t l2, void *resp, size_t resp_cap, size_t *resp_len, int *fd_out);
 
+/*
+ * The same with up to max (at most 4) descriptors passed with the
+ * response, in fds[0..*nfds). -ENOTSUP on a ring connection when max > 1
+ * (use DMCE_MCONN_NO_RING).
+ */
+int dmce_mconn_rpc_fds(dmce_mconn_t *k, uint16_t op, const void *p, size_t l, void *resp,
+                       size_t resp_cap, size_t *resp_len, int *fds, unsigned max, unsigned *nfds);
+
 /* Close the connection (k can be connected again). */
 void dmce_mconn_close(dmce_mconn_t *k);
 

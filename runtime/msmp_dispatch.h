@@ -61,6 +61,9 @@ enum dmce_disp_stat {
     DMCE_DSTAT_PICKS,
     DMCE_DSTAT_SESSIONS,
     DMCE_DSTAT_FORWARDED,         /* transparent mode: requests forwarded */
+    DMCE_DSTAT_MOVES,             /* blocks moved live to another daemon (dmcectl migrate/drain) */
+    DMCE_DSTAT_MOVES_FAILED,
+    DMCE_DSTAT_LAST_MOVE_US,      /* the last move, queued job started -> source released */
     DMCE_DSTAT_COUNT_
 };
 

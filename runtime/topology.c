@@ -33,7 +33,7 @@ static int node_present(int node)
            numa_bitmask_isbitset(numa_all_nodes_ptr, (unsigned)node);
 }
 
-int dmce_numa_bind_memory(void *addr, size_t len, int node)
+int dmce_numa_bind_memory(void *addr, size_t len, int node, int move)
 {
     if (!node_present(node))
         return 0;
@@ -41,7 +41,8 @@ int dmce_numa_bind_memory(void *addr, size_t len, int node)
     if ((unsigned)node >= sizeof(mask) * 8)
         return 0;
     mask[node / (8 * sizeof(long))] |= 1ul << (node % (8 * sizeof(long)));
-    if (mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, 0) < 0)
+    /* MPOL_MF_MOVE: pages only this process maps move now; others stay (MOVE_ALL: CAP_SYS_NICE). */
+    if (mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, move ? MPOL_MF_MOVE : 0) < 0)
         return -errno;
     return 1;
 }

@@ -17,11 +17,14 @@
 int dmce_topology_numa_nodes(const char *synthetic, unsigned *count);
 
 /*
- * Bind [addr, addr+len) to NUMA node `node` before first touch.
- * Returns 1 if bound, 0 if binding is not possible here (no NUMA support,
- * or the node does not exist in the kernel), -errno on a real failure.
+ * Bind [addr, addr+len) to NUMA node `node` before first touch; with
+ * move, also move the pages it has now that only this process maps
+ * (pages other processes map too stay; new ones come from `node`).
+ * Returns 1 if bound, 0 if binding is not possible here (no NUMA
+ * support, or the node does not exist in the kernel), -errno on a real
+ * failure.
  */
-int dmce_numa_bind_memory(void *addr, size_t len, int node);
+int dmce_numa_bind_memory(void *addr, size_t len, int node, int move);
 
 /* Run the calling thread on `node`'s CPUs. Same return convention. */
 int dmce_numa_bind_thread(int node);

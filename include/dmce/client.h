@@ -232,6 +232,8 @@ typedef struct dmce_stats {
     uint64_t mirror_broken;   /* mirrors dropped (holder gone, or a copy that disagreed) */
     uint64_t ops_persist;
     uint64_t promoted;        /* copies promoted to primary after a daemon's death */
+    uint64_t moved_in;        /* blocks taken over from another daemon (live migration) */
+    uint64_t moved_out;       /* blocks handed to another daemon (live migration) */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 
@@ -267,6 +269,9 @@ typedef struct dmce_cluster_stats {
     uint64_t picks;              /* malloc placements answered */
     uint64_t sessions;           /* cluster-wide session IDs handed out */
     uint64_t forwarded;          /* requests forwarded in transparent mode */
+    uint64_t moves;              /* blocks moved live to another daemon, ever */
+    uint64_t moves_failed;       /* moves that failed (the block stayed where it was) */
+    uint64_t last_move_us;       /* how long the last move took (writers paused less) */
 } dmce_cluster_stats_t;
 
 /*

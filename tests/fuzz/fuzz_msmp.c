@@ -42,6 +42,7 @@
 
 #include "fuzz_common.h"
 #include "msmp.h"
+#include "msmp_admin.h"
 #include "msmp_dispatch.h"
 
 /* Each payload decoder on (p, n); on success, its re-encoding equals the input. */
@@ -514,6 +515,90 @@ static void disp_peer_resp(const uint8_t *p, size_t n)
     FZ_CHECK(peer2 == peer && strcmp(path2, path) == 0);
 }
 
+/* ---- administration (msmp_admin.h): decode, re-encode, same bytes ---- */
+
+static void adm_handoff(const uint8_t *p, size_t n)
+{
+    static dmce_adm_handoff_t h;
+    int r = dmce_adm_handoff_decode(p, n, &h);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r != 0)
+        return;
+    static uint8_t b[DMCE_ADM_HANDOFF_RESP_HDR + DMCE_ADM_NAME_MAX + DMCE_MSMP_PATH_MAX];
+    int k = dmce_adm_handoff_encode(&h, b, sizeof b);
+    FZ_CHECK_EQ(k, n);
+    FZ_CHECK(memcmp(b, p, n) == 0);
+}
+
+static void adm_adopt(const uint8_t *p, size_t n)
+{
+    dmce_adm_adopt_t a;
+    int r = dmce_adm_adopt_decode(p, n, &a);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r != 0)
+        return;
+    uint8_t b[DMCE_ADM_ADOPT_HDR + DMCE_MSMP_PATH_MAX];
+    int k = dmce_adm_adopt_encode(&a, b, sizeof b);
+    FZ_CHECK_EQ(k, n);
+    FZ_CHECK(memcmp(b, p, n) == 0);
+}
+
+static void adm_pair(const uint8_t *p, size_t n)
+{
+    uint32_t a, c;
+    int r = dmce_adm_pair_decode(p, n, &a, &c);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r == 0) {
+        uint8_t b[DMCE_ADM_PAIR_SIZE];
+        dmce_adm_pair_encode(a, c, b);
+        FZ_CHECK(memcmp(b, p, n) == 0);
+    }
+    r = dmce_adm_handoff_req_decode(p, n, &a, &c);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+}
+
+static void adm_migrate(const uint8_t *p, size_t n)
+{
+    dmce_adm_migrate_t m;
+    int r = dmce_adm_migrate_decode(p, n, &m);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r != 0)
+        return;
+    uint8_t b[DMCE_ADM_MIGRATE_SIZE];
+    dmce_adm_migrate_encode(&m, b);
+    FZ_CHECK(memcmp(b, p, n) == 0);
+}
+
+/* List responses: every entry of a list whose length checks decodes or is refused cleanly. */
+static void adm_lists(const uint8_t *p, size_t n, uint16_t op)
+{
+    uint32_t count = 0;
+    int r = op == DMCE_MSMP_OP_SESSIONS ? dmce_adm_sessions_count(p, n, &count)
+            : op == DMCE_MSMP_OP_JOBS   ? dmce_adm_jobs_count(p, n, &count)
+                                        : dmce_adm_daemons_count(p, n, &count);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    for (uint32_t i = 0; r == 0 && i < count && i < 64; i++) {
+        int e;
+        if (op == DMCE_MSMP_OP_SESSIONS) {
+            dmce_adm_session_t x;
+            e = dmce_adm_session_decode(p, n, i, &x);
+        } else if (op == DMCE_MSMP_OP_JOBS) {
+            dmce_adm_job_t x;
+            e = dmce_adm_job_decode(p, n, i, &x);
+        } else {
+            dmce_adm_daemon_t x;
+            e = dmce_adm_daemon_decode(p, n, i, &x);
+            if (e == 0) {
+                uint8_t b[DMCE_ADM_DAEMON_SIZE];
+                FZ_CHECK_EQ(dmce_adm_daemon_encode(&x, b), 0);
+                FZ_CHECK(memcmp(b, p + DMCE_ADM_DAEMONS_HDR + (size_t)i * DMCE_ADM_DAEMON_SIZE,
+                                DMCE_ADM_DAEMON_SIZE) == 0);
+            }
+        }
+        FZ_CHECK(e == 0 || e == -EBADMSG);
+    }
+}
+
 /* disp_stats response: a vector of values (dmce_msmp_values_decode). */
 static void disp_values(const uint8_t *p, size_t n)
 {
@@ -598,6 +683,24 @@ static void frame_payload(const dmce_msmp_hdr_t *h, const uint8_t *p, size_t n)
     case DMCE_MSMP_OP_DISP_STATS:
         if (resp)
             disp_values(p, n);
+        break;
+    case DMCE_MSMP_OP_HANDOFF: resp ? adm_handoff(p, n) : adm_pair(p, n); break;
+    case DMCE_MSMP_OP_ADOPT:
+        if (!resp)
+            adm_adopt(p, n);
+        break;
+    case DMCE_MSMP_OP_RELEASE:
+    case DMCE_MSMP_OP_REPARENT:
+    case DMCE_MSMP_OP_DRAIN:
+        if (!resp)
+            adm_pair(p, n);
+        break;
+    case DMCE_MSMP_OP_MIGRATE: resp ? disp_u32(p, n) : adm_migrate(p, n); break;
+    case DMCE_MSMP_OP_SESSIONS:
+    case DMCE_MSMP_OP_JOBS:
+    case DMCE_MSMP_OP_DAEMONS:
+        if (resp)
+            adm_lists(p, n, h->op);
         break;
     default: /* unknown ops are answered with -EOPNOTSUPP; the name lookup must cope */
         FZ_CHECK(dmce_msmp_op_name(h->op) != NULL);

@@ -23,6 +23,7 @@
 #include "alloc.h"
 #include "fuzz_common.h"
 #include "msmp.h"
+#include "msmp_admin.h"
 #include "msmp_dispatch.h"
 #include "ring.h"
 #include "store_table.h"
@@ -324,6 +325,42 @@ static void corpus_msmp_dispatch(void)
     dmce_msmp_values_encode(v, DMCE_DSTAT_COUNT_ + 2, p);
     frame("disp_stats_resp_newer", DMCE_MSMP_OP_DISP_STATS, 1, 0, p,
           8 + 8 * (DMCE_DSTAT_COUNT_ + 2));
+
+    /* administration: moves, drains, jobs, daemons, sessions */
+    dmce_adm_pair_encode(7, 2, p);
+    frame("handoff_req", DMCE_MSMP_OP_HANDOFF, 0, 0, p, DMCE_ADM_PAIR_SIZE);
+    frame("release_req", DMCE_MSMP_OP_RELEASE, 0, 0, p, DMCE_ADM_PAIR_SIZE);
+    frame("drain_req", DMCE_MSMP_OP_DRAIN, 0, 0, p, DMCE_ADM_PAIR_SIZE);
+    dmce_adm_handoff_t ho = {.block = 7, .mirror_daemon = 3, .size = 4u << 20};
+    snprintf(ho.name, sizeof ho.name, "/dmce.1000.c.m1.b7");
+    snprintf(ho.peer, sizeof ho.peer, "%s", sock);
+    n = dmce_adm_handoff_encode(&ho, p, sizeof p);
+    need(n > 0, "handoff encode");
+    frame("handoff_resp", DMCE_MSMP_OP_HANDOFF, 1, 0, p, (uint32_t)n);
+    dmce_adm_adopt_t ad = {.block = 7, .from = 1};
+    snprintf(ad.path, sizeof ad.path, "%s", sock);
+    n = dmce_adm_adopt_encode(&ad, p, sizeof p);
+    need(n > 0, "adopt encode");
+    frame("adopt_req", DMCE_MSMP_OP_ADOPT, 0, 0, p, (uint32_t)n);
+    dmce_adm_migrate_encode(&(dmce_adm_migrate_t){.block = 7, .to = 2, .node = -1}, p);
+    frame("migrate_req", DMCE_MSMP_OP_MIGRATE, 0, 0, p, DMCE_ADM_MIGRATE_SIZE);
+    dmce_adm_jobs_hdr_encode(1, p);
+    dmce_adm_job_encode(&(dmce_adm_job_t){.id = 1, .block = 7, .from = 1, .to = 2,
+                                          .state = DMCE_ADM_JOB_DONE, .bytes = 4u << 20,
+                                          .age_ms = 10, .took_us = 300},
+                        p + DMCE_ADM_JOBS_HDR);
+    frame("jobs_resp", DMCE_MSMP_OP_JOBS, 1, 0, p, (uint32_t)dmce_adm_jobs_size(1));
+    dmce_adm_daemons_hdr_encode(1, p);
+    dmce_adm_daemon_t ad1 = {.id = 1, .state = DMCE_DISP_ALIVE, .numa_node = 0, .pid = 42,
+                            .primaries = 2, .capacity = 1u << 30, .block_size = 4u << 20};
+    snprintf(ad1.path, sizeof ad1.path, "%s", sock);
+    need(dmce_adm_daemon_encode(&ad1, p + DMCE_ADM_DAEMONS_HDR) == 0, "daemon encode");
+    frame("daemons_resp", DMCE_MSMP_OP_DAEMONS, 1, 0, p, (uint32_t)dmce_adm_daemons_size(1));
+    dmce_adm_sessions_hdr_encode(1, p);
+    dmce_adm_session_encode(&(dmce_adm_session_t){.id = 9, .pid = 42, .uid = 1000,
+                                                  .reserved = 1u << 20},
+                            p + DMCE_ADM_SESSIONS_HDR);
+    frame("sessions_resp", DMCE_MSMP_OP_SESSIONS, 1, 0, p, (uint32_t)dmce_adm_sessions_size(1));
 }
 
 /* ---- config ------------------------------------------------------------------------- */

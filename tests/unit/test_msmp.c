@@ -238,7 +238,9 @@ static void test_op_names(void **state)
     assert_string_equal(dmce_msmp_op_name(0), "?");
     assert_string_equal(dmce_msmp_op_name(18), "store_get");
     assert_string_equal(dmce_msmp_op_name(39), "disp_stats");
-    assert_string_equal(dmce_msmp_op_name(25), "?");
+    assert_string_equal(dmce_msmp_op_name(25), "sessions");
+    assert_string_equal(dmce_msmp_op_name(43), "daemons");
+    assert_string_equal(dmce_msmp_op_name(44), "?");
     assert_string_equal(dmce_msmp_op_name(1000), "?");
 }
 
