@@ -1,7 +1,7 @@
 # Sourced by demo.sh, test.sh and .ci/run: install the Debian 12 packages
 # dmce needs, only when one is missing. Needs root (or sudo) to install.
 DMCE_PACKAGES="build-essential cmake pkg-config libhwloc-dev libnuma-dev liburcu-dev \
-libcmocka-dev gcc-multilib redis-server procps"
+libcmocka-dev libxxhash-dev gcc-multilib redis-server procps"
 
 dmce_install_deps() {
     local missing=()

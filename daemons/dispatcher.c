@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "dispatcher.h"
+#include <dmce/error.h>
+
 #include "log.h"
 
 int main(int argc, char **argv)
@@ -68,7 +70,7 @@ int main(int argc, char **argv)
     dmce_disp_t *d;
     r = dmce_disp_start(&cfg, &d);
     if (r < 0) {
-        LOG_ERROR("cannot start: %s", strerror(-r));
+        LOG_ERROR("cannot start: %s", dmce_strerror(r));
         return 1;
     }
 

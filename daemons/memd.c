@@ -14,6 +14,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <dmce/error.h>
+
 #include "log.h"
 #include "memd_server.h"
 
@@ -65,7 +67,7 @@ int main(int argc, char **argv)
     dmce_memd_t *m;
     r = dmce_memd_start(&cfg, &m);
     if (r < 0) {
-        LOG_ERROR("cannot start: %s", strerror(-r));
+        LOG_ERROR("cannot start: %s", dmce_strerror(r));
         return 1;
     }
 

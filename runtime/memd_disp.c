@@ -55,7 +55,9 @@ static int do_register(struct dmce_memd *m)
                                .capacity = m->capacity,
                                .block_size = m->cfg.block_size,
                                .max_blocks = (uint32_t)m->cfg.max_blocks,
-                               .block_first = atomic_load(&m->registered) || m->table
+                               /* keep our range: blocks exist, or a backup set has them */
+                               .block_first = atomic_load(&m->registered) || m->table ||
+                                                      m->recovering
                                                   ? m->block_first
                                                   : 0,
                                .layout = (uint32_t)m->layout};
@@ -305,18 +307,22 @@ int memd_disp_mirror_new_block(struct dmce_memd *m, struct memd_block *b)
     return (int)peer;
 }
 
-int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary)
+int memd_disp_primaries(struct dmce_memd *m, uint32_t nids, uint16_t **out)
 {
-    *primary = 0;
+    *out = NULL;
     if (!atomic_load(&m->registered))
         return -ENOTCONN;
     uint8_t rq[DMCE_DISP_DIR_REQ_SIZE];
     dmce_put_le32(rq, DMCE_DISP_WANT_BLOCKS);
     dmce_put_le32(rq + 4, 0);
-    size_t cap = dmce_disp_dir_size(4096, m->table ? m->table->nids : 4096), n = 0;
+    size_t cap = dmce_disp_dir_size(4096, nids), n = 0;
     uint8_t *buf = malloc(cap);
-    if (!buf)
+    uint16_t *prim = calloc(nids, sizeof(*prim));
+    if (!buf || !prim) {
+        free(buf);
+        free(prim);
         return -ENOMEM;
+    }
     pthread_mutex_lock(&m->disp_lock);
     int r = disp_rpc(m, DMCE_MSMP_OP_DIRECTORY, rq, sizeof(rq), buf, cap, &n);
     pthread_mutex_unlock(&m->disp_lock);
@@ -325,11 +331,27 @@ int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *prima
         r = dmce_disp_dir_hdr_decode(buf, n, &h);
     for (uint32_t i = 0; r == 0 && i < h.nblocks; i++) {
         dmce_disp_block_t e;
-        if (dmce_disp_block_decode(buf, n, i, &e) == 0 && e.block == block) {
-            *primary = e.primary;
-            break;
-        }
+        if (dmce_disp_block_decode(buf, n, i, &e) == 0 && e.block < nids)
+            prim[e.block] = (uint16_t)e.primary;
     }
     free(buf);
+    if (r < 0) {
+        free(prim);
+        return r;
+    }
+    *out = prim;
+    return 0;
+}
+
+int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary)
+{
+    *primary = 0;
+    uint32_t nids = m->table ? m->table->nids : 4096;
+    uint16_t *prim;
+    int r = block < nids ? memd_disp_primaries(m, nids, &prim) : -EINVAL;
+    if (r == 0) {
+        *primary = prim[block];
+        free(prim);
+    }
     return r;
 }

@@ -96,6 +96,12 @@ struct memd_block {
     atomic_int frozen;
     int handed_off;
     uint64_t frozen_ns;
+    /*
+     * Bumped after every allocator change (b->lock held, in the
+     * memd_mirror_after_* hooks): a backup pass that saw it unchanged saw
+     * one allocator state (memd_backup.c).
+     */
+    atomic_uint_fast64_t alloc_gen;
 };
 
 /*
@@ -244,6 +250,9 @@ struct dmce_memd {
     atomic_uint hb_ms;          /* member pulse interval */
     uint32_t hb_seq;
     uint64_t settle_next_ms;    /* memd_migrate_tick: next look at frozen blocks (main thread) */
+    /* Backups (memd_backup.c); owner: that file. recovering: keep the backed-up ID range. */
+    struct memd_backup *bk;
+    int recovering;
     int nworkers;
     struct memd_worker workers[DMCE_MEMD_MAX_WORKERS];
 };
@@ -356,7 +365,8 @@ void memd_block_persist(struct memd_block *b, uint64_t cell, uint64_t len);
 /*
  * After an allocator change on primary b (b->lock held), do the same on
  * its mirror: the copies are identical, so the results must be too; a
- * difference drops the mirror (logged; the dispatcher re-mirrors).
+ * difference drops the mirror (logged; the dispatcher re-mirrors). Every
+ * allocator change on a primary comes here: it also bumps b->alloc_gen.
  */
 void memd_mirror_after_alloc(struct dmce_memd *m, struct memd_block *b, uint64_t size,
                              uint32_t owner, uint64_t offset);
@@ -449,6 +459,43 @@ void memd_migrate_tick(struct dmce_memd *m);
 
 /* The directory's primary of `block` (0: not in it). -ENOTCONN without a dispatcher. */
 int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary);
+
+/* ---- memd_backup.c: block backups and recovery (docs/backup.md) ---- */
+
+/*
+ * Before registering with the dispatcher: read the backup table of this
+ * daemon's set (backup_dir/memd-ID), refuse a set that is not ours (another
+ * cluster, daemon, layout) or that recover = no would ignore, and keep
+ * the block ID range it was written with. 0 or an error, logged.
+ */
+int memd_backup_load(struct dmce_memd *m);
+/*
+ * Once the (empty) block table exists, before the first new block and
+ * before clients are served: with recover = yes, bring the backed-up
+ * blocks back under their DMCE addresses (those the directory says live
+ * elsewhere now are newer there: their backups are dropped); start the
+ * backup thread (periodic backups every backup_interval_s). 0 or an error
+ * with a log line (a corrupt or mismatched backup refuses to start).
+ */
+int memd_backup_start(struct dmce_memd *m);
+/* Stop the backup thread (before blocks are destroyed). Safe if start never ran. */
+void memd_backup_stop(struct dmce_memd *m);
+/* Handle backup, backup_status, restore; 0 if c->h.op is not one of them. */
+int memd_backup_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len);
+/*
+ * A handoff wants block id (grow_lock held): -EBUSY if a backup copies it
+ * now (the backup gives it up at once; ask again), else 0.
+ */
+int memd_backup_busy(struct dmce_memd *m, uint32_t id);
+/* Block id left this daemon (moved away): its backups here go (by the backup thread). */
+void memd_backup_forget(struct dmce_memd *m, uint32_t id);
+
+/*
+ * The directory's primary daemon of every block ID (0: not live), from
+ * the dispatcher: *out is a malloc()ed array of m->table->nids entries
+ * (the layout's block IDs). -ENOTCONN without a dispatcher.
+ */
+int memd_disp_primaries(struct dmce_memd *m, uint32_t nids, uint16_t **out);
 
 /* Release what the store operations keep for worker w (its table handles). */
 void memd_store_worker_fini(struct memd_worker *w);

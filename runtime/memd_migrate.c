@@ -9,7 +9,7 @@
  *
  *   1. T -> S handoff: S freezes X (under grow_lock, X's allocator lock,
  *      every stripe, mr_lock and pf_lock, so no allocator change, write
- *      half-done, mirror copy or prefault is under way), and passes X's
+ *      half-done, mirror copy, prefault or backup is under way), and passes X's
  *      object and its mirror's object. From now on S answers every
  *      request on X with DMCE_EMOVING (clients look up the directory again
  *      and retry, for microseconds); the bytes stay where they are.
@@ -112,6 +112,8 @@ static int freeze(struct dmce_memd *m, uint32_t id, struct memd_block **out)
                 r = -EBUSY;
         if (m->mr_current == id)
             r = -EBUSY;
+        if (r == 0)
+            r = memd_backup_busy(m, id); /* a backup copying it gives it up: ask again */
         pthread_mutex_lock(&m->pf_lock);
         if (m->pf_current == b)
             r = -EBUSY;
@@ -221,6 +223,7 @@ static int forget_locked(struct dmce_memd *m, struct memd_block *b, int maybe_ou
         return r;
     }
     STAT_ADD(m, DMCE_STAT_MOVED_OUT, 1);
+    memd_backup_forget(m, b->id); /* its new owner backs it up from now on */
     LOG_INFO("block %u left this daemon: %llu allocation(s), %llu bytes of %zu session(s)", b->id,
              (unsigned long long)allocs, (unsigned long long)bytes, owners);
     return 0;

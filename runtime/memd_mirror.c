@@ -134,6 +134,7 @@ static struct memd_mirror *synced_mirror(struct memd_block *b)
 void memd_mirror_after_alloc(struct dmce_memd *m, struct memd_block *b, uint64_t size,
                              uint32_t owner, uint64_t offset)
 {
+    atomic_fetch_add_explicit(&b->alloc_gen, 1, memory_order_release);
     struct memd_mirror *mr = synced_mirror(b);
     if (!mr)
         return;
@@ -145,6 +146,7 @@ void memd_mirror_after_alloc(struct dmce_memd *m, struct memd_block *b, uint64_t
 
 void memd_mirror_after_free(struct dmce_memd *m, struct memd_block *b, uint64_t offset)
 {
+    atomic_fetch_add_explicit(&b->alloc_gen, 1, memory_order_release);
     struct memd_mirror *mr = synced_mirror(b);
     if (mr && dmce_alloc_free(mr->base, offset, NULL, NULL) != 0)
         mirror_detach_locked(m, b, "its allocator disagreed on a free");
@@ -153,6 +155,7 @@ void memd_mirror_after_free(struct dmce_memd *m, struct memd_block *b, uint64_t 
 void memd_mirror_after_free_owner(struct dmce_memd *m, struct memd_block *b, uint32_t owner,
                                   int freed)
 {
+    atomic_fetch_add_explicit(&b->alloc_gen, 1, memory_order_release);
     struct memd_mirror *mr = synced_mirror(b);
     if (mr && dmce_alloc_free_owner(mr->base, owner, NULL) != freed)
         mirror_detach_locked(m, b, "its allocator disagreed on a session's frees");

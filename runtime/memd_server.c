@@ -137,6 +137,19 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"dispatcher", DMCE_CFG_STRING, OFF(dispatcher), "", 0, 0, NULL,
      "the dispatcher's socket; empty = RUNTIME_DIR/dispatcher.sock when it exists (else run "
      "alone, and register when one appears); none = never"},
+    {"backup_dir", DMCE_CFG_STRING, OFF(backup_dir), "", 0, 0, NULL,
+     "where block backups go: this daemon's set is backup_dir/memd-ID (docs/backup.md); empty "
+     "= no backups but to a directory dmcectl names"},
+    {"backup_interval_s", DMCE_CFG_INT, OFF(backup_interval_s), "0", 0, 86400 * 7, NULL,
+     "back up every block this often (the pages changed since the last backup); 0 = only when "
+     "asked (dmcectl backup)"},
+    {"recover", DMCE_CFG_BOOL, OFF(recover), "no", 0, 0, NULL,
+     "at start, bring the blocks of backup_dir/memd-ID back under their DMCE addresses; with "
+     "no, a daemon whose set holds blocks refuses to start rather than ignore them"},
+    {"recover_grace_ms", DMCE_CFG_INT, OFF(recover_grace_ms), "3600000", 0, 86400000 * 30ll,
+     NULL,
+     "how long allocations brought back by recovery or restore wait for their client to "
+     "reattach (setup with its token) before they are freed"},
     {"log_level", DMCE_CFG_ENUM, OFF(log_level), "info", 0, 0, level_names,
      "error, warn, info or debug"},
 };
@@ -290,7 +303,7 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
         LOG_ERROR("block %u: format failed: %s", id, dmce_strerror(r));
         goto fail_unmap;
     }
-    LOG_INFO("block %u created%s: %s, %llu bytes, NUMA node %d", id, format ? "" : " as a mirror",
+    LOG_INFO("block %u created%s: %s, %llu bytes, NUMA node %d", id, format ? "" : " unformatted (a copy to fill)",
              b->name, (unsigned long long)b->size, m->numa_node);
     *out = b;
     return 0;
@@ -486,6 +499,14 @@ int memd_table_remove_locked(struct dmce_memd *m, struct memd_block *b)
 static int table_grow(struct dmce_memd *m, uint32_t seen_count)
 {
     pthread_mutex_lock(&m->grow_serial);
+    /*
+     * An ID of our range may name a block that lives on another daemon now
+     * (moved there, or restored there): the directory says which. Asked
+     * before grow_lock (a round trip); without a dispatcher nothing moves.
+     */
+    uint16_t *elsewhere = NULL;
+    if (memd_disp_primaries(m, m->table->nids, &elsewhere) < 0)
+        elsewhere = NULL;
     pthread_mutex_lock(&m->grow_lock);
     struct memd_table *t = m->table; /* stable: only changed under grow_lock */
     int r = 0;
@@ -496,7 +517,7 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
     if (t->count >= (uint32_t)m->cfg.max_blocks)
         goto out;
     for (uint32_t i = m->block_first; i <= m->block_last && !id; i++)
-        if (!t->by_id[i])
+        if (!t->by_id[i] && !(elsewhere && elsewhere[i] && elsewhere[i] != (uint32_t)m->cfg.id))
             id = i;
     if (!id)
         goto out; /* every ID of the range names a block somewhere (mirrors, failovers) */
@@ -524,6 +545,7 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
 out:
     pthread_mutex_unlock(&m->grow_lock);
     pthread_mutex_unlock(&m->grow_serial);
+    free(elsewhere);
     return r;
 }
 
@@ -1288,7 +1310,7 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
     case DMCE_MSMP_OP_RING_OPEN: return op_ring_open(m, c, p, len);
     default:
         if (memd_mirror_dispatch(m, c, p, len) || memd_store_dispatch(m, c, p, len) ||
-            memd_migrate_dispatch(m, c, p, len))
+            memd_migrate_dispatch(m, c, p, len) || memd_backup_dispatch(m, c, p, len))
             return;
         return memd_reply_error(m, c, &c->h, -EOPNOTSUPP);
     }
@@ -2105,6 +2127,10 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         LOG_ERROR("cannot listen on %s: %s", m->sock_path, strerror(-r));
         goto fail;
     }
+    /* A backup set to recover keeps its block IDs: read it before registering. */
+    r = memd_backup_load(m);
+    if (r < 0)
+        goto fail;
     /* Register before the first block: the dispatcher hands out the block IDs. */
     r = memd_disp_start(m);
     if (r < 0) {
@@ -2130,6 +2156,10 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         r = -ENOMEM;
         goto fail;
     }
+    /* Recovery (recover = yes) brings backed-up blocks back before any new one. */
+    r = memd_backup_start(m);
+    if (r < 0)
+        goto fail;
     for (int64_t i = 0; i < cfg->blocks_initial; i++) {
         r = table_grow(m, m->table->count); /* the path every new block takes */
         if (r < 0)
@@ -2192,6 +2222,7 @@ void dmce_memd_stop(dmce_memd_t *m)
         pthread_mutex_unlock(&m->pf_lock);
         pthread_join(m->pf_thread, NULL);
     }
+    memd_backup_stop(m);
     memd_mirror_stop(m);
     memd_disp_stop(m);
     for (int i = 0; i < DMCE_MEMD_MAX_WORKERS; i++) {

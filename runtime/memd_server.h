@@ -42,6 +42,10 @@ typedef struct dmce_memd_config {
     int64_t spin_us;
     char shm_dir[DMCE_CFG_STRMAX];
     char dispatcher[DMCE_CFG_STRMAX];
+    char backup_dir[DMCE_CFG_STRMAX];
+    int64_t backup_interval_s;
+    int recover;
+    int64_t recover_grace_ms;
     int log_level;
 } dmce_memd_config_t;
 

@@ -28,11 +28,12 @@ const char *dmce_msmp_op_name(unsigned op)
         [19] = "store_set",    [20] = "store_del",     [21] = "store_touch",
         [22] = "store_stats",  [23] = "store_sweep",   [24] = "store_verify",
         [25] = "sessions",     [26] = "handoff",       [27] = "adopt",
-        [28] = "release",      [29] = "reparent",
+        [28] = "release",      [29] = "reparent",      [30] = "backup",
+        [31] = "backup_status",
         [32] = "register",     [33] = "heartbeat",     [34] = "directory",
         [35] = "pick",         [36] = "session",       [37] = "block_event",
         [38] = "mirror_peer",  [39] = "disp_stats",    [40] = "migrate",
-        [41] = "drain",        [42] = "jobs",          [43] = "daemons"};
+        [41] = "drain",        [42] = "jobs",          [43] = "daemons",       [44] = "restore"};
     if (op >= sizeof(names) / sizeof(names[0]) || names[op] == NULL)
         return "?";
     return names[op];
@@ -460,6 +461,10 @@ static const struct {
     {DMCE_STAT_PROMOTED, offsetof(dmce_stats_t, promoted), 0},
     {DMCE_STAT_MOVED_IN, offsetof(dmce_stats_t, moved_in), 0},
     {DMCE_STAT_MOVED_OUT, offsetof(dmce_stats_t, moved_out), 0},
+    {DMCE_STAT_BACKUPS, offsetof(dmce_stats_t, backups), 0},
+    {DMCE_STAT_BACKUP_BYTES, offsetof(dmce_stats_t, backup_bytes), 0},
+    {DMCE_STAT_BACKUP_REPASSES, offsetof(dmce_stats_t, backup_repasses), 0},
+    {DMCE_STAT_RESTORED, offsetof(dmce_stats_t, restored), 0},
 };
 _Static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) == DMCE_STAT_COUNT_, "every stat");
 

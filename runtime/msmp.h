@@ -281,6 +281,10 @@ enum dmce_msmp_stat {
     DMCE_STAT_PROMOTED,          /* mirror copies promoted to primary */
     DMCE_STAT_MOVED_IN,          /* blocks taken over from another daemon (live migration) */
     DMCE_STAT_MOVED_OUT,         /* blocks handed to another daemon */
+    DMCE_STAT_BACKUPS,           /* block backups written (memd_backup.c) */
+    DMCE_STAT_BACKUP_BYTES,
+    DMCE_STAT_BACKUP_REPASSES,
+    DMCE_STAT_RESTORED,
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

@@ -342,3 +342,136 @@ int dmce_adm_daemon_decode(const uint8_t *in, size_t len, uint32_t i, dmce_adm_d
             return -EBADMSG; /* padding is zero */
     return str_in(e + 88, n, DMCE_ADM_DAEMON_PATH, 0, m->path);
 }
+
+/* ---- backup, restore, backup_status ----------------------------------------------------- */
+
+int dmce_adm_backup_encode(const dmce_adm_backup_t *m, uint8_t *out, size_t cap)
+{
+    size_t n = strnlen(m->dir, sizeof(m->dir));
+    if (n > DMCE_ADM_DIR_MAX || (m->flags & ~DMCE_ADM_BACKUP_FULL) ||
+        cap < DMCE_ADM_BACKUP_HDR + n)
+        return -EINVAL;
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->flags);
+    dmce_put_le32(out + 8, (uint32_t)n);
+    dmce_put_le32(out + 12, 0);
+    memcpy(out + DMCE_ADM_BACKUP_HDR, m->dir, n);
+    return (int)(DMCE_ADM_BACKUP_HDR + n);
+}
+
+int dmce_adm_backup_decode(const uint8_t *in, size_t len, dmce_adm_backup_t *m)
+{
+    if (len < DMCE_ADM_BACKUP_HDR)
+        return -EBADMSG;
+    m->block = dmce_get_le32(in);
+    m->flags = dmce_get_le32(in + 4);
+    uint32_t n = dmce_get_le32(in + 8);
+    if ((m->flags & ~DMCE_ADM_BACKUP_FULL) || dmce_get_le32(in + 12) != 0 ||
+        (uint64_t)len != DMCE_ADM_BACKUP_HDR + (uint64_t)n)
+        return -EBADMSG;
+    return str_in(in + DMCE_ADM_BACKUP_HDR, n, DMCE_ADM_DIR_MAX, 1, m->dir);
+}
+
+size_t dmce_adm_bk_status_size(const dmce_adm_bk_status_t *m, uint32_t count)
+{
+    return DMCE_ADM_BK_STATUS_HDR + strnlen(m->task.detail, sizeof(m->task.detail)) +
+           strnlen(m->dir, sizeof(m->dir)) + (size_t)count * DMCE_ADM_BK_ENTRY_SIZE;
+}
+
+int dmce_adm_bk_status_encode(const dmce_adm_bk_status_t *m, uint32_t count, uint8_t *out,
+                              size_t cap)
+{
+    const dmce_adm_task_t *t = &m->task;
+    size_t nd = strnlen(t->detail, sizeof(t->detail)), nr = strnlen(m->dir, sizeof(m->dir));
+    if (nd > DMCE_ADM_NAME_MAX || nr > DMCE_ADM_DIR_MAX || cap < dmce_adm_bk_status_size(m, count))
+        return -EINVAL;
+    dmce_put_le32(out, t->id);
+    dmce_put_le32(out + 4, t->kind);
+    dmce_put_le32(out + 8, t->state);
+    dmce_put_le32(out + 12, (uint32_t)t->err);
+    dmce_put_le32(out + 16, t->blocks_total);
+    dmce_put_le32(out + 20, t->blocks_done);
+    dmce_put_le64(out + 24, t->bytes_total);
+    dmce_put_le64(out + 32, t->bytes_done);
+    dmce_put_le64(out + 40, t->bytes_written);
+    dmce_put_le64(out + 48, t->pages_written);
+    dmce_put_le64(out + 56, t->elapsed_us);
+    dmce_put_le32(out + 64, m->interval_s);
+    dmce_put_le32(out + 68, (uint32_t)nd);
+    dmce_put_le32(out + 72, (uint32_t)nr);
+    dmce_put_le32(out + 76, count);
+    memcpy(out + DMCE_ADM_BK_STATUS_HDR, t->detail, nd);
+    memcpy(out + DMCE_ADM_BK_STATUS_HDR + nd, m->dir, nr);
+    return (int)(DMCE_ADM_BK_STATUS_HDR + nd + nr);
+}
+
+void dmce_adm_bk_entry_encode(const dmce_adm_bk_entry_t *m, uint8_t *out)
+{
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->mirror_daemon);
+    dmce_put_le32(out + 8, m->page_size);
+    dmce_put_le32(out + 12, m->pages);
+    dmce_put_le64(out + 16, m->size);
+    dmce_put_le64(out + 24, m->generation);
+    dmce_put_le32(out + 32, m->files);
+    dmce_put_le32(out + 36, m->flags);
+    dmce_put_le64(out + 40, m->disk_bytes);
+    dmce_put_le64(out + 48, m->age_ms);
+    dmce_put_le64(out + 56, m->took_us);
+    dmce_put_le64(out + 64, 0);
+}
+
+int dmce_adm_bk_status_decode(const uint8_t *in, size_t len, dmce_adm_bk_status_t *m)
+{
+    if (len < DMCE_ADM_BK_STATUS_HDR)
+        return -EBADMSG;
+    dmce_adm_task_t *t = &m->task;
+    t->id = dmce_get_le32(in);
+    t->kind = dmce_get_le32(in + 4);
+    t->state = dmce_get_le32(in + 8);
+    t->err = (int32_t)dmce_get_le32(in + 12);
+    t->blocks_total = dmce_get_le32(in + 16);
+    t->blocks_done = dmce_get_le32(in + 20);
+    t->bytes_total = dmce_get_le64(in + 24);
+    t->bytes_done = dmce_get_le64(in + 32);
+    t->bytes_written = dmce_get_le64(in + 40);
+    t->pages_written = dmce_get_le64(in + 48);
+    t->elapsed_us = dmce_get_le64(in + 56);
+    m->interval_s = dmce_get_le32(in + 64);
+    uint32_t nd = dmce_get_le32(in + 68), nr = dmce_get_le32(in + 72);
+    m->count = dmce_get_le32(in + 76);
+    if (t->state > DMCE_ADM_JOB_FAILED || (t->state && (t->kind < DMCE_ADM_TASK_BACKUP ||
+                                                        t->kind > DMCE_ADM_TASK_RECOVER)) ||
+        t->err > 0 || t->blocks_done > t->blocks_total || nd > DMCE_ADM_NAME_MAX ||
+        nr > DMCE_ADM_DIR_MAX ||
+        (uint64_t)len != DMCE_ADM_BK_STATUS_HDR + (uint64_t)nd + nr +
+                             (uint64_t)m->count * DMCE_ADM_BK_ENTRY_SIZE)
+        return -EBADMSG;
+    int r = str_in(in + DMCE_ADM_BK_STATUS_HDR, nd, DMCE_ADM_NAME_MAX, 1, t->detail);
+    if (r == 0)
+        r = str_in(in + DMCE_ADM_BK_STATUS_HDR + nd, nr, DMCE_ADM_DIR_MAX, 1, m->dir);
+    m->entries = in + DMCE_ADM_BK_STATUS_HDR + nd + nr;
+    return r;
+}
+
+int dmce_adm_bk_entry_decode(const dmce_adm_bk_status_t *m, uint32_t i, dmce_adm_bk_entry_t *e)
+{
+    if (i >= m->count || !m->entries)
+        return -EBADMSG;
+    const uint8_t *p = m->entries + (size_t)i * DMCE_ADM_BK_ENTRY_SIZE;
+    e->block = dmce_get_le32(p);
+    e->mirror_daemon = dmce_get_le32(p + 4);
+    e->page_size = dmce_get_le32(p + 8);
+    e->pages = dmce_get_le32(p + 12);
+    e->size = dmce_get_le64(p + 16);
+    e->generation = dmce_get_le64(p + 24);
+    e->files = dmce_get_le32(p + 32);
+    e->flags = dmce_get_le32(p + 36);
+    e->disk_bytes = dmce_get_le64(p + 40);
+    e->age_ms = dmce_get_le64(p + 48);
+    e->took_us = dmce_get_le64(p + 56);
+    if (e->block == 0 || e->files == 0 || (e->flags & ~DMCE_ADM_BK_RECOVERED) ||
+        dmce_get_le64(p + 64) != 0)
+        return -EBADMSG;
+    return 0;
+}

@@ -15,6 +15,10 @@
  *   release   dispatcher -> source memd: the move committed (forget it) or
  *             aborted (serve it again)
  *   reparent  dispatcher -> mirror holder: the block's primary moved
+ *   backup    dmcectl -> memd: back up blocks to files (a task)
+ *   backup_status  dmcectl -> memd: the current or last task, and the
+ *             Memory Backup & Recovery Lookup Table
+ *   restore   dmcectl -> memd: bring blocks back from backup files (a task)
  * Dispatcher operations (after 32-39):
  *   migrate   dmcectl -> dispatcher: queue a move of one block
  *   drain     dmcectl -> dispatcher: move everything off a daemon
@@ -35,6 +39,9 @@ enum {
     DMCE_MSMP_OP_ADOPT = 27,
     DMCE_MSMP_OP_RELEASE = 28,
     DMCE_MSMP_OP_REPARENT = 29,
+    DMCE_MSMP_OP_BACKUP = 30,
+    DMCE_MSMP_OP_BACKUP_STATUS = 31,
+    DMCE_MSMP_OP_RESTORE = 44,
     DMCE_MSMP_OP_MIGRATE = 40,
     DMCE_MSMP_OP_DRAIN = 41,
     DMCE_MSMP_OP_JOBS = 42,
@@ -194,5 +201,90 @@ void dmce_adm_daemons_hdr_encode(uint32_t count, uint8_t *out);
 int dmce_adm_daemon_encode(const dmce_adm_daemon_t *m, uint8_t *out);
 int dmce_adm_daemons_count(const uint8_t *in, size_t len, uint32_t *count);
 int dmce_adm_daemon_decode(const uint8_t *in, size_t len, uint32_t i, dmce_adm_daemon_t *m);
+
+/* ---- backup, restore, backup_status (dmcectl -> memd) ------------------------------------- */
+
+/*
+ * backup / restore request: u32 block (0 = every primary / every block of
+ * the backup set), u32 flags, u32 dir_len, u32 reserved, dir (empty = the
+ * daemon's backup_dir). Response: u32 task ID, u32 blocks queued
+ * (dmce_adm_pair_encode). The task runs on the daemon's backup thread:
+ * follow it with backup_status.
+ */
+#define DMCE_ADM_BACKUP_HDR 16u
+#define DMCE_ADM_DIR_MAX 1024u
+#define DMCE_ADM_BACKUP_FULL 0x1u /* backup: a full image even where a chain could grow */
+typedef struct dmce_adm_backup {
+    uint32_t block;
+    uint32_t flags;
+    char dir[DMCE_ADM_DIR_MAX + 1];
+} dmce_adm_backup_t;
+/* Returns the encoded length or -EINVAL. */
+int dmce_adm_backup_encode(const dmce_adm_backup_t *m, uint8_t *out, size_t cap);
+int dmce_adm_backup_decode(const uint8_t *in, size_t len, dmce_adm_backup_t *m);
+
+enum dmce_adm_task_kind {
+    DMCE_ADM_TASK_BACKUP = 1,   /* asked for (dmcectl backup) */
+    DMCE_ADM_TASK_RESTORE = 2,  /* asked for (dmcectl restore) */
+    DMCE_ADM_TASK_PERIODIC = 3, /* backup_interval_s */
+    DMCE_ADM_TASK_RECOVER = 4,  /* recover = yes, at start */
+};
+
+/* A backup task; state is enum dmce_adm_job_state (0: no task yet). */
+typedef struct dmce_adm_task {
+    uint32_t id;
+    uint32_t kind;            /* enum dmce_adm_task_kind */
+    uint32_t state;
+    int32_t err;              /* FAILED: why (negative errno or DMCE_E*) */
+    uint32_t blocks_total, blocks_done;
+    uint64_t bytes_total;     /* bytes to scan (backup) or to load (restore) */
+    uint64_t bytes_done;
+    uint64_t bytes_written;   /* to files (backup) */
+    uint64_t pages_written;   /* 4 KiB pages written (backup: changed pages only when incremental) */
+    uint64_t elapsed_us;      /* since it started (running) or how long it took */
+    char detail[DMCE_ADM_NAME_MAX + 1]; /* FAILED: what failed, e.g. a file and why */
+} dmce_adm_task_t;
+
+#define DMCE_ADM_BK_RECOVERED 0x1u /* brought back from its backup at the daemon's start */
+
+/* One entry of the Memory Backup & Recovery Lookup Table (seed 002 [0092]). */
+#define DMCE_ADM_BK_ENTRY_SIZE 72u
+typedef struct dmce_adm_bk_entry {
+    uint32_t block;
+    uint32_t mirror_daemon;   /* memory-to-memory backup: its mirror's holder (0: none) */
+    uint32_t page_size;       /* the block's page size */
+    uint32_t pages;           /* 4 KiB backup pages in the block */
+    uint64_t size;            /* bytes in the block */
+    uint64_t generation;      /* of its last backup */
+    uint32_t files;           /* in its chain: one full image and the deltas on it */
+    uint32_t flags;           /* DMCE_ADM_BK_* */
+    uint64_t disk_bytes;      /* its files' bytes */
+    uint64_t age_ms;          /* since its last backup */
+    uint64_t took_us;         /* how long its last backup took */
+} dmce_adm_bk_entry_t;
+
+/*
+ * backup_status response: the task (64 bytes: u32 id, kind, state, err,
+ * blocks_total, blocks_done; u64 bytes_total, bytes_done, bytes_written,
+ * pages_written, elapsed_us), u32 interval_s (0: no periodic backup),
+ * u32 detail_len, u32 dir_len, u32 count, detail, dir (the daemon's
+ * backup_dir, "" = none), count table entries.
+ */
+#define DMCE_ADM_BK_STATUS_HDR 80u
+typedef struct dmce_adm_bk_status {
+    dmce_adm_task_t task;
+    uint32_t interval_s;
+    char dir[DMCE_ADM_DIR_MAX + 1];
+    uint32_t count;
+    const uint8_t *entries;   /* decode: count entries, for dmce_adm_bk_entry_decode */
+} dmce_adm_bk_status_t;
+size_t dmce_adm_bk_status_size(const dmce_adm_bk_status_t *m, uint32_t count);
+/* Header, detail and dir; the caller appends count entries. Returns the header's length or -EINVAL. */
+int dmce_adm_bk_status_encode(const dmce_adm_bk_status_t *m, uint32_t count, uint8_t *out,
+                              size_t cap);
+void dmce_adm_bk_entry_encode(const dmce_adm_bk_entry_t *m, uint8_t *out);
+/* Checks the whole length; entries then points at the table (m->count entries). */
+int dmce_adm_bk_status_decode(const uint8_t *in, size_t len, dmce_adm_bk_status_t *m);
+int dmce_adm_bk_entry_decode(const dmce_adm_bk_status_t *m, uint32_t i, dmce_adm_bk_entry_t *e);
 
 #endif /* DMCE_RUNTIME_MSMP_ADMIN_H */

@@ -80,6 +80,12 @@ const char *dmce_fmt_size(uint64_t bytes, char *buf, size_t len);
 /* mkdir -p with mode for the last component. 0 or -errno. */
 int dmce_mkdir_private(const char *path);
 
+/*
+ * snprintf for messages that may be cut short on purpose (a path in an
+ * error text): always NUL-terminated; len 0 or buf NULL does nothing.
+ */
+void dmce_msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* FNV-1a 64-bit hash of a string. */
 uint64_t dmce_hash_str(const char *s);
 

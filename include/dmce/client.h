@@ -234,6 +234,10 @@ typedef struct dmce_stats {
     uint64_t promoted;        /* copies promoted to primary after a daemon's death */
     uint64_t moved_in;        /* blocks taken over from another daemon (live migration) */
     uint64_t moved_out;       /* blocks handed to another daemon (live migration) */
+    uint64_t backups;         /* block backups written to files (full images and deltas) */
+    uint64_t backup_bytes;    /* bytes written to backup files */
+    uint64_t backup_repasses; /* backups that read their block twice (mallocs during the first) */
+    uint64_t restored;        /* blocks brought back from backup files (recovery, restore) */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

@@ -42,7 +42,8 @@ extern "C" {
     X(BADENTRY, 4022, "store entry is corrupt: it failed its checksum or link checks")        \
     X(NODAEMON, 4023, "no memory daemon is alive in the cluster")                              \
     X(LOST, 4024, "block was lost: its daemon died and it had no mirror")                     \
-    X(MOVING, 4025, "block is moving to another daemon: retry shortly")
+    X(MOVING, 4025, "block is moving to another daemon: retry shortly")                        \
+    X(NOBACKUPDIR, 4026, "no backup directory: set backup_dir in the daemon's config or name one")
 
 enum {
 #define DMCE_ERR_ENUM_(name, val, msg) DMCE_E##name = -(val),

@@ -569,6 +569,45 @@ static void adm_migrate(const uint8_t *p, size_t n)
     FZ_CHECK(memcmp(b, p, n) == 0);
 }
 
+/* backup / restore request: decode, re-encode, same bytes. */
+static void adm_backup(const uint8_t *p, size_t n)
+{
+    static dmce_adm_backup_t m;
+    int r = dmce_adm_backup_decode(p, n, &m);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r != 0)
+        return;
+    static uint8_t b[DMCE_ADM_BACKUP_HDR + DMCE_ADM_DIR_MAX];
+    int k = dmce_adm_backup_encode(&m, b, sizeof b);
+    FZ_CHECK_EQ(k, n);
+    FZ_CHECK(memcmp(b, p, n) == 0);
+}
+
+/* backup_status response: header, detail, dir and every entry; re-encoded, same bytes. */
+static void adm_bk_status(const uint8_t *p, size_t n)
+{
+    static dmce_adm_bk_status_t m;
+    int r = dmce_adm_bk_status_decode(p, n, &m);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r != 0)
+        return;
+    static uint8_t b[DMCE_ADM_BK_STATUS_HDR + DMCE_ADM_NAME_MAX + DMCE_ADM_DIR_MAX];
+    int k = dmce_adm_bk_status_encode(&m, 0, b, sizeof b);
+    FZ_CHECK(k > 0 && (size_t)k <= n);
+    /* the count differs (0 here): compare around it */
+    FZ_CHECK(memcmp(b, p, 76) == 0 && memcmp(b + 80, p + 80, (size_t)k - 80) == 0);
+    for (uint32_t i = 0; i < m.count && i < 64; i++) {
+        dmce_adm_bk_entry_t e;
+        int x = dmce_adm_bk_entry_decode(&m, i, &e);
+        FZ_CHECK(x == 0 || x == -EBADMSG);
+        if (x == 0) {
+            uint8_t eb[DMCE_ADM_BK_ENTRY_SIZE];
+            dmce_adm_bk_entry_encode(&e, eb);
+            FZ_CHECK(memcmp(eb, m.entries + (size_t)i * DMCE_ADM_BK_ENTRY_SIZE, sizeof eb) == 0);
+        }
+    }
+}
+
 /* List responses: every entry of a list whose length checks decodes or is refused cleanly. */
 static void adm_lists(const uint8_t *p, size_t n, uint16_t op)
 {
@@ -696,6 +735,12 @@ static void frame_payload(const dmce_msmp_hdr_t *h, const uint8_t *p, size_t n)
             adm_pair(p, n);
         break;
     case DMCE_MSMP_OP_MIGRATE: resp ? disp_u32(p, n) : adm_migrate(p, n); break;
+    case DMCE_MSMP_OP_BACKUP:
+    case DMCE_MSMP_OP_RESTORE: resp ? adm_pair(p, n) : adm_backup(p, n); break;
+    case DMCE_MSMP_OP_BACKUP_STATUS:
+        if (resp)
+            adm_bk_status(p, n);
+        break;
     case DMCE_MSMP_OP_SESSIONS:
     case DMCE_MSMP_OP_JOBS:
     case DMCE_MSMP_OP_DAEMONS:

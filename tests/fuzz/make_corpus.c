@@ -361,6 +361,37 @@ static void corpus_msmp_dispatch(void)
                                                   .reserved = 1u << 20},
                             p + DMCE_ADM_SESSIONS_HDR);
     frame("sessions_resp", DMCE_MSMP_OP_SESSIONS, 1, 0, p, (uint32_t)dmce_adm_sessions_size(1));
+
+    /* backups: request, restore, status with a table of two */
+    dmce_adm_backup_t bq = {.block = 7, .flags = DMCE_ADM_BACKUP_FULL};
+    snprintf(bq.dir, sizeof bq.dir, "/var/backups/dmce");
+    n = dmce_adm_backup_encode(&bq, p, sizeof p);
+    need(n > 0, "backup encode");
+    frame("backup_req", DMCE_MSMP_OP_BACKUP, 0, 0, p, (uint32_t)n);
+    bq.flags = 0;
+    n = dmce_adm_backup_encode(&bq, p, sizeof p);
+    need(n > 0, "restore encode");
+    frame("restore_req", DMCE_MSMP_OP_RESTORE, 0, 0, p, (uint32_t)n);
+    dmce_adm_bk_status_t bs = {.task = {.id = 3, .kind = DMCE_ADM_TASK_BACKUP,
+                                        .state = DMCE_ADM_JOB_FAILED, .err = -ENOSPC,
+                                        .blocks_total = 2, .blocks_done = 1,
+                                        .bytes_total = 8u << 20, .bytes_done = 4u << 20,
+                                        .bytes_written = 1u << 20, .pages_written = 256,
+                                        .elapsed_us = 1234},
+                               .interval_s = 60, .count = 2};
+    snprintf(bs.task.detail, sizeof bs.task.detail, "block 8: cannot write: No space left");
+    snprintf(bs.dir, sizeof bs.dir, "/var/backups/dmce/memd-1");
+    n = dmce_adm_bk_status_encode(&bs, 2, p, sizeof p);
+    need(n > 0, "backup status encode");
+    for (uint32_t i = 0; i < 2; i++)
+        dmce_adm_bk_entry_encode(&(dmce_adm_bk_entry_t){.block = 7 + i, .mirror_daemon = 2,
+                                                        .page_size = 4096, .pages = 1024,
+                                                        .size = 4u << 20, .generation = 3,
+                                                        .files = 2, .disk_bytes = 1u << 20,
+                                                        .age_ms = 500, .took_us = 900},
+                                 p + n + i * DMCE_ADM_BK_ENTRY_SIZE);
+    frame("backup_status_resp", DMCE_MSMP_OP_BACKUP_STATUS, 1, 0, p,
+          (uint32_t)dmce_adm_bk_status_size(&bs, 2));
 }
 
 /* ---- config ------------------------------------------------------------------------- */

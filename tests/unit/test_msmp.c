@@ -240,7 +240,9 @@ static void test_op_names(void **state)
     assert_string_equal(dmce_msmp_op_name(39), "disp_stats");
     assert_string_equal(dmce_msmp_op_name(25), "sessions");
     assert_string_equal(dmce_msmp_op_name(43), "daemons");
-    assert_string_equal(dmce_msmp_op_name(44), "?");
+    assert_string_equal(dmce_msmp_op_name(30), "backup");
+    assert_string_equal(dmce_msmp_op_name(44), "restore");
+    assert_string_equal(dmce_msmp_op_name(45), "?");
     assert_string_equal(dmce_msmp_op_name(1000), "?");
 }
 
