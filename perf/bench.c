@@ -8,6 +8,11 @@
  * client with its op count, start and end time and histogram. The parent
  * owns the mapping and the children: it kills and reaps every child on any
  * failure, so a failed run leaves no process behind.
+ *
+ * At the end, the helpers of bench.h's second half: two cases in turns
+ * (dmce_bench_run_pair), results a program times itself, and waiting for
+ * a dispatcher's cluster; first written for dmce-bench-mirror, shared by
+ * every benchmark that needs them.
  */
 #include "bench.h"
 
@@ -23,6 +28,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <dmce/error.h>
 
 #include "hist.h"
 #include "util.h"
@@ -167,6 +174,32 @@ int dmce_bench_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *o
         return -1;
     *out = v;
     return 0;
+}
+
+int dmce_bench_opt_size(const char *prog, const char *name, const char *s, uint64_t min,
+                        uint64_t max, uint64_t *out)
+{
+    if (dmce_bench_parse_size(s, min, max, out) == 0)
+        return 0;
+    fprintf(stderr, "%s: --%s: expected %llu..%llu (K/M/G suffixes), got '%s'\n", prog, name,
+            (unsigned long long)min, (unsigned long long)max, s);
+    return -1;
+}
+
+int dmce_bench_opt_choice(const char *prog, const char *name, const char *s,
+                          const char *const *names, unsigned n, unsigned *out)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    fprintf(stderr, "%s: --%s: expected ", prog, name);
+    for (unsigned i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", names[i], i + 2 < n ? ", " : i + 1 < n ? " or " : "");
+    fprintf(stderr, ", got '%s'\n", s);
+    return -1;
 }
 
 /* ---- cases -------------------------------------------------------------- */
@@ -459,12 +492,19 @@ static void client_main(dmce_bench_case_t *c, const dmce_bench_opts_t *o, shared
 /*
  * Wait until *counter reaches n. A client that exits 0 has finished its last
  * repetition (it counted itself first) and is reaped here; one that fails or
- * is killed first makes this return -ECHILD.
+ * is killed first makes this return -ECHILD. With tick (rep, start_ns), the
+ * case's tick runs between looks; its error is returned.
  */
-static int wait_count(atomic_uint *counter, unsigned n, pid_t *pids, unsigned nclients)
+static int wait_count(atomic_uint *counter, unsigned n, pid_t *pids, unsigned nclients,
+                      dmce_bench_case_t *tick, unsigned rep, uint64_t start_ns)
 {
     unsigned spins = 0;
     while (atomic_load(counter) < n) {
+        if (tick) {
+            int r = tick->tick(tick->ctx, rep, start_ns);
+            if (r < 0)
+                return r;
+        }
         if ((++spins & 255) == 0) {
             for (unsigned i = 0; i < nclients; i++) {
                 int st;
@@ -523,7 +563,7 @@ static int run_clients(dmce_bench_case_t *c, const dmce_bench_opts_t *o, dmce_hi
         }
         pids[i] = pid;
     }
-    if ((rc = wait_count(&sh->ready, o->clients, pids, o->clients)) < 0)
+    if ((rc = wait_count(&sh->ready, o->clients, pids, o->clients, NULL, 0, 0)) < 0)
         goto stop;
     for (unsigned i = 0; i < o->clients; i++)
         if (sh->slot[i].err < 0)
@@ -534,9 +574,17 @@ static int run_clients(dmce_bench_case_t *c, const dmce_bench_opts_t *o, dmce_hi
     for (unsigned rep = 0; rep < o->reps; rep++) {
         atomic_store(&sh->done, 0);
         atomic_store(&sh->stop, 0);
+        uint64_t start_ns = dmce_now_ns();
         atomic_store(&sh->go, (int)rep + 1);
-        if ((rc = wait_count(&sh->done, o->clients, pids, o->clients)) < 0)
+        if ((rc = wait_count(&sh->done, o->clients, pids, o->clients, c->tick ? c : NULL, rep,
+                             start_ns)) < 0) {
+            if (rc != -ECHILD && c->tick) {
+                fprintf(stderr, "%s: repetition %u: stopped by the tick: %s\n", o->prog, rep + 1,
+                        case_strerror(c, rc));
+                atomic_store(&sh->stop, 1); /* the clients end their timed loops now */
+            }
             goto stop;
+        }
         dmce_hist_reset(h);
         uint64_t first = UINT64_MAX, last = 0, ops = 0, samples = 0, fewest = UINT64_MAX;
         double cmin = INFINITY, cmax = 0;
@@ -620,7 +668,7 @@ int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
     }
     dmce_hist_init(h);
     dmce_hist_init(all);
-    if (o->clients > 1)
+    if (o->clients > 1 || c->tick)
         rc = run_clients(c, o, h, all, figs, p50, p99, p999);
     else
         rc = run_inline(c, o, h, all, figs, p50, p99, p999);
@@ -637,4 +685,283 @@ int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
     free(h);
     free(all);
     return rc;
+}
+
+/* ---- two cases in turns ------------------------------------------------------------- */
+
+typedef struct pair_figs {
+    double ops[DMCE_PERF_MAX_REPS], gbs[DMCE_PERF_MAX_REPS], p50[DMCE_PERF_MAX_REPS],
+        p99[DMCE_PERF_MAX_REPS], p999[DMCE_PERF_MAX_REPS], cmin[DMCE_PERF_MAX_REPS],
+        cmax[DMCE_PERF_MAX_REPS], fair[DMCE_PERF_MAX_REPS];
+    uint64_t samples[DMCE_PERF_MAX_REPS];
+    double curve[DMCE_PERF_MAX_CURVE][DMCE_PERF_MAX_REPS];
+    double curve_pct[DMCE_PERF_MAX_CURVE];
+    unsigned ncurve;
+} pair_figs_t;
+
+static void pair_record(pair_figs_t *f, unsigned rep, const dmce_perf_result_t *r)
+{
+    f->ops[rep] = r->ops_per_s.median;
+    f->gbs[rep] = r->gb_per_s.present ? r->gb_per_s.median : NAN;
+    f->p50[rep] = r->p50_us.median;
+    f->p99[rep] = r->p99_us.median;
+    f->p999[rep] = r->p999_us.median;
+    f->cmin[rep] = r->client_min_ops_per_s.present ? r->client_min_ops_per_s.median : NAN;
+    f->cmax[rep] = r->client_max_ops_per_s.present ? r->client_max_ops_per_s.median : NAN;
+    f->fair[rep] = r->fair_min.present ? r->fair_min.median : NAN;
+    f->samples[rep] = r->samples[0];
+    f->ncurve = r->ncurve;
+    for (unsigned j = 0; j < r->ncurve; j++) {
+        f->curve_pct[j] = r->curve_pct[j];
+        f->curve[j][rep] = r->curve_us[j];
+    }
+}
+
+static void pair_summary(const pair_figs_t *f, const dmce_bench_opts_t *o, dmce_perf_result_t *r)
+{
+    r->reps = o->reps;
+    r->warmup = o->warmup;
+    for (unsigned i = 0; i < o->reps; i++)
+        r->samples[i] = f->samples[i];
+    dmce_perf_stat_from(&r->ops_per_s, f->ops, o->reps);
+    dmce_perf_stat_from(&r->gb_per_s, f->gbs, o->reps);
+    dmce_perf_stat_from(&r->p50_us, f->p50, o->reps);
+    dmce_perf_stat_from(&r->p99_us, f->p99, o->reps);
+    dmce_perf_stat_from(&r->p999_us, f->p999, o->reps);
+    dmce_perf_stat_from(&r->client_min_ops_per_s, f->cmin, o->reps);
+    dmce_perf_stat_from(&r->client_max_ops_per_s, f->cmax, o->reps);
+    dmce_perf_stat_from(&r->fair_min, f->fair, o->reps);
+    r->ncurve = f->ncurve;
+    for (unsigned j = 0; j < f->ncurve; j++) {
+        dmce_perf_stat_t m;
+        dmce_perf_stat_from(&m, f->curve[j], o->reps);
+        r->curve_pct[j] = f->curve_pct[j];
+        r->curve_us[j] = m.median;
+    }
+    fprintf(o->human,
+            "%s: %u interleaved repetitions: ops/s %.0f (%.0f..%.0f), p50 %.3f us, p99 %.3f us\n",
+            r->impl, o->reps, r->ops_per_s.median, r->ops_per_s.min, r->ops_per_s.max,
+            r->p50_us.median, r->p99_us.median);
+}
+
+int dmce_bench_run_pair(dmce_bench_case_t *a, dmce_bench_case_t *b, const dmce_bench_opts_t *o)
+{
+    dmce_bench_case_t *side[2] = {a, b};
+    dmce_bench_opts_t one = *o;
+    one.reps = 1;
+    one.json = 0;
+    pair_figs_t *f = calloc(2, sizeof(*f)); /* owner: this function */
+    if (!f)
+        return -ENOMEM;
+    int rc = 0;
+    for (unsigned rep = 0; rep < o->reps && rc == 0; rep++) {
+        for (unsigned i = 0; i < 2 && rc == 0; i++) {
+            unsigned k = (rep + i) & 1;
+            fprintf(o->human, "-- repetition %u of %u: %s\n", rep + 1, o->reps, side[k]->res.impl);
+            if ((rc = dmce_bench_run(side[k], &one)) == 0)
+                pair_record(&f[k], rep, &side[k]->res);
+        }
+    }
+    for (unsigned k = 0; k < 2 && rc == 0; k++) {
+        pair_summary(&f[k], o, &side[k]->res);
+        rc = dmce_bench_emit(o, &side[k]->res);
+    }
+    free(f);
+    return rc;
+}
+
+/* ---- results a program times itself ------------------------------------------------- */
+
+void dmce_bench_sleep_us(unsigned us)
+{
+    struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+void dmce_bench_result_latency(dmce_perf_result_t *r, const dmce_hist_t *h)
+{
+    double p50, p99, p999;
+    rep_percentiles(h, &p50, &p99, &p999);
+    r->reps = 1;
+    r->warmup = 0;
+    r->samples[0] = dmce_hist_count(h);
+    dmce_perf_stat_from(&r->p50_us, &p50, 1);
+    dmce_perf_stat_from(&r->p99_us, &p99, 1);
+    dmce_perf_stat_from(&r->p999_us, &p999, 1);
+    r->ncurve = 0;
+    for (size_t i = 0; i < sizeof(curve_pcts) / sizeof(curve_pcts[0]); i++) {
+        r->curve_pct[r->ncurve] = curve_pcts[i];
+        r->curve_us[r->ncurve] = (double)dmce_hist_percentile(h, curve_pcts[i]) / 1e3;
+        r->ncurve++;
+    }
+}
+
+void dmce_bench_result_rates(dmce_perf_result_t *r, const double *bytes, const double *secs,
+                             unsigned reps, double op_bytes)
+{
+    double ops[DMCE_PERF_MAX_REPS], gbs[DMCE_PERF_MAX_REPS];
+    r->reps = reps;
+    r->warmup = 0;
+    r->bytes_per_op = op_bytes;
+    for (unsigned i = 0; i < reps; i++) {
+        r->samples[i] = 1;
+        ops[i] = secs[i] > 0 ? bytes[i] / op_bytes / secs[i] : 0;
+        gbs[i] = secs[i] > 0 ? bytes[i] / secs[i] / 1e9 : 0;
+    }
+    dmce_perf_stat_from(&r->ops_per_s, ops, reps);
+    dmce_perf_stat_from(&r->gb_per_s, gbs, reps);
+}
+
+int dmce_bench_emit(const dmce_bench_opts_t *o, const dmce_perf_result_t *r)
+{
+    if (o->json && dmce_bench_emit_json(r) < 0) {
+        fprintf(stderr, "%s: writing JSON to stdout failed\n", o->prog);
+        return -EIO;
+    }
+    return 0;
+}
+
+int dmce_bench_memcpy(const unsigned char *src, unsigned char *dst, uint64_t n, int fresh,
+                      unsigned reps, double *secs)
+{
+    if (!fresh)
+        memcpy(dst, src, n); /* warm */
+    for (unsigned i = 0; i < reps; i++) {
+        unsigned char *to = dst;
+        int fd = -1;
+        if (fresh) {
+            fd = memfd_create("dmce-bench-fresh", MFD_CLOEXEC);
+            if (fd < 0 || ftruncate(fd, (off_t)n) < 0) {
+                int e = -errno;
+                if (fd >= 0)
+                    close(fd);
+                return e;
+            }
+            to = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (to == MAP_FAILED) {
+                int e = -errno;
+                close(fd);
+                return e;
+            }
+        }
+        uint64_t t0 = dmce_now_ns();
+        memcpy(to, src, n);
+        secs[i] = (double)(dmce_now_ns() - t0) / 1e9;
+        if (fresh) {
+            munmap(to, n);
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+/* ---- dmce clients and clusters ---------------------------------------------------------- */
+
+int dmce_bench_client(const char *runtime_dir, unsigned flags, dmce_client_t **out,
+                      const char **what)
+{
+    dmce_connect_opts_t copts;
+    memset(&copts, 0, sizeof(copts));
+    copts.runtime_dir = runtime_dir;
+    copts.flags = flags;
+    *what = "dmce_connect";
+    int rc = dmce_connect(&copts, out);
+    if (rc < 0) {
+        *out = NULL;
+        return rc;
+    }
+    *what = "dmce_setup";
+    if ((rc = dmce_setup(*out, 0, 0, NULL, NULL)) < 0) {
+        dmce_disconnect(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int dmce_bench_disconnect(const char *prog, int client, dmce_client_t **c)
+{
+    if (!*c)
+        return 0;
+    int rc = dmce_disconnect(*c);
+    *c = NULL;
+    if (rc < 0 && client >= 0)
+        fprintf(stderr, "%s: client %d: dmce_disconnect: %s\n", prog, client, dmce_strerror(rc));
+    else if (rc < 0)
+        fprintf(stderr, "%s: dmce_disconnect: %s\n", prog, dmce_strerror(rc));
+    return rc;
+}
+
+int dmce_bench_wait_prefault(dmce_client_t *c, const char *prog, double max_s, double *waited)
+{
+    uint64_t t0 = dmce_now_ns();
+    for (;;) {
+        dmce_stats_t s;
+        int rc = dmce_stats(c, &s);
+        if (rc < 0)
+            return rc;
+        double el = (double)(dmce_now_ns() - t0) / 1e9;
+        if (s.prefault_pending == 0) {
+            if (waited)
+                *waited = el;
+            return 0;
+        }
+        if (el > max_s) {
+            fprintf(stderr,
+                    "%s: the daemons' prefault is not done after %.0f s (%.1f MiB left; a busy "
+                    "machine starves its low-priority thread)\n",
+                    prog, max_s, (double)s.prefault_pending / (1 << 20));
+            return -ETIMEDOUT;
+        }
+        dmce_bench_sleep_us(1000);
+    }
+}
+
+int dmce_bench_cluster_healthy(const dmce_cluster_stats_t *s, unsigned daemons, uint64_t min_blocks)
+{
+    if (s->daemons_alive != daemons || s->blocks < min_blocks)
+        return 0;
+    return !s->mirroring || (s->blocks > 0 && s->blocks_single == 0 && s->blocks_remirroring == 0 &&
+                             s->blocks_mirrored == s->blocks);
+}
+
+void dmce_bench_print_cluster(const char *prog, const char *what, const dmce_cluster_stats_t *s)
+{
+    fprintf(stderr,
+            "%s: %s: %llu daemons alive, %llu dead; %llu blocks: %llu mirrored, %llu single, "
+            "%llu being copied, %llu lost\n",
+            prog, what, (unsigned long long)s->daemons_alive, (unsigned long long)s->daemons_dead,
+            (unsigned long long)s->blocks, (unsigned long long)s->blocks_mirrored,
+            (unsigned long long)s->blocks_single, (unsigned long long)s->blocks_remirroring,
+            (unsigned long long)s->blocks_lost);
+}
+
+int dmce_bench_wait_cluster(dmce_client_t *observer, const char *prog, const char *runtime_dir,
+                            unsigned daemons, uint64_t min_blocks, unsigned ms,
+                            dmce_cluster_stats_t *out)
+{
+    dmce_cluster_stats_t s;
+    memset(&s, 0, sizeof(s));
+    uint64_t deadline = dmce_now_ms() + ms;
+    int r;
+    for (;;) {
+        r = dmce_cluster_stats(observer, &s);
+        if (r == -ENOTSUP) {
+            fprintf(stderr, "%s: no dmce-dispatcher serves %s: this benchmark needs one\n", prog,
+                    runtime_dir);
+            return r;
+        }
+        if (r == 0 && dmce_bench_cluster_healthy(&s, daemons, min_blocks))
+            break;
+        if (dmce_now_ms() >= deadline) {
+            if (r < 0)
+                fprintf(stderr, "%s: dmce_cluster_stats: %s\n", prog, dmce_strerror(r));
+            else
+                dmce_bench_print_cluster(prog, "the cluster did not become healthy in time", &s);
+            return -ETIMEDOUT;
+        }
+        dmce_bench_sleep_us(2000);
+    }
+    if (out)
+        *out = s;
+    return 0;
 }

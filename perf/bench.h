@@ -28,7 +28,14 @@
  * client's ops/s (each over its own timed loop) and fair_min, the ops of
  * the client that did fewest over a fair share (all ops / clients): the
  * starvation check (report.h). With one client everything runs in the
- * calling process.
+ * calling process, unless the case has a tick: something the calling
+ * process does while the clients run (dmce_bench_case_t.tick).
+ *
+ * Beyond the frame: dmce_bench_run_pair measures two cases in turns (a
+ * path and its baseline, repetitions interleaved); benchmarks that time
+ * events themselves (a failover, a move) make results with
+ * dmce_bench_result_latency / _rates and print them with dmce_bench_emit;
+ * the dmce_bench_*cluster helpers wait for a dispatcher's cluster.
  *
  * Adding a benchmark: write setup/op/teardown for the thing measured,
  * fill a case, call dmce_bench_run; the harness (perf/run) runs the
@@ -41,6 +48,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <dmce/client.h>
+
+#include "hist.h"
 #include "report.h"
 
 #define DMCE_BENCH_MAX_CLIENTS 64
@@ -107,6 +117,18 @@ typedef struct dmce_bench_case {
     void (*teardown)(void *ctx, unsigned client);
     /* Message for a negative return of setup/rep_begin/op; NULL: strerror(-err). */
     const char *(*strerror)(int err);
+    /*
+     * In the calling process, while the clients run a timed repetition:
+     * called again and again until every client is done with it (about
+     * every 50 us, or at once when a call took longer). start_ns
+     * (dmce_now_ns) is when the repetition was started, the same for every
+     * call of one repetition. A case with a tick runs its clients in
+     * processes even with --clients 1, so that the tick runs beside them:
+     * what happens to the clients while something else is done (a block
+     * moved, a daemon killed). Negative: error, the repetition stops (the
+     * tick reports it). May be NULL.
+     */
+    int (*tick)(void *ctx, unsigned rep, uint64_t start_ns);
 } dmce_bench_case_t;
 
 /* Zero c and name it (see dmce_perf_result_init). 0 or -EINVAL. */
@@ -125,5 +147,111 @@ int dmce_bench_emit_json(const dmce_perf_result_t *r);
 
 /* Parse a size with an optional K/M/G suffix (powers of 1024) in [min, max]. */
 int dmce_bench_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * An option's set callback in one line: s as dmce_bench_parse_size does
+ * it, into *out; else "PROG: --NAME: expected MIN..MAX, got 's'" on
+ * stderr and -1.
+ */
+int dmce_bench_opt_size(const char *prog, const char *name, const char *s, uint64_t min,
+                        uint64_t max, uint64_t *out);
+
+/*
+ * The same for one of n names: *out gets the index of s in names; else
+ * "PROG: --NAME: expected a, b or c, got 's'" on stderr and -1.
+ */
+int dmce_bench_opt_choice(const char *prog, const char *name, const char *s,
+                          const char *const *names, unsigned n, unsigned *out);
+
+/*
+ * Two cases measured in turns: a's and b's repetitions interleaved (a b,
+ * b a, a b, ...), each one run of the frame (dmce_bench_run with --reps 1:
+ * its clients, setup and warm-up, untimed), so that whatever else the
+ * machine does at a moment falls on both; on a shared 2-vCPU machine a
+ * path's latency changes by 50x from one second to the next, and two
+ * results measured one after the other would compare two moments. Both
+ * results get the median and spread over the repetitions of every
+ * figure, and as their curve the median of the repetitions' curves, point
+ * by point; with --json both are printed. 0 or the first error.
+ */
+int dmce_bench_run_pair(dmce_bench_case_t *a, dmce_bench_case_t *b, const dmce_bench_opts_t *o);
+
+/* ---- results a program times itself ------------------------------------------------- */
+
+/* Sleep us microseconds (waiting, not measuring). */
+void dmce_bench_sleep_us(unsigned us);
+
+/*
+ * h's samples (ns) as one repetition of r: samples, p50, p99, p99.9 and
+ * the curve (whose last point, percentile 100, is the exact maximum).
+ */
+void dmce_bench_result_latency(dmce_perf_result_t *r, const dmce_hist_t *h);
+
+/*
+ * Per repetition i, bytes[i] moved in secs[i] seconds, one op being
+ * op_bytes: r gets ops/s and GB/s (median and spread), bytes_per_op, one
+ * sample per repetition.
+ */
+void dmce_bench_result_rates(dmce_perf_result_t *r, const double *bytes, const double *secs,
+                             unsigned reps, double op_bytes);
+
+/* With --json, r as one JSON line on stdout. 0, or -EIO (reported on stderr). */
+int dmce_bench_emit(const dmce_bench_opts_t *o, const dmce_perf_result_t *r);
+
+/*
+ * memcpy of n bytes from src, reps times, each timed into secs[i]: into
+ * dst (fresh 0; one untimed copy first, so both buffers are touched), or
+ * (fresh 1) into a new memfd mapping each time, paying every page's first
+ * touch as a new shm object does. 0 or a negative errno.
+ */
+int dmce_bench_memcpy(const unsigned char *src, unsigned char *dst, uint64_t n, int fresh,
+                      unsigned reps, double *secs);
+
+/* ---- dmce clients and clusters ---------------------------------------------------------- */
+
+/*
+ * A client of the daemons in runtime_dir (dmce_connect with flags) set up
+ * with no reservation (dmce_setup with amount 0), as most benchmarks use
+ * one. 0, or the failing call's error with *what naming it
+ * ("dmce_connect", "dmce_setup"; nothing printed) and *out NULL: nothing
+ * is left to release. Blocks.
+ */
+int dmce_bench_client(const char *runtime_dir, unsigned flags, dmce_client_t **out,
+                      const char **what);
+
+/*
+ * dmce_disconnect(*c) when *c is not NULL, then *c = NULL; an error is
+ * printed ("PROG: client N: dmce_disconnect: ...", without "client N: "
+ * when client < 0) and returned.
+ */
+int dmce_bench_disconnect(const char *prog, int client, dmce_client_t **c);
+
+/*
+ * Poll the daemons' stats (every millisecond, at most max_s seconds) until
+ * their prefault threads have nothing left to fault in; *waited (may be
+ * NULL) gets the seconds waited. -ETIMEDOUT (printed, with what is left),
+ * or dmce_stats' error. Blocks.
+ */
+int dmce_bench_wait_prefault(dmce_client_t *c, const char *prog, double max_s, double *waited);
+
+/*
+ * s shows `daemons` live daemons, at least min_blocks blocks and, when the
+ * dispatcher mirrors, two copies of every block and none being copied.
+ */
+int dmce_bench_cluster_healthy(const dmce_cluster_stats_t *s, unsigned daemons,
+                               uint64_t min_blocks);
+
+/* One stderr line "PROG: WHAT: N daemons alive, ...; N blocks: ..." */
+void dmce_bench_print_cluster(const char *prog, const char *what, const dmce_cluster_stats_t *s);
+
+/*
+ * Poll the dispatcher of observer (every 2 ms, at most ms) until the
+ * cluster is healthy as above; the last stats in *out (may be NULL).
+ * -ENOTSUP when no dispatcher serves runtime_dir (named in the message),
+ * -ETIMEDOUT (the cluster's state is printed). Blocks.
+ */
+int dmce_bench_wait_cluster(dmce_client_t *observer, const char *prog, const char *runtime_dir,
+                            unsigned daemons, uint64_t min_blocks, unsigned ms,
+                            dmce_cluster_stats_t *out);
 
 #endif /* DMCE_PERF_BENCH_H */

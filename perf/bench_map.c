@@ -389,35 +389,6 @@ static int connect_client(const map_opts_t *mo, const char *const *socks, size_t
     return rc;
 }
 
-/*
- * Wait until the daemons' prefault threads have nothing left, at most
- * PREFAULT_WAIT_S. *waited gets the seconds waited (may be NULL).
- */
-static int wait_prefault(dmce_client_t *c, double *waited)
-{
-    uint64_t t0 = dmce_now_ns();
-    for (;;) {
-        dmce_stats_t s;
-        int rc = dmce_stats(c, &s);
-        if (rc < 0)
-            return rc;
-        double el = (double)(dmce_now_ns() - t0) / 1e9;
-        if (s.prefault_pending == 0) {
-            if (waited)
-                *waited = el;
-            return 0;
-        }
-        if (el > PREFAULT_WAIT_S) {
-            fprintf(stderr,
-                    PROG ": the daemons' prefault is not done after %.0f s (%.1f MiB left; "
-                         "a busy machine starves its SCHED_IDLE thread)\n",
-                    PREFAULT_WAIT_S, (double)s.prefault_pending / (double)MiB);
-            return -ETIMEDOUT;
-        }
-        sleep_ms(1);
-    }
-}
-
 /* Allocations of up to `chunk` bytes adding up to `total`. */
 typedef struct chunks {
     dmce_addr_t *addr; /* owner: chunks_free (the bytes: the session, freed at disconnect) */
@@ -705,7 +676,7 @@ static int run_seq(map_opts_t *mo, const dmce_bench_opts_t *o)
         goto out;
     }
     double waited = 0;
-    if ((rc = wait_prefault(x.full, &waited)) < 0) {
+    if ((rc = dmce_bench_wait_prefault(x.full, PROG, PREFAULT_WAIT_S, &waited)) < 0) {
         fprintf(stderr, PROG ": waiting for the prefault: %s\n", dmce_strerror(rc));
         ret = 1;
         goto out;
@@ -1023,7 +994,7 @@ static int run_rand(map_opts_t *mo, const dmce_bench_opts_t *o)
         goto out;
     }
     double waited = 0;
-    if ((rc = wait_prefault(x.full, &waited)) < 0) {
+    if ((rc = dmce_bench_wait_prefault(x.full, PROG, PREFAULT_WAIT_S, &waited)) < 0) {
         ret = 1;
         goto out;
     }
@@ -1212,7 +1183,7 @@ static int fill_existing(touch_ctx_t *x)
                 break; /* it needed a new block after all (fragmentation) */
         }
     }
-    return wait_prefault(x->hot, NULL);
+    return dmce_bench_wait_prefault(x->hot, PROG, PREFAULT_WAIT_S, NULL);
 }
 
 /*

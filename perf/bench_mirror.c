@@ -52,7 +52,7 @@
  * --daemons alive daemons and, when mirroring, two copies of every block,
  * and each client checks that its writes take the path the row claims.
  * With --baseline-dir (write, store) the same case also runs on that
- * unmirrored cluster, the repetitions of the two interleaved (run_pair).
+ * unmirrored cluster, the repetitions of the two interleaved (dmce_bench_run_pair).
  *
  * Daemons this program starts again (--memd and its --memd-arg flags, plus
  * --id) are children of this process, each stderr appended to
@@ -170,17 +170,12 @@ typedef struct mir_ctx {
 
 static int set_bench(void *u, const char *v)
 {
+    static const char *const names[] = {"write", "store", "failover"}; /* bench_t's order */
     mir_ctx_t *x = u;
-    if (strcmp(v, "write") == 0)
-        x->bench = BENCH_WRITE;
-    else if (strcmp(v, "store") == 0)
-        x->bench = BENCH_STORE;
-    else if (strcmp(v, "failover") == 0)
-        x->bench = BENCH_FAILOVER;
-    else {
-        fprintf(stderr, PROG ": --bench: expected write, store or failover, got '%s'\n", v);
+    unsigned k;
+    if (dmce_bench_opt_choice(PROG, "bench", v, names, 3, &k) < 0)
         return -1;
-    }
+    x->bench = (bench_t)k;
     x->bench_set = 1;
     return 0;
 }
@@ -204,29 +199,21 @@ static int set_size(void *u, const char *v)
 
 static int set_access(void *u, const char *v)
 {
-    mir_ctx_t *x = u;
-    if (strcmp(v, "msmp") == 0)
-        x->mapped = 0;
-    else if (strcmp(v, "mapped") == 0)
-        x->mapped = 1;
-    else {
-        fprintf(stderr, PROG ": --access: expected msmp or mapped, got '%s'\n", v);
+    static const char *const names[] = {"msmp", "mapped"};
+    unsigned k;
+    if (dmce_bench_opt_choice(PROG, "access", v, names, 2, &k) < 0)
         return -1;
-    }
+    ((mir_ctx_t *)u)->mapped = k == 1;
     return 0;
 }
 
 static int set_handle(void *u, const char *v)
 {
-    mir_ctx_t *x = u;
-    if (strcmp(v, "inproc") == 0)
-        x->inproc = 1;
-    else if (strcmp(v, "oop") == 0)
-        x->inproc = 0;
-    else {
-        fprintf(stderr, PROG ": --handle: expected inproc or oop, got '%s'\n", v);
+    static const char *const names[] = {"inproc", "oop"};
+    unsigned k;
+    if (dmce_bench_opt_choice(PROG, "handle", v, names, 2, &k) < 0)
         return -1;
-    }
+    ((mir_ctx_t *)u)->inproc = k == 0;
     return 0;
 }
 
@@ -322,62 +309,19 @@ static const char *mir_strerror(int err)
     return dmce_strerror(err);
 }
 
-static void sleep_us(unsigned us)
-{
-    struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- the cluster, as the dispatcher sees it ---------------------------------------- */
 
 /* Every daemon alive and, when mirroring, two copies of every block (and at least min_blocks). */
 static int healthy(const mir_ctx_t *x, const dmce_cluster_stats_t *s, uint64_t min_blocks)
 {
-    if (s->daemons_alive != x->daemons || s->blocks < min_blocks)
-        return 0;
-    return !s->mirroring || (s->blocks > 0 && s->blocks_single == 0 && s->blocks_remirroring == 0 &&
-                             s->blocks_mirrored == s->blocks);
-}
-
-static void print_cluster(const char *what, const dmce_cluster_stats_t *s)
-{
-    fprintf(stderr,
-            PROG ": %s: %llu daemons alive, %llu dead; %llu blocks: %llu mirrored, %llu single, "
-                 "%llu being copied, %llu lost\n",
-            what, (unsigned long long)s->daemons_alive, (unsigned long long)s->daemons_dead,
-            (unsigned long long)s->blocks, (unsigned long long)s->blocks_mirrored,
-            (unsigned long long)s->blocks_single, (unsigned long long)s->blocks_remirroring,
-            (unsigned long long)s->blocks_lost);
+    return dmce_bench_cluster_healthy(s, x->daemons, min_blocks);
 }
 
 /* Wait until healthy (bounded by ms); the last stats in *out (may be NULL). */
 static int wait_healthy(mir_ctx_t *x, uint64_t min_blocks, unsigned ms, dmce_cluster_stats_t *out)
 {
-    dmce_cluster_stats_t s;
-    memset(&s, 0, sizeof(s));
-    uint64_t deadline = dmce_now_ms() + ms;
-    int r;
-    for (;;) {
-        r = dmce_cluster_stats(x->observer, &s);
-        if (r == -ENOTSUP) {
-            fprintf(stderr, PROG ": no dmce-dispatcher serves %s: this benchmark needs one\n",
-                    x->runtime_dir);
-            return r;
-        }
-        if (r == 0 && healthy(x, &s, min_blocks))
-            break;
-        if (dmce_now_ms() >= deadline) {
-            if (r < 0)
-                fprintf(stderr, PROG ": dmce_cluster_stats: %s\n", dmce_strerror(r));
-            else
-                print_cluster("the cluster did not become healthy in time", &s);
-            return -ETIMEDOUT;
-        }
-        sleep_us(2000);
-    }
-    if (out)
-        *out = s;
-    return 0;
+    return dmce_bench_wait_cluster(x->observer, PROG, x->runtime_dir, x->daemons, min_blocks, ms,
+                                   out);
 }
 
 /* ---- daemons: kill one, start one again ----------------------------------------------- */
@@ -449,7 +393,7 @@ static int kill_memd(mir_ctx_t *x, uint32_t id, pid_t pid, uint64_t *t_kill, uin
         while (!gone && dmce_now_ms() < deadline) {
             gone = k >= 0 ? waitpid(pid, NULL, WNOHANG) == pid : kill(pid, 0) < 0 && errno == ESRCH;
             if (!gone)
-                sleep_us(100);
+                dmce_bench_sleep_us(100);
         }
         *t_dead = dmce_now_ns();
         if (gone && k >= 0)
@@ -546,10 +490,11 @@ static int restart_memd(mir_ctx_t *x, uint32_t id, uint64_t blocks, dmce_cluster
             if (r < 0)
                 fprintf(stderr, PROG ": dmce_cluster_stats: %s\n", dmce_strerror(r));
             else
-                print_cluster("a daemon started again, but the cluster did not heal in time", &st);
+                dmce_bench_print_cluster(
+                    PROG, "a daemon started again, but the cluster did not heal in time", &st);
             return -ETIMEDOUT;
         }
-        sleep_us(1000);
+        dmce_bench_sleep_us(1000);
     }
     if (s)
         *s = st;
@@ -564,153 +509,6 @@ static void start_again_the_dead(mir_ctx_t *x)
             fprintf(stderr, PROG ": memd[%u] started again on the way out\n", id);
 }
 
-/* ---- results made here (failover, remirror) ------------------------------------------- */
-
-static const double curve_pcts[] = {0,  10,   25,   50,    75,    90,     95,
-                                    99, 99.5, 99.9, 99.95, 99.99, 99.999, 100};
-
-/* One repetition of h's samples (ns) as latency figures of r. */
-static void result_latency(dmce_perf_result_t *r, const dmce_hist_t *h)
-{
-    double p50 = (double)dmce_hist_percentile(h, 50.0) / 1e3;
-    double p99 = (double)dmce_hist_percentile(h, 99.0) / 1e3;
-    double p999 = (double)dmce_hist_percentile(h, 99.9) / 1e3;
-    r->reps = 1;
-    r->warmup = 0;
-    r->samples[0] = dmce_hist_count(h);
-    dmce_perf_stat_from(&r->p50_us, &p50, 1);
-    dmce_perf_stat_from(&r->p99_us, &p99, 1);
-    dmce_perf_stat_from(&r->p999_us, &p999, 1);
-    r->ncurve = 0;
-    for (size_t i = 0; i < sizeof(curve_pcts) / sizeof(curve_pcts[0]); i++) {
-        r->curve_pct[r->ncurve] = curve_pcts[i];
-        r->curve_us[r->ncurve] = (double)dmce_hist_percentile(h, curve_pcts[i]) / 1e3;
-        r->ncurve++;
-    }
-}
-
-/* Per repetition: MiB copied per second as ops/s, GB/s beside it. */
-static void result_rates(dmce_perf_result_t *r, const double *bytes, const double *secs,
-                         unsigned reps)
-{
-    double ops[DMCE_PERF_MAX_REPS], gbs[DMCE_PERF_MAX_REPS];
-    r->reps = reps;
-    r->warmup = 0;
-    r->bytes_per_op = (double)FILL_CHUNK;
-    for (unsigned i = 0; i < reps; i++) {
-        r->samples[i] = 1;
-        ops[i] = secs[i] > 0 ? bytes[i] / (double)FILL_CHUNK / secs[i] : 0;
-        gbs[i] = secs[i] > 0 ? bytes[i] / secs[i] / 1e9 : 0;
-    }
-    dmce_perf_stat_from(&r->ops_per_s, ops, reps);
-    dmce_perf_stat_from(&r->gb_per_s, gbs, reps);
-}
-
-static int emit(const dmce_bench_opts_t *o, const dmce_perf_result_t *r)
-{
-    if (o->json && dmce_bench_emit_json(r) < 0) {
-        fprintf(stderr, PROG ": writing JSON to stdout failed\n");
-        return -EIO;
-    }
-    return 0;
-}
-
-/* ---- two clusters, repetitions interleaved ---------------------------------------- */
-
-/*
- * run_pair: the same case on the mirrored cluster (a) and the unmirrored
- * one (b), their repetitions interleaved (a b, b a, a b, ...), so that
- * whatever else the machine does at a moment falls on both alike: on this
- * 2-vCPU machine shared with other work, a ring client's latency changes
- * by 50x from one second to the next (docs/perf.md), and two results
- * measured one after the other would compare two moments, not two paths.
- * Each repetition is one run of the frame (dmce_bench_run with --reps 1,
- * its clients, setup and warm-up included, untimed); the results get the
- * median and spread over the repetitions of every figure, as the frame
- * gives them, and as their curve the median of the repetitions' curves,
- * point by point (the frame merges the histograms instead).
- */
-typedef struct pair_figs {
-    double ops[DMCE_PERF_MAX_REPS], gbs[DMCE_PERF_MAX_REPS], p50[DMCE_PERF_MAX_REPS],
-        p99[DMCE_PERF_MAX_REPS], p999[DMCE_PERF_MAX_REPS], cmin[DMCE_PERF_MAX_REPS],
-        cmax[DMCE_PERF_MAX_REPS], fair[DMCE_PERF_MAX_REPS];
-    uint64_t samples[DMCE_PERF_MAX_REPS];
-    double curve[DMCE_PERF_MAX_CURVE][DMCE_PERF_MAX_REPS];
-    double curve_pct[DMCE_PERF_MAX_CURVE];
-    unsigned ncurve;
-} pair_figs_t;
-
-static void pair_record(pair_figs_t *f, unsigned rep, const dmce_perf_result_t *r)
-{
-    f->ops[rep] = r->ops_per_s.median;
-    f->gbs[rep] = r->gb_per_s.present ? r->gb_per_s.median : NAN;
-    f->p50[rep] = r->p50_us.median;
-    f->p99[rep] = r->p99_us.median;
-    f->p999[rep] = r->p999_us.median;
-    f->cmin[rep] = r->client_min_ops_per_s.present ? r->client_min_ops_per_s.median : NAN;
-    f->cmax[rep] = r->client_max_ops_per_s.present ? r->client_max_ops_per_s.median : NAN;
-    f->fair[rep] = r->fair_min.present ? r->fair_min.median : NAN;
-    f->samples[rep] = r->samples[0];
-    f->ncurve = r->ncurve;
-    for (unsigned j = 0; j < r->ncurve; j++) {
-        f->curve_pct[j] = r->curve_pct[j];
-        f->curve[j][rep] = r->curve_us[j];
-    }
-}
-
-static void pair_summary(const pair_figs_t *f, const dmce_bench_opts_t *o, dmce_perf_result_t *r)
-{
-    r->reps = o->reps;
-    r->warmup = o->warmup;
-    for (unsigned i = 0; i < o->reps; i++)
-        r->samples[i] = f->samples[i];
-    dmce_perf_stat_from(&r->ops_per_s, f->ops, o->reps);
-    dmce_perf_stat_from(&r->gb_per_s, f->gbs, o->reps);
-    dmce_perf_stat_from(&r->p50_us, f->p50, o->reps);
-    dmce_perf_stat_from(&r->p99_us, f->p99, o->reps);
-    dmce_perf_stat_from(&r->p999_us, f->p999, o->reps);
-    dmce_perf_stat_from(&r->client_min_ops_per_s, f->cmin, o->reps);
-    dmce_perf_stat_from(&r->client_max_ops_per_s, f->cmax, o->reps);
-    dmce_perf_stat_from(&r->fair_min, f->fair, o->reps);
-    r->ncurve = f->ncurve;
-    for (unsigned j = 0; j < f->ncurve; j++) {
-        dmce_perf_stat_t m;
-        dmce_perf_stat_from(&m, f->curve[j], o->reps);
-        r->curve_pct[j] = f->curve_pct[j];
-        r->curve_us[j] = m.median;
-    }
-    fprintf(o->human,
-            "%s: %u interleaved repetitions: ops/s %.0f (%.0f..%.0f), p50 %.3f us, p99 %.3f us\n",
-            r->impl, o->reps, r->ops_per_s.median, r->ops_per_s.min, r->ops_per_s.max,
-            r->p50_us.median, r->p99_us.median);
-}
-
-static int run_pair(dmce_bench_case_t *a, dmce_bench_case_t *b, const dmce_bench_opts_t *o)
-{
-    dmce_bench_case_t *side[2] = {a, b};
-    dmce_bench_opts_t one = *o;
-    one.reps = 1;
-    one.json = 0;
-    pair_figs_t *f = calloc(2, sizeof(*f)); /* owner: run_pair */
-    if (!f)
-        return -ENOMEM;
-    int rc = 0;
-    for (unsigned rep = 0; rep < o->reps && rc == 0; rep++) {
-        for (unsigned i = 0; i < 2 && rc == 0; i++) {
-            unsigned k = (rep + i) & 1;
-            fprintf(o->human, "-- repetition %u of %u: %s\n", rep + 1, o->reps, side[k]->res.impl);
-            if ((rc = dmce_bench_run(side[k], &one)) == 0)
-                pair_record(&f[k], rep, &side[k]->res);
-        }
-    }
-    for (unsigned k = 0; k < 2 && rc == 0; k++) {
-        pair_summary(&f[k], o, &side[k]->res);
-        rc = emit(o, &side[k]->res);
-    }
-    free(f);
-    return rc;
-}
-
 /* ---- write ----------------------------------------------------------------------- */
 
 static void write_teardown(void *p, unsigned client)
@@ -722,12 +520,7 @@ static void write_teardown(void *p, unsigned client)
             fprintf(stderr, PROG ": client %u: dmce_free: %s\n", client, dmce_strerror(rc));
         x->allocated = 0;
     }
-    if (x->client) {
-        int rc = dmce_disconnect(x->client);
-        if (rc < 0)
-            fprintf(stderr, PROG ": client %u: dmce_disconnect: %s\n", client, dmce_strerror(rc));
-        x->client = NULL;
-    }
+    dmce_bench_disconnect(PROG, (int)client, &x->client);
     free(x->buf);
     free(x->back);
     x->buf = x->back = NULL;
@@ -736,18 +529,10 @@ static void write_teardown(void *p, unsigned client)
 static int write_setup(void *p, unsigned client)
 {
     mir_ctx_t *x = p;
-    dmce_connect_opts_t copts;
-    memset(&copts, 0, sizeof(copts));
-    copts.runtime_dir = x->runtime_dir;
-    copts.flags = x->mapped ? 0 : DMCE_CONNECT_NO_MAP;
-    const char *what = "dmce_connect";
-    int rc = dmce_connect(&copts, &x->client);
-    if (rc < 0) {
-        x->client = NULL;
-        goto fail;
-    }
-    what = "dmce_setup";
-    if ((rc = dmce_setup(x->client, 0, 0, NULL, NULL)) < 0)
+    const char *what;
+    int rc =
+        dmce_bench_client(x->runtime_dir, x->mapped ? 0 : DMCE_CONNECT_NO_MAP, &x->client, &what);
+    if (rc < 0)
         goto fail;
     what = "dmce_malloc";
     if ((rc = dmce_malloc(x->client, x->size, &x->addr)) < 0)
@@ -847,7 +632,7 @@ static int run_write(mir_ctx_t *x, mir_ctx_t *xb, const dmce_bench_opts_t *o)
     dmce_bench_case_t c, cb;
     if (write_case(x, o, &c) < 0 || (xb && write_case(xb, o, &cb) < 0))
         return -EINVAL;
-    return xb ? run_pair(&c, &cb, o) : dmce_bench_run(&c, o);
+    return xb ? dmce_bench_run_pair(&c, &cb, o) : dmce_bench_run(&c, o);
 }
 
 /* ---- store ----------------------------------------------------------------------- */
@@ -877,12 +662,7 @@ static void store_teardown(void *p, unsigned client)
     mir_ctx_t *x = p;
     dmce_store_close(x->store); /* NULL: no-op */
     x->store = NULL;
-    if (x->client) {
-        int rc = dmce_disconnect(x->client);
-        if (rc < 0)
-            fprintf(stderr, PROG ": client %u: dmce_disconnect: %s\n", client, dmce_strerror(rc));
-        x->client = NULL;
-    }
+    dmce_bench_disconnect(PROG, (int)client, &x->client);
     free(x->buf);
     free(x->back);
     x->buf = x->back = NULL;
@@ -898,17 +678,8 @@ static int store_setup(void *p, unsigned client)
     x->back = malloc(x->size);
     if (!x->buf || !x->back)
         goto fail;
-    dmce_connect_opts_t copts;
-    memset(&copts, 0, sizeof(copts));
-    copts.runtime_dir = x->runtime_dir;
-    copts.flags = x->inproc ? 0 : DMCE_CONNECT_NO_MAP;
-    what = "dmce_connect";
-    if ((rc = dmce_connect(&copts, &x->client)) < 0) {
-        x->client = NULL;
-        goto fail;
-    }
-    what = "dmce_setup";
-    if ((rc = dmce_setup(x->client, 0, 0, NULL, NULL)) < 0)
+    if ((rc = dmce_bench_client(x->runtime_dir, x->inproc ? 0 : DMCE_CONNECT_NO_MAP, &x->client,
+                                &what)) < 0)
         goto fail;
     what = "dmce_store_open";
     rc = dmce_store_open(x->client, x->store_addr,
@@ -974,16 +745,7 @@ static int store_prepare(mir_ctx_t *x, double *persists)
         goto fail;
     for (uint32_t i = 0; i < x->nkeys; i++)
         x->klens[i] = (uint32_t)snprintf(x->keys[i], KEY_MAX, "session:%u", i);
-    dmce_connect_opts_t copts;
-    memset(&copts, 0, sizeof(copts));
-    copts.runtime_dir = x->runtime_dir;
-    what = "dmce_connect";
-    if ((rc = dmce_connect(&copts, &x->creator)) < 0) {
-        x->creator = NULL;
-        goto fail;
-    }
-    what = "dmce_setup";
-    if ((rc = dmce_setup(x->creator, 0, 0, NULL, NULL)) < 0)
+    if ((rc = dmce_bench_client(x->runtime_dir, 0, &x->creator, &what)) < 0)
         goto fail;
     dmce_store_params_t sp;
     memset(&sp, 0, sizeof(sp));
@@ -1035,10 +797,7 @@ static void store_finish(mir_ctx_t *x)
             if (rc < 0)
                 fprintf(stderr, PROG ": dmce_store_destroy: %s\n", dmce_strerror(rc));
         }
-        int rc = dmce_disconnect(x->creator);
-        if (rc < 0)
-            fprintf(stderr, PROG ": dmce_disconnect: %s\n", dmce_strerror(rc));
-        x->creator = NULL;
+        dmce_bench_disconnect(PROG, -1, &x->creator);
     }
     free(x->keys);
     free(x->klens);
@@ -1092,7 +851,7 @@ static int run_store(mir_ctx_t *x, mir_ctx_t *xb, const dmce_bench_opts_t *o)
     if (rc == 0 && xb)
         rc = store_case(xb, o, &cb);
     if (rc == 0)
-        rc = xb ? run_pair(&c, &cb, o) : dmce_bench_run(&c, o);
+        rc = xb ? dmce_bench_run_pair(&c, &cb, o) : dmce_bench_run(&c, o);
     store_finish(x);
     if (xb)
         store_finish(xb);
@@ -1122,7 +881,7 @@ static void *writer_main(void *arg)
         if (arm && t0 > arm && atomic_load(&w->hit_ns) == 0)
             atomic_store(&w->hit_ns, t1);
         if (!atomic_load(&w->hot))
-            sleep_us(1000);
+            dmce_bench_sleep_us(1000);
     }
     return NULL;
 }
@@ -1171,7 +930,7 @@ static int failover_iterations(mir_ctx_t *x, const dmce_bench_opts_t *o, writer_
         }
         /* Writes back to back from a little before the kill, at a different point each time. */
         atomic_store(&w->hot, 1);
-        sleep_us(1000u + (it * 7919u) % 4000u);
+        dmce_bench_sleep_us(1000u + (it * 7919u) % 4000u);
         uint64_t t_kill = 0, t_dead = 0;
         if ((rc = kill_memd(x, st.daemon_id, (pid_t)st.pid, &t_kill, &t_dead)) < 0)
             goto out;
@@ -1180,7 +939,7 @@ static int failover_iterations(mir_ctx_t *x, const dmce_bench_opts_t *o, writer_
         uint64_t deadline = dmce_now_ms() + FIRST_OP_MS, hit = 0;
         while ((hit = atomic_load(&w->hit_ns)) == 0 && !atomic_load(&w->err) &&
                dmce_now_ms() < deadline)
-            sleep_us(50);
+            dmce_bench_sleep_us(50);
         atomic_store(&w->arm_ns, 0);
         atomic_store(&w->hot, 0);
         if (!hit) {
@@ -1220,67 +979,32 @@ static int failover_iterations(mir_ctx_t *x, const dmce_bench_opts_t *o, writer_
     if (dmce_bench_case_init(&c, "failover", "failover", "dmce") < 0 ||
         dmce_perf_param_num(&c.res, "daemons", x->daemons) < 0)
         goto out;
-    result_latency(&c.res, client);
+    dmce_bench_result_latency(&c.res, client);
     snprintf(c.res.note, sizeof(c.res.note),
              "kill -9 of the primary -> first write done on the promoted mirror, client's view; "
              "max %.1f ms",
              ms_of(dmce_hist_max(client)));
     fprintf(o->human, "failover, client's view: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
             c.res.p50_us.median / 1e3, c.res.p99_us.median / 1e3, ms_of(dmce_hist_max(client)));
-    if ((rc = emit(o, &c.res)) < 0)
+    if ((rc = dmce_bench_emit(o, &c.res)) < 0)
         goto out;
     if (dmce_bench_case_init(&c, "failover", "failover", "dispatcher") < 0 ||
         dmce_perf_param_num(&c.res, "daemons", x->daemons) < 0) {
         rc = -EINVAL;
         goto out;
     }
-    result_latency(&c.res, disp);
+    dmce_bench_result_latency(&c.res, disp);
     snprintf(c.res.note, sizeof(c.res.note),
              "the dispatcher's last_failover_ms: death seen -> every block promoted (1 ms steps)");
     fprintf(o->human,
             "failover, dispatcher's figure: p50 %.0f ms, max %.0f ms; healed (two copies again, "
             "restart included) within %.1f ms\n",
             c.res.p50_us.median / 1e3, ms_of(dmce_hist_max(disp)), ms_of(worst_heal));
-    rc = emit(o, &c.res);
+    rc = dmce_bench_emit(o, &c.res);
 out:
     free(client);
     free(disp);
     return rc;
-}
-
-/* memcpy of n bytes, reps times: into touched memory (fresh 0) or a fresh memfd mapping. */
-static int measure_memcpy(const unsigned char *src, unsigned char *dst, uint64_t n, int fresh,
-                          unsigned reps, double *secs)
-{
-    if (!fresh)
-        memcpy(dst, src, n); /* warm */
-    for (unsigned i = 0; i < reps; i++) {
-        unsigned char *to = dst;
-        int fd = -1;
-        if (fresh) {
-            fd = memfd_create("dmce-bench-fresh", MFD_CLOEXEC);
-            if (fd < 0 || ftruncate(fd, (off_t)n) < 0) {
-                int e = -errno;
-                if (fd >= 0)
-                    close(fd);
-                return e;
-            }
-            to = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (to == MAP_FAILED) {
-                int e = -errno;
-                close(fd);
-                return e;
-            }
-        }
-        uint64_t t0 = dmce_now_ns();
-        memcpy(to, src, n);
-        secs[i] = (double)(dmce_now_ns() - t0) / 1e9;
-        if (fresh) {
-            munmap(to, n);
-            close(fd);
-        }
-    }
-    return 0;
 }
 
 /* The re-mirror: results remirror/dmce, remirror/limit, remirror/memcpy-fresh. */
@@ -1363,11 +1087,11 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
                 if (rc < 0)
                     fprintf(stderr, PROG ": dmce_cluster_stats: %s\n", dmce_strerror(rc));
                 else
-                    print_cluster("remirror: not done in time", &s);
+                    dmce_bench_print_cluster(PROG, "remirror: not done in time", &s);
                 rc = -ETIMEDOUT;
                 goto out;
             }
-            sleep_us(POLL_US);
+            dmce_bench_sleep_us(POLL_US);
         }
         bytes[rep] = (double)(s.remirror_bytes - before.remirror_bytes);
         secs[rep] = (double)(t_done - t_kill) / 1e9;
@@ -1407,8 +1131,8 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
         }
     uint64_t mb = (uint64_t)sorted[o->reps / 2];
     mb = mb > x->fill ? x->fill : mb < FILL_CHUNK ? FILL_CHUNK : mb & ~UINT64_C(63);
-    if ((rc = measure_memcpy(src, dst, mb, 0, o->reps, msecs)) < 0 ||
-        (rc = measure_memcpy(src, dst, mb, 1, o->reps, fsecs)) < 0) {
+    if ((rc = dmce_bench_memcpy(src, dst, mb, 0, o->reps, msecs)) < 0 ||
+        (rc = dmce_bench_memcpy(src, dst, mb, 1, o->reps, fsecs)) < 0) {
         fprintf(stderr, PROG ": memcpy: %s\n", strerror(-rc));
         goto out;
     }
@@ -1419,12 +1143,12 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
     if (dmce_bench_case_init(&cs, "failover", "remirror", "dmce") < 0 ||
         dmce_perf_param_num(&cs.res, "daemons", x->daemons) < 0)
         goto out;
-    result_rates(&cs.res, bytes, secs, o->reps);
+    dmce_bench_result_rates(&cs.res, bytes, secs, o->reps, (double)FILL_CHUNK);
     snprintf(cs.res.note, sizeof(cs.res.note),
              "kill -9 of a mirror holder -> two copies again; %.0f MiB re-mirrored (median); "
              "op = 1 MiB",
              (double)mb / (1 << 20));
-    if ((rc = emit(o, &cs.res)) < 0)
+    if ((rc = dmce_bench_emit(o, &cs.res)) < 0)
         goto out;
     double gbs = cs.res.gb_per_s.median;
     if (dmce_bench_case_init(&cs, "failover", "remirror", "limit") < 0 ||
@@ -1432,10 +1156,10 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
         rc = -EINVAL;
         goto out;
     }
-    result_rates(&cs.res, mbytes, msecs, o->reps);
+    dmce_bench_result_rates(&cs.res, mbytes, msecs, o->reps, (double)FILL_CHUNK);
     snprintf(cs.res.note, sizeof(cs.res.note),
              "memcpy of the same bytes, both buffers touched before; op = 1 MiB");
-    if ((rc = emit(o, &cs.res)) < 0)
+    if ((rc = dmce_bench_emit(o, &cs.res)) < 0)
         goto out;
     double lim = cs.res.gb_per_s.median;
     if (dmce_bench_case_init(&cs, "failover", "remirror", "memcpy-fresh") < 0 ||
@@ -1443,10 +1167,10 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
         rc = -EINVAL;
         goto out;
     }
-    result_rates(&cs.res, mbytes, fsecs, o->reps);
+    dmce_bench_result_rates(&cs.res, mbytes, fsecs, o->reps, (double)FILL_CHUNK);
     snprintf(cs.res.note, sizeof(cs.res.note),
              "memcpy of the same bytes into a fresh memfd mapping (first touch); op = 1 MiB");
-    if ((rc = emit(o, &cs.res)) < 0)
+    if ((rc = dmce_bench_emit(o, &cs.res)) < 0)
         goto out;
     fprintf(o->human,
             "remirror: %.3f GB/s (median); memcpy %.3f GB/s, into fresh memory %.3f GB/s; "
@@ -1473,16 +1197,8 @@ static int run_failover(mir_ctx_t *x, const dmce_bench_opts_t *o)
     memset(&w, 0, sizeof(w));
     w.size = x->size;
     int rc, started = 0, failed = 0;
-    dmce_connect_opts_t copts;
-    memset(&copts, 0, sizeof(copts));
-    copts.runtime_dir = x->runtime_dir;
-    const char *what = "dmce_connect";
-    if ((rc = dmce_connect(&copts, &w.c)) < 0) {
-        w.c = NULL;
-        goto fail;
-    }
-    what = "dmce_setup";
-    if ((rc = dmce_setup(w.c, 0, 0, NULL, NULL)) < 0)
+    const char *what;
+    if ((rc = dmce_bench_client(x->runtime_dir, 0, &w.c, &what)) < 0)
         goto fail;
     what = "dmce_malloc";
     if ((rc = dmce_malloc(w.c, x->size, &w.addr)) < 0)
@@ -1536,11 +1252,7 @@ out:
             fprintf(stderr, PROG ": dmce_free: %s\n", dmce_strerror(r));
         x->allocated = 0;
     }
-    if (w.c) {
-        int r = dmce_disconnect(w.c);
-        if (r < 0)
-            fprintf(stderr, PROG ": dmce_disconnect: %s\n", dmce_strerror(r));
-    }
+    dmce_bench_disconnect(PROG, -1, &w.c);
     free(w.buf);
     return rc;
 }

@@ -239,7 +239,8 @@ static int block_entry_ok(const dmce_bk_block_t *b, char *why, size_t whylen)
         uint32_t want = k == 0 ? DMCE_BK_FULL : DMCE_BK_DELTA;
         if (f->kind != want || f->generation == 0 ||
             (k > 0 && f->generation != b->files[k - 1].generation + 1) ||
-            f->records > b->pages) {
+            (uint64_t)f->records * REC_SIZE > f->bytes ||
+            f->bytes < HDR_SIZE + TRAILER_SIZE + (uint64_t)f->records * REC_SIZE) {
             dmce_msgf(why, whylen, "table entry of block %u: its chain of files is not valid", b->block);
             return DMCE_ECORRUPT;
         }
@@ -329,6 +330,11 @@ int dmce_bk_table_load(const char *dir, dmce_bk_table_t *t, char *why, size_t wh
             b->files[k].bytes = dmce_get_le64(f + 16);
         }
         r = block_entry_ok(b, why, whylen);
+        if (r < 0 && why && whylen) { /* name the table too */
+            char w[512];
+            dmce_msgf(w, sizeof(w), "%s", why);
+            dmce_msgf(why, whylen, "%s: %s", path, w);
+        }
         for (uint32_t k = 0; r == 0 && k < i; k++)
             if (t->blocks[k].block == b->block) {
                 dmce_msgf(why, whylen, "%s: block %u appears twice", path, b->block);
@@ -355,27 +361,39 @@ void dmce_bk_file_name(const char *dir, uint32_t block, const dmce_bk_file_t *f,
              f->kind == DMCE_BK_FULL ? "full" : "delta");
 }
 
-/* A name this module writes: b<u32>.<u64>.full|delta, or a temporary one. */
+/* Decimal digits with no leading zero, up to max, then `end`; advances *s. */
+static int parse_num(const char **s, uint64_t max, char end, uint64_t *out)
+{
+    const char *p = *s;
+    uint64_t v = 0;
+    if (*p < '1' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (max - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p != end)
+        return -1;
+    *s = p + 1;
+    *out = v;
+    return 0;
+}
+
+/* A name this module writes, exactly: b<ID>.<GEN>.full|delta, or that with "." before and ".tmp" after. */
 static int block_file_name_parse(const char *name, uint32_t *block, dmce_bk_file_t *f, int *tmp)
 {
-    unsigned long long gen;
-    unsigned blk;
-    char kind[8];
-    int n = 0;
+    uint64_t blk, gen;
     *tmp = name[0] == '.';
-    if (*tmp)
-        name++;
-    if (sscanf(name, "b%u.%llu.%7[a-z]%n", &blk, &gen, kind, &n) != 3)
+    const char *p = name + *tmp;
+    if (*p++ != 'b' || parse_num(&p, UINT32_MAX, '.', &blk) < 0 ||
+        parse_num(&p, UINT64_MAX, '.', &gen) < 0)
         return -1;
-    if (*tmp ? strcmp(name + n, ".tmp") != 0 : name[n] != 0)
+    size_t n = strncmp(p, "full", 4) == 0 ? 4 : strncmp(p, "delta", 5) == 0 ? 5 : 0;
+    if (!n || strcmp(p + n, *tmp ? ".tmp" : "") != 0)
         return -1;
-    if (strcmp(kind, "full") == 0)
-        f->kind = DMCE_BK_FULL;
-    else if (strcmp(kind, "delta") == 0)
-        f->kind = DMCE_BK_DELTA;
-    else
-        return -1;
-    *block = blk;
+    f->kind = n == 4 ? DMCE_BK_FULL : DMCE_BK_DELTA;
+    *block = (uint32_t)blk;
     f->generation = gen;
     return 0;
 }
@@ -704,7 +722,7 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
         XXH3_64bits_update(rh, rec, sizeof(rec));
         uint32_t idx = dmce_get_le32(rec), flags = dmce_get_le32(rec + 4);
         uint64_t hash = dmce_get_le64(rec + 8);
-        if (idx == PASS_INDEX && flags == REC_PASS && hash == 0 && in_pass) {
+        if (idx == PASS_INDEX && flags == REC_PASS && hash == 0) {
             in_pass = 0; /* the records after it replace those before */
             continue;
         }
@@ -730,7 +748,7 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
             hashes[idx] = hash;
         last = idx;
         in_pass++;
-        *done += DMCE_BK_PAGE;
+        *done += flags & REC_ZERO ? 0 : DMCE_BK_PAGE;
         if (progress && (i & 1023) == 1023)
             progress(*done, arg);
     }

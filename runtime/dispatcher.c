@@ -134,6 +134,12 @@ struct dblock {
     uint64_t orphan_retry_ms; /* a failed promotion: not before this */
     uint16_t peer_pending;    /* REMIRRORING: the daemon the new copy is made on */
     uint8_t drop_mirror;      /* tell the primary to stop keeping its mirror (a dead peer) */
+    /*
+     * A new block whose mirror is being made (mirror_peer) and whose events
+     * have not come yet: its copy is complete before any allocation in it
+     * is handed out, so if its primary dies now the copy may be promoted.
+     */
+    uint8_t fresh;
 };
 
 /* A live move of one block (dmcectl migrate / drain), run by the orchestrator. */
@@ -641,6 +647,7 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
         return reply_error(c, -EPERM); /* a daemon speaks for its own blocks only */
     if (ev.block >= d->nids || ev.peer > MAX_DAEMONS)
         return reply_error(c, -EINVAL);
+    LOG_DEBUG("memd[%u]: block %u event %u (peer %u)", ev.daemon_id, ev.block, ev.event, ev.peer);
     pthread_mutex_lock(&d->lock);
     struct dblock *k = &d->blocks[ev.block];
     switch (ev.event) {
@@ -701,6 +708,19 @@ static void op_mirror_peer(struct dmce_disp *d, struct dconn *c, const uint8_t *
     char path[DMCE_MSMP_PATH_MAX + 1];
     if (peer)
         memcpy(path, d->daemons[peer].path, sizeof(d->daemons[peer].path));
+    if (peer && block < d->nids && !d->blocks[block].live) {
+        /*
+         * Known from now on, not from its created event: if its daemon dies
+         * before the events come, the copy on `peer` is promoted or dropped
+         * by the failover, never left behind unknown (its ID would be
+         * handed out again while the copy holds it).
+         */
+        d->blocks[block] = (struct dblock){.primary = (uint16_t)of, .live = 1,
+                                           .state = DMCE_DISP_REMIRRORING,
+                                           .peer_pending = (uint16_t)peer, .fresh = 1,
+                                           .since_ms = dmce_now_ms()};
+        bump_locked(d);
+    }
     pthread_mutex_unlock(&d->lock);
     if (!peer)
         return reply_error(c, DMCE_ENOMEM);
@@ -960,7 +980,8 @@ static void op_jobs(struct dmce_disp *d, struct dconn *c, uint32_t len)
             const struct djob *j = &d->jobs[k];
             dmce_adm_job_t e = {.id = j->id, .block = j->block, .from = j->from, .to = j->to,
                                 .state = j->state, .err = j->err, .bytes = j->bytes,
-                                .age_ms = now - j->queued_ms, .took_us = j->took_us};
+                                .age_ms = now - j->queued_ms, .took_us = j->took_us,
+                                .frozen_us = j->frozen_us};
             dmce_adm_job_encode(&e, out + DMCE_ADM_JOBS_HDR + (size_t)k * DMCE_ADM_JOB_SIZE);
         }
     }
@@ -1497,21 +1518,29 @@ static void failover(struct dmce_disp *d, uint32_t id)
     for (uint32_t b = 1; b < d->nids; b++) {
         pthread_mutex_lock(&d->lock);
         struct dblock k = d->blocks[b];
-        int mirror_alive = k.mirror && d->daemons[k.mirror].state == DMCE_DISP_ALIVE;
         pthread_mutex_unlock(&d->lock);
         if (!k.live)
             continue;
         if (k.primary == id) {
             int r = -ENODEV;
-            if (mirror_alive && k.state == DMCE_DISP_MIRRORED) {
+            /* A new block that died before its events: its copy, if made, is whole. */
+            uint32_t holder = k.state == DMCE_DISP_MIRRORED ? k.mirror
+                              : k.fresh && k.state == DMCE_DISP_REMIRRORING ? k.peer_pending
+                                                                             : 0;
+            pthread_mutex_lock(&d->lock);
+            int holder_alive = holder && d->daemons[holder].state == DMCE_DISP_ALIVE;
+            pthread_mutex_unlock(&d->lock);
+            if (holder_alive) {
                 uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE], resp[DMCE_MSMP_PROMOTE_RESP_SIZE];
                 dmce_msmp_block_req_encode(b, rq);
-                r = daemon_rpc(d, k.mirror, DMCE_MSMP_OP_PROMOTE, rq, sizeof(rq), resp,
+                r = daemon_rpc(d, holder, DMCE_MSMP_OP_PROMOTE, rq, sizeof(rq), resp,
                                sizeof(resp), NULL);
             }
             pthread_mutex_lock(&d->lock);
             struct dblock *kk = &d->blocks[b];
             if (r == 0 || r == -EALREADY) {
+                kk->mirror = (uint16_t)holder;
+                kk->fresh = 0;
                 kk->primary = kk->mirror;
                 kk->mirror = 0;
                 kk->state = DMCE_DISP_SINGLE;

@@ -139,12 +139,12 @@ static int table_fits(struct dmce_memd *m, const dmce_bk_table_t *t, const char 
                       size_t len)
 {
     if (strncmp(t->cluster, m->cfg.cluster, DMCE_BK_CLUSTER_MAX) != 0) {
-        snprintf(why, len, "%s holds backups of cluster \"%s\", not \"%s\"", dir, t->cluster,
+        dmce_msgf(why, len, "%s holds backups of cluster \"%s\", not \"%s\"", dir, t->cluster,
                  m->cfg.cluster);
         return -EXDEV;
     }
     if (t->layout != (uint32_t)m->layout) {
-        snprintf(why, len, "%s holds backups made with address layout %s; this cluster uses %s",
+        dmce_msgf(why, len, "%s holds backups made with address layout %s; this cluster uses %s",
                  dir, dmce_layout_name((dmce_layout_t)t->layout), dmce_layout_name(m->layout));
         return DMCE_ELAYOUT;
     }
@@ -572,6 +572,7 @@ static int restore_block(struct dmce_memd *m, const char *dir, const dmce_bk_tab
     bk->recovered[id] = (uint8_t)recovering;
     STAT_ADD(m, DMCE_STAT_RESTORED, 1);
     memd_disp_event(m, id, DMCE_DISP_EV_CREATED, 0, 0); /* the dispatcher re-mirrors it */
+    memd_disp_flush_events(m);
     LOG_WARN("block %u %s from %s (generation %llu, %u file(s)) in %.1f ms: %llu allocation(s), "
              "%llu bytes of %zu session(s), waiting %lld ms for their clients",
              id, recovering ? "recovered" : "restored", dir,
@@ -926,6 +927,7 @@ int memd_backup_start(struct dmce_memd *m)
             bytes += bk->table.blocks[i].size;
         LOG_INFO("recovering %u block(s), %.1f MiB, from %s", bk->table.nblocks,
                  (double)bytes / (1 << 20), bk->set_dir);
+        memd_test_pause("DMCE_TEST_RECOVER_PAUSE_MS", "a slow recovery");
         bk->cur.id = ++bk->next_id;
         bk->cur.kind = DMCE_ADM_TASK_RECOVER;
         bk->cur.state = DMCE_ADM_JOB_RUNNING;

@@ -161,7 +161,8 @@ static void *pulse_main(void *arg)
         ts.tv_nsec += (long)ms * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&m->hb_cond, &m->hb_lock, &ts);
+        if (!ev_queue) /* events queued before we waited are sent now, not a pulse later */
+            pthread_cond_timedwait(&m->hb_cond, &m->hb_lock, &ts);
         if (atomic_load(&m->stop))
             break;
         pthread_mutex_unlock(&m->hb_lock);
@@ -280,6 +281,17 @@ void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32
     *pp = e;
     pthread_cond_signal(&m->hb_cond); /* send it now, not at the next pulse */
     pthread_mutex_unlock(&m->hb_lock);
+}
+
+void memd_disp_flush_events(struct dmce_memd *m)
+{
+    if (!m->disp_mode || !atomic_load(&m->registered))
+        return;
+    pthread_mutex_lock(&m->disp_lock);
+    int r = atomic_load(&m->registered) ? send_events(m) : 0;
+    pthread_mutex_unlock(&m->disp_lock);
+    if (r < 0) /* the pulse thread registers again and sends them */
+        LOG_DEBUG("block events not delivered yet: %s", dmce_strerror(r));
 }
 
 int memd_disp_mirror_new_block(struct dmce_memd *m, struct memd_block *b)

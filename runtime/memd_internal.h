@@ -143,6 +143,7 @@ struct memd_conn {
     dmce_inbuf_t in;            /* received bytes, not yet handled */
     dmce_outbuf_t out;          /* responses, not yet sent */
     int closing;                /* close once out is flushed */
+    int held;                   /* a client request waits for the daemon's start to end */
     /*
      * Descriptors to pass (SCM_RIGHTS), each with the output offset of the
      * response frame it belongs to. Owner: this connection (dup()s, closed
@@ -208,6 +209,13 @@ struct dmce_memd {
     atomic_uint_fast64_t clients;
     atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
     atomic_int stop;
+    /*
+     * Set while the daemon starts with its workers already serving: the
+     * dispatcher, peers and admin tools are answered (a long recovery must
+     * not look like a stall), client requests wait (held) until the blocks
+     * are back and the initial ones made.
+     */
+    atomic_int starting;
     uint64_t start_ms;
     unsigned ncpus;             /* CPUs this daemon may run on */
     atomic_uint spinning;       /* workers polling their rings right now */
@@ -349,6 +357,13 @@ void memd_sess_account_locked(struct dmce_memd *m, struct memd_session *s, uint6
 /* A session with no connection (its client is away): kept for grace_ms. sess_lock held. */
 struct memd_session *memd_sess_orphan_locked(struct dmce_memd *m, uint32_t id);
 
+/*
+ * Test hook: when the environment variable `env` holds a number of ms
+ * (1..60000), log `what` and sleep that long. Tests use it to hit a
+ * moment (a move under way, a recovery under way) with a kill or a client.
+ */
+void memd_test_pause(const char *env, const char *what);
+
 /* ---- mirroring (memd_mirror.c) ---- */
 
 /*
@@ -424,9 +439,19 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer,
 int memd_disp_start(struct dmce_memd *m);
 void memd_disp_stop(struct dmce_memd *m);
 
-/* Tell the dispatcher about a block (best effort: the next registration reports all). */
+/*
+ * Tell the dispatcher about a block: queued, sent by the pulse thread at
+ * once (best effort: the next registration reports all).
+ */
 void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32_t peer,
                      uint64_t bytes);
+/*
+ * Send the queued events now, from the caller's thread (not under
+ * grow_lock: a round trip). A new block is known to the dispatcher before
+ * any allocation in it is handed out; if the daemon dies after that, the
+ * failover knows the block.
+ */
+void memd_disp_flush_events(struct dmce_memd *m);
 
 /*
  * A new block, not published yet: if the cluster mirrors, ask the

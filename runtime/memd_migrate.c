@@ -359,22 +359,6 @@ static void release_back(struct dmce_memd *m, const char *path, uint32_t id)
                   dmce_strerror(r));
 }
 
-/*
- * Test hook: DMCE_TEST_ADOPT_PAUSE_MS in the daemon's environment makes it
- * hold a handed-off block that long before taking it over, so that a test
- * can kill it mid-move (tests/integration/test_migrate.c, abort_move).
- */
-static void test_pause(void)
-{
-    const char *e = getenv("DMCE_TEST_ADOPT_PAUSE_MS");
-    long ms = e ? strtol(e, NULL, 10) : 0;
-    if (ms > 0 && ms <= 60000) {
-        LOG_WARN("test hook: holding the handed-off block for %ld ms", ms);
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
 {
     dmce_adm_adopt_t rq;
@@ -426,7 +410,8 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
         return memd_reply_error(m, c, &c->h, r);
     }
     uint64_t frozen_ns = dmce_now_ns();
-    test_pause();
+    /* Test hook: hold the handed-off block, so that a test can kill us mid-move (abort_move). */
+    memd_test_pause("DMCE_TEST_ADOPT_PAUSE_MS", "holding the handed-off block");
 
     struct memd_block *b = NULL;
     uint64_t allocs = 0, bytes = 0;

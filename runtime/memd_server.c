@@ -69,6 +69,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "memd_internal.h"
+#include "msmp_admin.h"
 #include "msmp_dispatch.h"
 #include "msmp.h"
 #include "topology.h"
@@ -544,6 +545,8 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
         memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, (uint32_t)peer, 0);
 out:
     pthread_mutex_unlock(&m->grow_lock);
+    if (id && r == 0)
+        memd_disp_flush_events(m); /* the dispatcher knows it before it is used */
     pthread_mutex_unlock(&m->grow_serial);
     free(elsewhere);
     return r;
@@ -1279,6 +1282,7 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
     pthread_mutex_unlock(&m->sess_lock);
     v[DMCE_STAT_UPTIME_MS] = dmce_now_ms() - m->start_ms;
     v[DMCE_STAT_PREFAULT_PENDING] = atomic_load(&m->pf_pending);
+    v[DMCE_STAT_STARTING] = (uint64_t)atomic_load(&m->starting);
 }
 
 static void op_stats(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
@@ -1359,13 +1363,20 @@ static void conn_close(struct memd_conn *c)
     free(c);
 }
 
+/* What the worker waits for on c: room for output, or requests (not while one is held). */
+static void conn_events(struct memd_conn *c)
+{
+    struct epoll_event ev = {.events = c->want_out ? EPOLLOUT : c->held ? EPOLLRDHUP : EPOLLIN,
+                             .data.ptr = c};
+    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
 static void conn_arm(struct memd_conn *c, int want_out)
 {
     if (c->want_out == want_out)
         return;
-    struct epoll_event ev = {.events = want_out ? EPOLLOUT : EPOLLIN, .data.ptr = c};
-    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
     c->want_out = want_out;
+    conn_events(c);
 }
 
 /* Ring connections: put pending output into the response ring, as much as fits. */
@@ -1461,6 +1472,32 @@ static ssize_t conn_recv(struct memd_conn *c, void *buf, size_t len)
 static int conn_has_frame(const struct memd_conn *c);
 
 /*
+ * Whether request op waits while the daemon starts (client requests: they
+ * would see blocks and sessions that recovery has not brought back yet),
+ * or is answered at once (the dispatcher's, peers' and admin requests).
+ */
+static int held_while_starting(uint16_t op)
+{
+    switch (op) {
+    case DMCE_MSMP_OP_STATS:
+    case DMCE_MSMP_OP_BLOCKS:
+    case DMCE_MSMP_OP_MIRROR_CREATE:
+    case DMCE_MSMP_OP_MIRROR_START:
+    case DMCE_MSMP_OP_PROMOTE:
+    case DMCE_MSMP_OP_DROP:
+    case DMCE_MSMP_OP_SESSIONS:
+    case DMCE_MSMP_OP_HANDOFF:
+    case DMCE_MSMP_OP_ADOPT:
+    case DMCE_MSMP_OP_RELEASE:
+    case DMCE_MSMP_OP_REPARENT:
+    case DMCE_MSMP_OP_BACKUP:
+    case DMCE_MSMP_OP_BACKUP_STATUS:
+    case DMCE_MSMP_OP_RESTORE: return 0;
+    default: return 1;
+    }
+}
+
+/*
  * Handle every complete frame already received, then read more. One recv
  * per wake-up in the common case: a read shorter than the room offered
  * means the socket is drained, and level-triggered epoll reports the next
@@ -1487,6 +1524,12 @@ static int conn_input(struct dmce_memd *m, struct memd_conn *c)
             return 0;
         }
         if (r == 1) {
+            if (atomic_load_explicit(&m->starting, memory_order_acquire) &&
+                held_while_starting(c->h.op)) {
+                c->held = 1; /* stays buffered: the worker's evfd wakes it (start_done) */
+                conn_events(c);
+                break;
+            }
             dispatch(m, c, payload);
             dmce_inbuf_consume(&c->in, DMCE_MSMP_HDR_SIZE + (size_t)c->h.len);
             continue;
@@ -1784,8 +1827,24 @@ static void *worker_main(void *arg)
                 conn_accept(w);
                 continue;
             }
-            if (tag == &w->evfd)
+            if (tag == &w->evfd) {
+                uint64_t v;
+                if (read(w->evfd, &v, sizeof(v)) < 0) {
+                    /* EAGAIN: drained by an earlier wake-up */
+                }
+                /* The start ended (or the daemon stops): requests held back go on. */
+                for (struct memd_conn *c = w->conns, *next; c; c = next) {
+                    next = c->next;
+                    if (!c->held || atomic_load(&m->starting))
+                        continue;
+                    c->held = 0;
+                    conn_events(c);
+                    if (conn_input(m, c) < 0 ||
+                        (dmce_outbuf_pending(&c->out) && conn_flush(c) < 0))
+                        conn_close(c);
+                }
                 continue;
+            }
             if (tag == &w->bell) {
                 uint64_t v;
                 if (read(w->bell, &v, sizeof(v)) < 0) {
@@ -1796,7 +1855,12 @@ static void *worker_main(void *arg)
             }
             struct memd_conn *c = tag;
             int bad = 0;
-            if (c->ring) {
+            if (c->held) { /* a request waits for the start to end: only output, or its end */
+                if (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                    bad = 1;
+                else if (evs[i].events & EPOLLOUT)
+                    bad = conn_flush(c) < 0;
+            } else if (c->ring) {
                 bad = ring_socket_event(c) < 0;
             } else if (evs[i].events & EPOLLOUT) {
                 bad = conn_flush(c) < 0;
@@ -2049,6 +2113,27 @@ static int start_workers(struct dmce_memd *m)
     return 0;
 }
 
+void memd_test_pause(const char *env, const char *what)
+{
+    const char *e = getenv(env);
+    long ms = e ? strtol(e, NULL, 10) : 0;
+    if (ms > 0 && ms <= 60000) {
+        LOG_WARN("test hook %s: %s for %ld ms", env, what, ms);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The start is over: client requests held back go on (each worker re-reads its held ones). */
+static void start_done(struct dmce_memd *m)
+{
+    atomic_store_explicit(&m->starting, 0, memory_order_release);
+    const uint64_t one = 1;
+    for (int i = 0; i < m->nworkers; i++)
+        if (write(m->workers[i].evfd, &one, sizeof(one)) < 0)
+            LOG_WARN("worker %d: cannot wake it: %s", i, strerror(errno));
+}
+
 int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
 {
     struct dmce_memd *m = calloc(1, sizeof(*m));
@@ -2156,6 +2241,18 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         r = -ENOMEM;
         goto fail;
     }
+    /*
+     * Serve from now on, but hold client requests (held_while_starting)
+     * until the blocks are back and the initial ones made: the dispatcher
+     * reads our blocks as soon as we register, and a recovery of many GiB
+     * must not look like a stall to it.
+     */
+    atomic_store(&m->starting, 1);
+    r = start_workers(m);
+    if (r < 0) {
+        LOG_ERROR("cannot start workers: %s", strerror(-r));
+        goto fail;
+    }
     /* Recovery (recover = yes) brings backed-up blocks back before any new one. */
     r = memd_backup_start(m);
     if (r < 0)
@@ -2165,12 +2262,7 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         if (r < 0)
             goto fail;
     }
-
-    r = start_workers(m);
-    if (r < 0) {
-        LOG_ERROR("cannot start workers: %s", strerror(-r));
-        goto fail;
-    }
+    start_done(m);
     char cap[32];
     LOG_INFO("serving on %s: blocks %u..%u of %s, capacity %s, layout %s, %d workers",
              m->sock_path, m->block_first, m->block_last,

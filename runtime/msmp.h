@@ -285,6 +285,7 @@ enum dmce_msmp_stat {
     DMCE_STAT_BACKUP_BYTES,
     DMCE_STAT_BACKUP_REPASSES,
     DMCE_STAT_RESTORED,
+    DMCE_STAT_STARTING,          /* 1 while client requests wait for the start to end */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

@@ -246,6 +246,7 @@ void dmce_adm_job_encode(const dmce_adm_job_t *m, uint8_t *out)
     dmce_put_le64(out + 24, m->bytes);
     dmce_put_le64(out + 32, m->age_ms);
     dmce_put_le64(out + 40, m->took_us);
+    dmce_put_le64(out + 48, m->frozen_us);
 }
 
 int dmce_adm_jobs_count(const uint8_t *in, size_t len, uint32_t *count)
@@ -267,6 +268,7 @@ int dmce_adm_job_decode(const uint8_t *in, size_t len, uint32_t i, dmce_adm_job_
     m->bytes = dmce_get_le64(e + 24);
     m->age_ms = dmce_get_le64(e + 32);
     m->took_us = dmce_get_le64(e + 40);
+    m->frozen_us = dmce_get_le64(e + 48);
     if (m->state < DMCE_ADM_JOB_QUEUED || m->state > DMCE_ADM_JOB_FAILED || m->err > 0)
         return -EBADMSG;
     return 0;

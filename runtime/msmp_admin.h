@@ -156,7 +156,7 @@ enum dmce_adm_job_state {
 
 /* Request: empty. Response: u32 count, u32 reserved, count entries (oldest first). */
 #define DMCE_ADM_JOBS_HDR 8u
-#define DMCE_ADM_JOB_SIZE 48u
+#define DMCE_ADM_JOB_SIZE 56u
 typedef struct dmce_adm_job {
     uint32_t id;
     uint32_t block;
@@ -165,7 +165,8 @@ typedef struct dmce_adm_job {
     int32_t err;        /* FAILED: why (negative errno or DMCE_E*) */
     uint64_t bytes;     /* the block's size */
     uint64_t age_ms;    /* since it was queued */
-    uint64_t took_us;   /* DONE/FAILED: how long the move took; the writers' pause is in frozen_us */
+    uint64_t took_us;   /* DONE/FAILED: how long the move took */
+    uint64_t frozen_us; /* DONE: how long the block answered DMCE_EMOVING (the writers' pause) */
 } dmce_adm_job_t;
 size_t dmce_adm_jobs_size(uint32_t count);
 void dmce_adm_jobs_hdr_encode(uint32_t count, uint8_t *out);
@@ -207,8 +208,8 @@ int dmce_adm_daemon_decode(const uint8_t *in, size_t len, uint32_t i, dmce_adm_d
 /*
  * backup / restore request: u32 block (0 = every primary / every block of
  * the backup set), u32 flags, u32 dir_len, u32 reserved, dir (empty = the
- * daemon's backup_dir). Response: u32 task ID, u32 blocks queued
- * (dmce_adm_pair_encode). The task runs on the daemon's backup thread:
+ * daemon's own set, backup_dir/memd-ID). Response: u32 task ID, u32 the
+ * block asked for (dmce_adm_pair_encode). The task runs on the daemon's backup thread:
  * follow it with backup_status.
  */
 #define DMCE_ADM_BACKUP_HDR 16u
@@ -267,8 +268,8 @@ typedef struct dmce_adm_bk_entry {
  * backup_status response: the task (64 bytes: u32 id, kind, state, err,
  * blocks_total, blocks_done; u64 bytes_total, bytes_done, bytes_written,
  * pages_written, elapsed_us), u32 interval_s (0: no periodic backup),
- * u32 detail_len, u32 dir_len, u32 count, detail, dir (the daemon's
- * backup_dir, "" = none), count table entries.
+ * u32 detail_len, u32 dir_len, u32 count, detail, dir (the daemon's own
+ * set, backup_dir/memd-ID; "" = none), count table entries.
  */
 #define DMCE_ADM_BK_STATUS_HDR 80u
 typedef struct dmce_adm_bk_status {

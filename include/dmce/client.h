@@ -238,6 +238,7 @@ typedef struct dmce_stats {
     uint64_t backup_bytes;    /* bytes written to backup files */
     uint64_t backup_repasses; /* backups that read their block twice (mallocs during the first) */
     uint64_t restored;        /* blocks brought back from backup files (recovery, restore) */
+    uint64_t starting;        /* 1 while the daemon starts (recovery, initial blocks): client requests wait */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

@@ -93,9 +93,10 @@ const char *harness_disp_sock(void)
 
 /*
  * Ready means answering, not just listening: a daemon listens before it has
- * registered with the dispatcher and made its initial blocks (connections
- * wait in the backlog meanwhile). One request, any status: memd gets a
- * stats request, the dispatcher (id 0) a dispatcher stats request.
+ * registered with the dispatcher, recovered its blocks and made its initial
+ * ones (it answers stats meanwhile, with `starting` set, and holds client
+ * requests). The dispatcher (id 0) gets a dispatcher stats request, any
+ * status; memd a stats request that must say it is no longer starting.
  */
 static int sock_answers(int id, const char *sock)
 {
@@ -107,6 +108,9 @@ static int sock_answers(int id, const char *sock)
     int r = dmce_mconn_rpc(&k, id == 0 ? DMCE_MSMP_OP_DISP_STATS : DMCE_MSMP_OP_STATS, NULL, 0,
                            NULL, 0, resp, sizeof(resp), &rlen, NULL);
     dmce_mconn_close(&k);
+    uint64_t v[DMCE_STAT_COUNT_];
+    if (id != 0 && r == 0 && dmce_msmp_stats_decode(resp, rlen, v) == 0)
+        return v[DMCE_STAT_STARTING] == 0;
     return !(r == DMCE_ECLOSED || r == -ETIMEDOUT || r == -EPROTO || r == -ECONNREFUSED ||
              r == -ENOENT || r == -EMSGSIZE);
 }

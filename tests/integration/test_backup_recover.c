@@ -30,6 +30,7 @@
  *   - bad_requests: malformed frames, relative directory, no backup
  *     directory, unknown block, a directory without a set.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -712,12 +713,24 @@ static int all_mirrored(void *arg)
     return dmce_cluster_stats(observer, &cs) == 0 && cs.blocks > 0 && cs.blocks_mirrored == cs.blocks;
 }
 
+/* Block b[1] is neither in daemon b[0]'s table nor in its set's files. */
 static int block_not_in_set(void *arg)
 {
-    uint32_t *b = arg; /* b[0] daemon, b[1] block */
+    uint32_t *b = arg;
     dmce_adm_bk_status_t st;
     dmce_adm_bk_entry_t e;
-    return status_get((int)b[0], &st) == 0 && entry_of(&st, b[1], &e) == -ENOENT;
+    if (status_get((int)b[0], &st) < 0 || entry_of(&st, b[1], &e) != -ENOENT)
+        return 0;
+    char dir[300], prefix[32];
+    snprintf(dir, sizeof(dir), "%s/memd-%u", bkdir, b[0]);
+    snprintf(prefix, sizeof(prefix), "b%u.", b[1]);
+    DIR *d = opendir(dir);
+    int files = 0;
+    for (struct dirent *x; d && (x = readdir(d));)
+        files += strncmp(x->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return files == 0;
 }
 
 static void with_dispatcher(void **state)
@@ -794,12 +807,85 @@ static void with_dispatcher(void **state)
                      0);
     dmce_mconn_close(&k);
     uint32_t gone[2] = {now_on, blk};
-    assert_true(harness_wait(block_not_in_set, gone, 10000));
-    char path[512];
-    set_file(path, sizeof(path), (int)now_on, blk, 1, "full");
-    assert_int_not_equal(access(path, F_OK), 0);
+    assert_true(harness_wait(block_not_in_set, gone, 10000)); /* entry and files */
     check_all(c, &s);
     dmce_disconnect(c);
+    dmce_disconnect(observer);
+    observer = NULL;
+}
+
+/* ---- a slow recovery: the dispatcher waits, clients wait --------------------------------- */
+
+struct early {
+    struct allocs *s;
+    int err;
+    uint64_t waited_ms;
+};
+
+static void *early_client(void *arg)
+{
+    struct early *e = arg;
+    e->err = -ETIMEDOUT;
+    dmce_client_t *c = NULL;
+    const int ids[] = {1};
+    uint64_t t0 = dmce_now_ms();
+    /* Until the new daemon listens (the dead one's socket file is still there), bounded. */
+    uint64_t end = dmce_now_ms() + 10000;
+    while ((e->err = harness_client(&c, ids, 1)) < 0 && dmce_now_ms() < end)
+        usleep(1000);
+    if (e->err < 0)
+        return NULL;
+    e->err = dmce_setup(c, 0, DMCE_SETUP_REATTACH, &TOKEN, NULL); /* held until recovered */
+    e->waited_ms = dmce_now_ms() - t0;
+    for (unsigned i = 0; e->err == 0 && i < NALLOC; i++) {
+        size_t n = alloc_size(i);
+        uint8_t *want = malloc(n), *got = malloc(n);
+        fill(want, n, i, e->s->version[i]);
+        if ((e->err = dmce_read(c, e->s->a[i], got, n)) == 0 && memcmp(want, got, n) != 0)
+            e->err = -EIO;
+        free(want);
+        free(got);
+    }
+    dmce_disconnect(c);
+    return NULL;
+}
+
+/*
+ * A recovery that takes longer than the dispatcher's request timeout: the
+ * daemon answers the dispatcher meanwhile (not declared stalled, not
+ * killed), and a client that comes early waits and then finds its data.
+ */
+static void slow_recovery(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_start_dispatcher(0, "--mirroring=off", "--request-timeout-ms=300",
+                                              NULL),
+                     0);
+    assert_int_equal(harness_start(1, "--block-size=4M", "--max-blocks=4", bkflag, NULL), 0);
+    assert_int_equal(dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer), 0);
+    dmce_client_t *c = client_with_token(1, 0);
+    struct allocs s;
+    make_allocs(c, &s);
+    backup_ok(1, 0, NULL);
+    harness_kill(1);
+    dmce_disconnect(c);
+    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)0, 10000));
+
+    struct early e = {.s = &s};
+    pthread_t th;
+    setenv("DMCE_TEST_RECOVER_PAUSE_MS", "1500", 1);
+    assert_int_equal(pthread_create(&th, NULL, early_client, &e), 0);
+    int r = harness_start(1, "--block-size=4M", "--max-blocks=4", bkflag, "--recover", NULL);
+    unsetenv("DMCE_TEST_RECOVER_PAUSE_MS");
+    pthread_join(th, NULL);
+    assert_int_equal(r, 0);
+    assert_int_equal(e.err, 0);
+    /* Connected while the daemon recovered, held (not refused), served after: its data. */
+    assert_true(e.waited_ms >= 1000);
+    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)1, 5000));
+    dmce_cluster_stats_t cs;
+    assert_int_equal(dmce_cluster_stats(observer, &cs), 0);
+    assert_int_equal(cs.deaths, 1); /* the kill; not the slow start */
     dmce_disconnect(observer);
     observer = NULL;
 }
@@ -867,6 +953,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill_mid_backup, setup_dirs, teardown),
         cmocka_unit_test_setup_teardown(consistent_under_mallocs, setup_dirs, teardown),
         cmocka_unit_test_setup_teardown(with_dispatcher, setup_dirs, teardown),
+        cmocka_unit_test_setup_teardown(slow_recovery, setup_dirs, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
