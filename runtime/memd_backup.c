@@ -610,7 +610,7 @@ static void run_backup(struct dmce_memd *m, const struct bk_task *tk)
     else if (r < 0)
         dmce_msgf(why, sizeof(why), "%s", dmce_strerror(r));
     int own = r == 0 && own_set(bk, dir);
-    dmce_bk_table_t other, *t = own ? &bk->table : &other;
+    dmce_bk_table_t other = {0}, *t = own ? &bk->table : &other;
     if (r == 0 && !own) { /* another directory: add to what is there, in full images */
         r = dmce_bk_table_load(dir, &other, why, sizeof(why));
         if (r == -ENOENT)

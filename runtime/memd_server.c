@@ -14,7 +14,7 @@
  * thread only runs the periodic tick (grace-period expiry) and signals.
  *
  * The Block ID Lookup Table (struct memd_table) is an array indexed by
- * block ID - block_first, published with rcu_assign_pointer. The request
+ * block ID - block_first, published as rcu_assign_pointer does. The request
  * path reads it inside rcu_read_lock() and never takes a lock to find a
  * block; growth copies the table, publishes the copy and frees the old one
  * after a grace period. A block's memory stays mapped until shutdown, so a
@@ -159,9 +159,15 @@ const size_t dmce_memd_config_ndefs = DMCE_ARRAY_LEN(dmce_memd_config_defs);
 
 /* ---- blocks ----------------------------------------------------------------------- */
 
+/*
+ * The table pointer is published with a release store and read with an
+ * acquire load (what rcu_assign_pointer / rcu_dereference promise, in C11
+ * terms ThreadSanitizer sees: a table and the blocks in it are whole
+ * before a reader finds them). liburcu still provides the grace periods.
+ */
 struct memd_table *memd_table_get(struct dmce_memd *m)
 {
-    return rcu_dereference(m->table);
+    return __atomic_load_n(&m->table, __ATOMIC_ACQUIRE);
 }
 
 void memd_block_name(const struct dmce_memd *m, uint32_t id, char *buf, size_t len)
@@ -416,7 +422,7 @@ static struct memd_table *table_copy(struct dmce_memd *m, const struct memd_tabl
 static void table_publish_locked(struct dmce_memd *m, struct memd_table *nt)
 {
     struct memd_table *old = m->table;
-    rcu_assign_pointer(m->table, nt);
+    __atomic_store_n(&m->table, nt, __ATOMIC_RELEASE); /* rcu_assign_pointer (memd_table_get) */
     synchronize_rcu();
     free(old);
 }

@@ -41,8 +41,16 @@ int dmce_numa_bind_memory(void *addr, size_t len, int node, int move)
     if ((unsigned)node >= sizeof(mask) * 8)
         return 0;
     mask[node / (8 * sizeof(long))] |= 1ul << (node % (8 * sizeof(long)));
-    /* MPOL_MF_MOVE: pages only this process maps move now; others stay (MOVE_ALL: CAP_SYS_NICE). */
-    if (mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, move ? MPOL_MF_MOVE : 0) < 0)
+    /*
+     * move: MPOL_MF_MOVE_ALL moves every page, also those other processes
+     * map (their mappings stay valid); it needs CAP_SYS_NICE. Without it,
+     * MPOL_MF_MOVE moves the pages only this process maps; others stay.
+     */
+    unsigned flags = move ? MPOL_MF_MOVE_ALL : 0;
+    int r = mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, flags);
+    if (r < 0 && errno == EPERM && move)
+        r = mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, MPOL_MF_MOVE);
+    if (r < 0)
         return -errno;
     return 1;
 }

@@ -18,8 +18,9 @@ int dmce_topology_numa_nodes(const char *synthetic, unsigned *count);
 
 /*
  * Bind [addr, addr+len) to NUMA node `node` before first touch; with
- * move, also move the pages it has now that only this process maps
- * (pages other processes map too stay; new ones come from `node`).
+ * move, also move the pages it has now: all of them with CAP_SYS_NICE
+ * (MPOL_MF_MOVE_ALL; other processes' mappings stay valid), else those
+ * only this process maps (the others stay; new ones come from `node`).
  * Returns 1 if bound, 0 if binding is not possible here (no NUMA
  * support, or the node does not exist in the kernel), -errno on a real
  * failure.

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,9 +49,21 @@ int harness_init(void)
 
 const char *harness_sock(int id)
 {
-    static char path[H_MAX_DAEMONS + 1][300];
+    static _Thread_local char path[H_MAX_DAEMONS + 1][300]; /* tests call it from threads */
     snprintf(path[id], sizeof(path[id]), "%s/memd-%d.sock", H.dir, id);
     return path[id];
+}
+
+pid_t harness_fork(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) /* it died before the line above */
+            _exit(127);
+    }
+    return pid;
 }
 
 /* id > 0: dmce-memd --id id; id 0: dmce-dispatcher (first extra flag already in ap). */
@@ -76,7 +89,7 @@ static pid_t spawn(int id, va_list ap)
     while ((a = va_arg(ap, const char *)) && n < 62)
         argv[n++] = (char *)a;
     argv[n] = NULL;
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     if (pid == 0) {
         execv(bin, argv);
         _exit(127);

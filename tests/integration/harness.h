@@ -82,6 +82,14 @@ int harness_client_dir(dmce_client_t **out, unsigned extra_flags);
 /* 1 when this run's clients map blocks (local reads and writes). */
 int harness_mapped(void);
 
+/*
+ * fork() for a test's helper processes (and the daemons it starts): the
+ * child is killed when the test process dies (PR_SET_PDEATHSIG), so that
+ * a test killed by its timeout leaves no process behind. Same returns as
+ * fork().
+ */
+pid_t harness_fork(void);
+
 /* Poll cond(arg) every 5 ms until true or timeout_ms; returns 1 if it held. */
 int harness_wait(int (*cond)(void *), void *arg, unsigned timeout_ms);
 

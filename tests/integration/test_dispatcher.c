@@ -845,7 +845,7 @@ static int start_fake(enum fake_mode mode, uint32_t id, struct fake *f)
     if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     if (pid == 0) {
         close(p[0]);
         fake_main(mode, id, sock, p[1]);

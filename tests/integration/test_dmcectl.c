@@ -402,19 +402,39 @@ static int teardown(void **state);
  * ndaemons daemons. A setup that fails cleans up itself: cmocka runs no
  * teardown after it.
  */
-static int start_cluster(int with_dispatcher, int ndaemons)
+/* numa: each daemon on its own node of a synthetic topology (node id-1). */
+static int start_cluster_on(int with_dispatcher, int ndaemons, int numa)
 {
     int ok = harness_init() == 0;
     if (ok && with_dispatcher)
         ok = harness_start_dispatcher(0, "--mirroring=on", "--request-timeout-ms=10000", NULL) == 0;
-    for (int id = 1; ok && id <= ndaemons; id++)
-        ok = harness_start(id, "--block-size=4M", "--max-blocks=64", "--grace-ms=60000", NULL) == 0;
+    for (int id = 1; ok && id <= ndaemons; id++) {
+        char node[32];
+        snprintf(node, sizeof(node), "--numa-node=%d", id - 1);
+        if (numa)
+            ok = harness_start(id, "--block-size=4M", "--max-blocks=64", "--grace-ms=60000",
+                               "--topology=pack:3 numa:1 core:1 pu:1", node, NULL) == 0;
+        else
+            ok = harness_start(id, "--block-size=4M", "--max-blocks=64", "--grace-ms=60000",
+                               NULL) == 0;
+    }
     if (ok && with_dispatcher)
         ok = dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer) == 0 &&
              harness_wait(alive_count, (void *)(uintptr_t)(unsigned)ndaemons, 10000);
     if (!ok)
         teardown(NULL);
     return ok ? 0 : -1;
+}
+
+static int start_cluster(int with_dispatcher, int ndaemons)
+{
+    return start_cluster_on(with_dispatcher, ndaemons, 0);
+}
+
+static int setup_three_nodes(void **state)
+{
+    (void)state;
+    return start_cluster_on(1, 3, 1);
 }
 
 static int setup_three(void **state)
@@ -815,6 +835,50 @@ static void migrate_block(void **state)
     dmce_disconnect(c);
 }
 
+/*
+ * --to-node on a synthetic three-node topology (daemon N on node N-1): the
+ * block goes to the daemon of that node; its own node, or a node without
+ * a daemon, is refused with the reason.
+ */
+static void migrate_to_node(void **state)
+{
+    (void)state;
+    dmce_client_t *c = client(0);
+    uint32_t block;
+    dmce_addr_t a = alloc_pattern(c, 256 * 1024, 5, &block);
+    assert_true(harness_wait(two_copies, NULL, 30000));
+    uint32_t from = primary_from_blocks(block);
+    assert_true(from >= 1 && from <= 3);
+    uint32_t node = from % 3; /* the next daemon's node: daemon from % 3 + 1 */
+    char sb[16], sn[16], sown[16], want[96];
+    snprintf(sb, sizeof(sb), "%u", block);
+    snprintf(sn, sizeof(sn), "%u", node);
+    snprintf(sown, sizeof(sown), "%u", from - 1);
+    struct run r;
+    CTL(&r, "migrate", sb, "--to-node", sn);
+    expect_exit(&r, 0);
+    snprintf(want, sizeof(want), "block %u moved from memd[%u] to memd[%u]", block, from,
+             node + 1);
+    expect_in(r.out, want);
+    run_free(&r);
+    assert_int_equal(primary_from_blocks(block), node + 1);
+    expect_pattern(c, a, 256 * 1024, 5);
+    /* Where it is already: refused, nothing moves. */
+    snprintf(sown, sizeof(sown), "%u", node);
+    CTL(&r, "migrate", sb, "--to-node", sown);
+    expect_exit(&r, 1);
+    expect_in(r.err, "there already");
+    run_free(&r);
+    /* A node no daemon is on. */
+    CTL(&r, "migrate", sb, "--to-node", "7");
+    expect_exit(&r, 1);
+    expect_in(r.err, "migrate block");
+    run_free(&r);
+    assert_int_equal(primary_from_blocks(block), node + 1);
+    expect_pattern(c, a, 256 * 1024, 5);
+    dmce_disconnect(c);
+}
+
 /* ---- drain ----------------------------------------------------------------------------------- */
 
 static void drain_daemon(void **state)
@@ -1190,6 +1254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(no_cluster, setup_none, teardown),
         cmocka_unit_test_setup_teardown(cluster_views, setup_three, teardown),
         cmocka_unit_test_setup_teardown(migrate_block, setup_three, teardown),
+        cmocka_unit_test_setup_teardown(migrate_to_node, setup_three_nodes, teardown),
         cmocka_unit_test_setup_teardown(drain_daemon, setup_three, teardown),
         cmocka_unit_test_setup_teardown(watch_until_sigterm, setup_three, teardown),
         cmocka_unit_test_setup_teardown(without_dispatcher, setup_alone, teardown),

@@ -218,7 +218,7 @@ static int writer_main(int me)
 
 static pid_t start_writer(int me)
 {
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     if (pid == 0)
         _exit(writer_main(me));
     return pid;

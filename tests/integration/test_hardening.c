@@ -188,7 +188,7 @@ static int own_start_v(struct own *d, mode_t premade, int quiet, const char *clu
     while ((a = va_arg(ap, const char *)) && n < 30)
         argv[n++] = (char *)a;
     argv[n] = NULL;
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     if (pid < 0)
         return -errno;
     if (pid == 0) {
@@ -619,7 +619,7 @@ static void as_nobody(const struct passwd *pw, const struct own *d, dmce_addr_t 
 {
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         close(p[0]);
@@ -1429,7 +1429,7 @@ static void test_crash_restart_loop(void **state)
         unsigned mode = (unsigned)i % 3;
         /* Kill after 0..40 cycles; every 10th time before the client is even set up. */
         struct child_probe cp = {.sh = sh, .want_ops = (uint64_t)(i * 7) % 41};
-        cp.pid = fork();
+        cp.pid = harness_fork();
         assert_true(cp.pid >= 0);
         if (cp.pid == 0)
             crash_child(sh, modes[mode]);

@@ -137,7 +137,7 @@ static void test_two_processes_share_a_mapping(void **state)
     (void)state;
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
-    pid_t child = fork();
+    pid_t child = harness_fork();
     assert_true(child >= 0);
     if (child == 0) {
         close(pfd[1]);
@@ -253,7 +253,7 @@ static void test_block_metadata_is_read_only(void **state)
     assert_int_equal(dmce_map(c, a, 100, 0, (void **)&p), 0);
     uint8_t *block = p - pa.cell; /* whole-block window: the block's first byte */
     assert_int_equal(block[0], 0x00); /* readable: the header's magic starts with 0 */
-    pid_t child = fork();
+    pid_t child = harness_fork();
     assert_true(child >= 0);
     if (child == 0) {
         signal(SIGSEGV, SIG_DFL); /* cmocka's handler would catch it and go on */

@@ -51,7 +51,7 @@ static pid_t spawn_dying_client(int id, uint64_t reserve, struct child_report *r
 {
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         close(p[0]);

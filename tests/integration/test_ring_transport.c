@@ -297,7 +297,7 @@ static void test_many_clients_none_starves(void **state)
     enum { N = 6, OPS = 3000 };
     pid_t pid[N];
     for (int i = 0; i < N; i++) {
-        pid[i] = fork();
+        pid[i] = harness_fork();
         assert_true(pid[i] >= 0);
         if (pid[i] == 0) {
             dmce_connect_opts_t o = {.io_timeout_ms = 10000, .flags = DMCE_CONNECT_NO_MAP};

@@ -277,7 +277,7 @@ static void reader_main(int slot, uint32_t reader, enum mode m, dmce_addr_t addr
 
 static pid_t spawn_writer(int slot, uint32_t w, enum mode m, dmce_addr_t a, int victim)
 {
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     assert_true(pid >= 0);
     if (pid == 0)
         writer_main(slot, w, m, a, victim);
@@ -286,7 +286,7 @@ static pid_t spawn_writer(int slot, uint32_t w, enum mode m, dmce_addr_t a, int 
 
 static pid_t spawn_reader(int slot, uint32_t rd, enum mode m, dmce_addr_t a)
 {
-    pid_t pid = fork();
+    pid_t pid = harness_fork();
     assert_true(pid >= 0);
     if (pid == 0)
         reader_main(slot, rd, m, a);
@@ -525,11 +525,11 @@ static void test_in_and_out_of_process_take_turns(void **state)
     assert_int_equal(pipe(ab), 0);
     assert_int_equal(pipe(ba), 0);
     pid_t p[2];
-    p[0] = fork();
+    p[0] = harness_fork();
     assert_true(p[0] >= 0);
     if (p[0] == 0)
         pingpong_main(0, IN_PROC, a, ba[0], ab[1], 1);
-    p[1] = fork();
+    p[1] = harness_fork();
     assert_true(p[1] >= 0);
     if (p[1] == 0)
         pingpong_main(1, OOP_SOCKET, a, ab[0], ba[1], 0);
