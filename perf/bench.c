@@ -12,11 +12,13 @@
  * At the end, the helpers of bench.h's second half: two cases in turns
  * (dmce_bench_run_pair), results a program times itself, and waiting for
  * a dispatcher's cluster; first written for dmce-bench-mirror, shared by
- * every benchmark that needs them.
+ * every benchmark that needs them. Last, starting and ending a daemon a
+ * benchmark owns (dmce-bench-backup's kill -9 and restart).
  */
 #include "bench.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -964,4 +966,48 @@ int dmce_bench_wait_cluster(dmce_client_t *observer, const char *prog, const cha
     if (out)
         *out = s;
     return 0;
+}
+
+/* ---- processes a benchmark starts (daemons) -------------------------------------------- */
+
+int dmce_bench_spawn(char *const *argv, const char *log, pid_t *pid)
+{
+    fflush(NULL); /* the child must not flush our buffered output again */
+    const pid_t parent = getpid();
+    pid_t p = fork();
+    if (p < 0)
+        return -errno;
+    if (p == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* it stops (cleanly) with its owner */
+        if (getppid() != parent)
+            _exit(1);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int err = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : nul;
+        if (nul < 0 || err < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(err, 2) < 0)
+            _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    *pid = p;
+    return 0;
+}
+
+int dmce_bench_stop_child(pid_t pid, int sig, unsigned ms, int *status)
+{
+    int st = 0, rc = 0;
+    uint64_t deadline = dmce_now_ms() + ms;
+    kill(pid, sig);
+    pid_t w;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && dmce_now_ms() < deadline)
+        dmce_bench_sleep_us(1000);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        w = waitpid(pid, &st, 0);
+        rc = -ETIMEDOUT;
+    }
+    if (w < 0)
+        rc = -errno;
+    if (status)
+        *status = st;
+    return rc;
 }

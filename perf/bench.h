@@ -35,7 +35,9 @@
  * path and its baseline, repetitions interleaved); benchmarks that time
  * events themselves (a failover, a move) make results with
  * dmce_bench_result_latency / _rates and print them with dmce_bench_emit;
- * the dmce_bench_*cluster helpers wait for a dispatcher's cluster.
+ * the dmce_bench_*cluster helpers wait for a dispatcher's cluster;
+ * dmce_bench_spawn and _stop_child start and end a daemon a benchmark
+ * owns.
  *
  * Adding a benchmark: write setup/op/teardown for the thing measured,
  * fill a case, call dmce_bench_run; the harness (perf/run) runs the
@@ -47,6 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <dmce/client.h>
 
@@ -164,6 +167,42 @@ int dmce_bench_opt_choice(const char *prog, const char *name, const char *s,
                           const char *const *names, unsigned n, unsigned *out);
 
 /*
+ * An option's set callback defined in one line, for the common kinds:
+ *
+ *   DMCE_BENCH_OPT_STR(set_dir, ctx_t, dir)          ctx->dir = the argument
+ *   DMCE_BENCH_OPT_SIZE(set_n, "PROG", "n", ctx_t, n, 1, 100)
+ *                                                    dmce_bench_opt_size into ctx->n
+ *   DMCE_BENCH_OPT_CHOICE(set_op, "PROG", "op", ctx_t, op, "get", "set")
+ *                                                    ctx->op (an int) = the index of
+ *                                                    the argument among the names
+ *
+ * Each defines `static int FN(void *user, const char *value)`, user being
+ * a CTX_T *, for a dmce_bench_opt_t's set.
+ */
+#define DMCE_BENCH_OPT_STR(fn, ctx_t, field)                                                       \
+    static int fn(void *user, const char *value)                                                   \
+    {                                                                                              \
+        ((ctx_t *)user)->field = value;                                                            \
+        return 0;                                                                                  \
+    }
+#define DMCE_BENCH_OPT_SIZE(fn, prog, name, ctx_t, field, min, max)                                \
+    static int fn(void *user, const char *value)                                                   \
+    {                                                                                              \
+        return dmce_bench_opt_size(prog, name, value, min, max, &((ctx_t *)user)->field);          \
+    }
+#define DMCE_BENCH_OPT_CHOICE(fn, prog, name, ctx_t, field, ...)                                   \
+    static int fn(void *user, const char *value)                                                   \
+    {                                                                                              \
+        static const char *const names_[] = {__VA_ARGS__};                                         \
+        unsigned k_;                                                                               \
+        if (dmce_bench_opt_choice(prog, name, value, names_, sizeof(names_) / sizeof(names_[0]),   \
+                                  &k_) < 0)                                                        \
+            return -1;                                                                             \
+        ((ctx_t *)user)->field = (int)k_;                                                          \
+        return 0;                                                                                  \
+    }
+
+/*
  * Two cases measured in turns: a's and b's repetitions interleaved (a b,
  * b a, a b, ...), each one run of the frame (dmce_bench_run with --reps 1:
  * its clients, setup and warm-up, untimed), so that whatever else the
@@ -253,5 +292,27 @@ void dmce_bench_print_cluster(const char *prog, const char *what, const dmce_clu
 int dmce_bench_wait_cluster(dmce_client_t *observer, const char *prog, const char *runtime_dir,
                             unsigned daemons, uint64_t min_blocks, unsigned ms,
                             dmce_cluster_stats_t *out);
+
+/* ---- processes a benchmark starts (daemons) -------------------------------------------- */
+
+/*
+ * Start argv[0] (a path) with argv (NULL-terminated) as a child of the
+ * calling thread: stdin and stdout on /dev/null, stderr appended to log
+ * (NULL: /dev/null), and SIGTERM when the thread that called this dies
+ * (PR_SET_PDEATHSIG), so that a benchmark killed by perf/run's timeout
+ * takes the daemons it started with it. Output buffered in stdio is
+ * flushed first. *pid: the child, which the caller owns and reaps
+ * (dmce_bench_stop_child). 0, or a negative errno (fork's). Does not wait
+ * for the program to start: an exec failure is exit status 127.
+ */
+int dmce_bench_spawn(char *const *argv, const char *log, pid_t *pid);
+
+/*
+ * End child pid: send sig (SIGTERM to let it clean up, SIGKILL to kill
+ * it), wait up to ms for it to exit, then SIGKILL and wait for it. Reaps
+ * it; *status (may be NULL) gets its wait status. 0, -ETIMEDOUT when it
+ * had to be killed after ms, or waitpid's error. Blocks.
+ */
+int dmce_bench_stop_child(pid_t pid, int sig, unsigned ms, int *status);
 
 #endif /* DMCE_PERF_BENCH_H */

@@ -684,6 +684,7 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
         dmce_msgf(why, whylen, "%s: %s", path, strerror(errno));
         return r;
     }
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* read ahead: one pass, in order */
     struct reader rd = {.fd = fd, .buf = iobuf};
     uint8_t hb[HDR_SIZE];
     dmce_bk_file_hdr_t h;

@@ -34,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -772,6 +774,9 @@ static void *backup_main(void *arg)
     struct dmce_memd *m = arg;
     struct memd_backup *bk = m->bk;
     rcu_register_thread();
+    /* Below the workers: a backup's reads and hashing must not take their CPU. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        LOG_DEBUG("backup thread: nice 10 refused; it runs at normal priority");
     pthread_mutex_lock(&bk->lock);
     while (!bk->stop) {
         while (bk->forgets) {

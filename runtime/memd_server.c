@@ -93,7 +93,8 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"block_size", DMCE_CFG_SIZE, OFF(block_size), "64M", 1 << 20, 1ll << 40, NULL,
      "bytes per shared-memory block"},
     {"blocks_initial", DMCE_CFG_INT, OFF(blocks_initial), "1", 1, 4096, NULL,
-     "blocks created at start (at least 1; more are created on demand)"},
+     "blocks the daemon has at start, counting those recovery brings back (at least 1; more "
+     "are created on demand)"},
     {"max_blocks", DMCE_CFG_INT, OFF(max_blocks), "16", 1, 4096, NULL,
      "blocks this daemon may create (capacity = max_blocks x block_size)"},
     {"block_first", DMCE_CFG_INT, OFF(block_first), "0", 0, 65535, NULL,
@@ -2263,7 +2264,8 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     r = memd_backup_start(m);
     if (r < 0)
         goto fail;
-    for (int64_t i = 0; i < cfg->blocks_initial; i++) {
+    /* blocks_initial counts the blocks recovery brought back. */
+    for (int64_t i = m->table->count; i < cfg->blocks_initial; i++) {
         r = table_grow(m, m->table->count); /* the path every new block takes */
         if (r < 0)
             goto fail;

@@ -351,6 +351,27 @@ static void kill_recover(void **state)
     dmce_disconnect(c);
 }
 
+/* Regression: a daemon whose recovered blocks fill max_blocks starts (no extra initial block). */
+static void recover_full_daemon(void **state)
+{
+    (void)state;
+    const char *f[] = {"--block-size=4M", "--max-blocks=1", "--grace-ms=60000", bkflag};
+    assert_int_equal(harness_start(1, f[0], f[1], f[2], f[3], NULL), 0);
+    dmce_client_t *c = client_with_token(1, 0);
+    struct allocs s;
+    make_allocs(c, &s);
+    backup_ok(1, 0, NULL);
+    harness_kill(1);
+    dmce_disconnect(c);
+    assert_int_equal(harness_start(1, f[0], f[1], f[2], f[3], "--recover", NULL), 0);
+    c = client_with_token(1, DMCE_SETUP_REATTACH);
+    check_all(c, &s);
+    dmce_stats_t ds;
+    assert_int_equal(dmce_daemon_stats(c, 0, &ds), 0);
+    assert_int_equal(ds.blocks, 1); /* the recovered one; none made on top of it */
+    dmce_disconnect(c);
+}
+
 /* ---- refusals at start ---------------------------------------------------------------------- */
 
 static int flip_byte(const char *path, off_t at)
@@ -955,6 +976,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(kill_recover, setup_dirs, teardown),
         cmocka_unit_test_setup_teardown(refusals, setup_dirs, teardown),
+        cmocka_unit_test_setup_teardown(recover_full_daemon, setup_dirs, teardown),
         cmocka_unit_test_setup_teardown(bad_requests, setup_dirs, teardown),
         cmocka_unit_test_setup_teardown(restore_other_daemon, setup_dirs, teardown),
         cmocka_unit_test_setup_teardown(periodic, setup_dirs, teardown),
