@@ -1626,8 +1626,8 @@ static int cmd_jobs(struct ctl *c, struct args *a)
             job_json(&j, NULL, &v[i]);
         j_list_doc_end(&j);
     } else {
-        static const char *const cols[] = {"JOB",      "BLOCK",  "<FROM", "<TO",  "<STATE",
-                                           "AGE",      "DURATION", "PAUSE", "SIZE", "<ERROR"};
+        static const char *const cols[] = {"JOB", "BLOCK",    "<FROM", "<TO",  "<STATE",
+                                           "AGE", "DURATION", "PAUSE", "SIZE", "<ERROR"};
         struct table t;
         tab_init(&t, cols, DMCE_ARRAY_LEN(cols));
         for (unsigned i = 0; i < n; i++) {

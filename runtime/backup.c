@@ -241,7 +241,8 @@ static int block_entry_ok(const dmce_bk_block_t *b, char *why, size_t whylen)
             (k > 0 && f->generation != b->files[k - 1].generation + 1) ||
             (uint64_t)f->records * REC_SIZE > f->bytes ||
             f->bytes < HDR_SIZE + TRAILER_SIZE + (uint64_t)f->records * REC_SIZE) {
-            dmce_msgf(why, whylen, "table entry of block %u: its chain of files is not valid", b->block);
+            dmce_msgf(why, whylen, "table entry of block %u: its chain of files is not valid",
+                      b->block);
             return DMCE_ECORRUPT;
         }
     }
@@ -265,10 +266,11 @@ int dmce_bk_table_load(const char *dir, dmce_bk_table_t *t, char *why, size_t wh
     uint8_t *buf = NULL;
     int r = fstat(fd, &st) < 0 ? -errno : 0;
     if (r == 0 && (st.st_size < (off_t)(TABLE_HDR_SIZE + 8) ||
-                   st.st_size > (off_t)(TABLE_HDR_SIZE + 8 + (uint64_t)TABLE_MAX_ENTRIES *
-                                                               (TABLE_BLOCK_SIZE + TABLE_SESSION_SIZE)))) {
+                   st.st_size > (off_t)(TABLE_HDR_SIZE + 8 +
+                                        (uint64_t)TABLE_MAX_ENTRIES *
+                                            (TABLE_BLOCK_SIZE + TABLE_SESSION_SIZE)))) {
         dmce_msgf(why, whylen, "%s: %lld bytes is not the size of a backup table", path,
-            (long long)st.st_size);
+                  (long long)st.st_size);
         r = DMCE_ECORRUPT;
     }
     if (r == 0 && !(buf = malloc((size_t)st.st_size)))
@@ -286,7 +288,7 @@ int dmce_bk_table_load(const char *dir, dmce_bk_table_t *t, char *why, size_t wh
         r = DMCE_EBADMAGIC;
     } else if (dmce_get_le32(buf + 8) != FORMAT_VERSION) {
         dmce_msgf(why, whylen, "%s: backup table version %u; this build reads version %u", path,
-            dmce_get_le32(buf + 8), FORMAT_VERSION);
+                  dmce_get_le32(buf + 8), FORMAT_VERSION);
         r = DMCE_EVERSION;
     } else if (dmce_get_le64(buf + len - 8) != dmce_bk_hash(buf, len - 8)) {
         dmce_msgf(why, whylen, "%s: checksum mismatch: the table is damaged", path);
@@ -380,7 +382,8 @@ static int parse_num(const char **s, uint64_t max, char end, uint64_t *out)
     return 0;
 }
 
-/* A name this module writes, exactly: b<ID>.<GEN>.full|delta, or that with "." before and ".tmp" after. */
+/* A name this module writes, exactly: b<ID>.<GEN>.full|delta, or that with "." before and ".tmp"
+ * after. */
 static int block_file_name_parse(const char *name, uint32_t *block, dmce_bk_file_t *f, int *tmp)
 {
     uint64_t blk, gen;
@@ -458,7 +461,7 @@ static int hdr_decode(const uint8_t *in, dmce_bk_file_hdr_t *h, const char *path
     }
     if (dmce_get_le32(in + 8) != FORMAT_VERSION) {
         dmce_msgf(why, whylen, "%s: backup file version %u; this build reads version %u", path,
-            dmce_get_le32(in + 8), FORMAT_VERSION);
+                  dmce_get_le32(in + 8), FORMAT_VERSION);
         return DMCE_EVERSION;
     }
     if (dmce_get_le64(in + HDR_SIZE - 8) != dmce_bk_hash(in, HDR_SIZE - 8)) {
@@ -476,7 +479,8 @@ static int hdr_decode(const uint8_t *in, dmce_bk_file_hdr_t *h, const char *path
     h->base_generation = dmce_get_le64(in + 120);
     h->time_ns = dmce_get_le64(in + 128);
     if (get_str(in + 16, DMCE_BK_CLUSTER_MAX + 1, h->cluster) < 0 ||
-        dmce_get_le32(in + 100) != DMCE_BK_PAGE || dmce_get_le32(in + 136) != DMCE_BLOCK_LAYOUT_WORD) {
+        dmce_get_le32(in + 100) != DMCE_BK_PAGE ||
+        dmce_get_le32(in + 136) != DMCE_BLOCK_LAYOUT_WORD) {
         dmce_msgf(why, whylen, "%s: written by a build with another block format", path);
         return DMCE_ELAYOUT;
     }
@@ -673,8 +677,8 @@ static int rd_at_end(struct reader *rd)
  */
 static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_block_t *b,
                       const dmce_bk_file_t *f, uint64_t prev_gen, uint8_t *base, uint64_t *hashes,
-                      uint8_t *iobuf, void (*progress)(uint64_t, void *), void *arg,
-                      uint64_t *done, char *why, size_t whylen)
+                      uint8_t *iobuf, void (*progress)(uint64_t, void *), void *arg, uint64_t *done,
+                      char *why, size_t whylen)
 {
     char path[4096];
     dmce_bk_file_name(dir, b->block, f, path, sizeof(path));
@@ -698,7 +702,7 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
         r = hdr_decode(hb, &h, path, why, whylen);
     if (r == 0 && strcmp(h.cluster, t->cluster) != 0) {
         dmce_msgf(why, whylen, "%s: a backup of cluster \"%s\", not \"%s\"", path, h.cluster,
-            t->cluster);
+                  t->cluster);
         r = -EXDEV;
     }
     if (r == 0 && (h.kind != f->kind || h.block != b->block || h.daemon != t->daemon ||
@@ -706,10 +710,10 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
                    h.page_size != b->page_size || h.generation != f->generation ||
                    h.base_generation != prev_gen)) {
         dmce_msgf(why, whylen,
-            "%s: its header does not match the backup table (block %u gen %llu of memd[%u]; "
-            "the table expects block %u gen %llu of memd[%u])",
-            path, h.block, (unsigned long long)h.generation, h.daemon, b->block,
-            (unsigned long long)f->generation, t->daemon);
+                  "%s: its header does not match the backup table (block %u gen %llu of memd[%u]; "
+                  "the table expects block %u gen %llu of memd[%u])",
+                  path, h.block, (unsigned long long)h.generation, h.daemon, b->block,
+                  (unsigned long long)f->generation, t->daemon);
         r = DMCE_ECORRUPT;
     }
     if (r == 0)
@@ -729,7 +733,8 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
         }
         if (idx >= b->pages || (in_pass && idx <= last) || (flags & ~REC_ZERO) ||
             ((flags & REC_ZERO) && hash != zh)) {
-            dmce_msgf(why, whylen, "%s: record %u (page %u) is out of order or malformed", path, i, idx);
+            dmce_msgf(why, whylen, "%s: record %u (page %u) is out of order or malformed", path, i,
+                      idx);
             r = DMCE_ECORRUPT;
             break;
         }
@@ -740,7 +745,8 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
             if ((r = rd_get(&rd, dst, DMCE_BK_PAGE)) < 0)
                 break;
             if (dmce_bk_hash(dst, DMCE_BK_PAGE) != hash) {
-                dmce_msgf(why, whylen, "%s: page %u fails its checksum: the file is damaged", path, idx);
+                dmce_msgf(why, whylen, "%s: page %u fails its checksum: the file is damaged", path,
+                          idx);
                 r = DMCE_ECORRUPT;
                 break;
             }
@@ -782,8 +788,8 @@ static int apply_file(const char *dir, const dmce_bk_table_t *t, const dmce_bk_b
 }
 
 int dmce_bk_chain_apply(const char *dir, const dmce_bk_table_t *t, const dmce_bk_block_t *b,
-                        void *base, uint64_t *hashes, void (*progress)(uint64_t, void *),
-                        void *arg, char *why, size_t whylen)
+                        void *base, uint64_t *hashes, void (*progress)(uint64_t, void *), void *arg,
+                        char *why, size_t whylen)
 {
     if (why && whylen)
         why[0] = 0;
@@ -821,7 +827,7 @@ int dmce_bk_verify_block(const char *dir, const dmce_bk_table_t *t, const dmce_b
     r = dmce_bk_chain_apply(dir, t, b, base, NULL, NULL, NULL, why, whylen);
     if (r == 0 && (r = dmce_block_attach(base, b->size)) < 0)
         dmce_msgf(why, whylen, "block %u: the restored bytes are not a block: %s", b->block,
-            dmce_strerror(r));
+                  dmce_strerror(r));
     if (r == 0 && (r = dmce_block_verify(base)) < 0)
         dmce_msgf(why, whylen, "block %u: the restored allocator state is inconsistent", b->block);
     munmap(base, b->size);

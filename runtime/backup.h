@@ -65,9 +65,9 @@ uint64_t dmce_bk_hash(const void *p, size_t len);
 
 typedef struct dmce_bk_file {
     uint64_t generation;
-    uint32_t kind;          /* enum dmce_bk_kind */
+    uint32_t kind; /* enum dmce_bk_kind */
     uint32_t records;
-    uint64_t bytes;         /* the file's size */
+    uint64_t bytes; /* the file's size */
 } dmce_bk_file_t;
 
 typedef struct dmce_bk_block {
@@ -76,9 +76,9 @@ typedef struct dmce_bk_block {
     uint32_t page_size;     /* the block's page size */
     uint32_t pages;         /* DMCE_BK_PAGE pages: size / DMCE_BK_PAGE */
     uint64_t size;
-    uint64_t time_ns;       /* CLOCK_REALTIME of the last backup */
-    uint64_t took_us;       /* how long it took */
-    uint32_t nfiles;        /* 1..DMCE_BK_CHAIN_MAX; files[0] is the full image */
+    uint64_t time_ns; /* CLOCK_REALTIME of the last backup */
+    uint64_t took_us; /* how long it took */
+    uint32_t nfiles;  /* 1..DMCE_BK_CHAIN_MAX; files[0] is the full image */
     uint32_t reserved_;
     dmce_bk_file_t files[DMCE_BK_CHAIN_MAX];
 } dmce_bk_block_t;
@@ -86,17 +86,17 @@ typedef struct dmce_bk_block {
 typedef struct dmce_bk_session {
     uint32_t id;
     uint32_t uid;
-    uint64_t reserved;      /* bytes its setup reserved on the daemon */
+    uint64_t reserved; /* bytes its setup reserved on the daemon */
     uint8_t token[DMCE_BK_TOKEN_LEN];
 } dmce_bk_session_t;
 
 typedef struct dmce_bk_table {
     char cluster[DMCE_BK_CLUSTER_MAX + 1];
-    uint32_t daemon;        /* the daemon ID whose set this is */
-    uint32_t layout;        /* address layout (dmce_layout_t) */
-    uint32_t block_first;   /* the daemon's block ID range when it was written */
+    uint32_t daemon;      /* the daemon ID whose set this is */
+    uint32_t layout;      /* address layout (dmce_layout_t) */
+    uint32_t block_first; /* the daemon's block ID range when it was written */
     uint32_t block_count;
-    uint64_t generation;    /* the table's own, +1 at every save */
+    uint64_t generation; /* the table's own, +1 at every save */
     uint32_t nblocks, nsessions;
     dmce_bk_block_t *blocks;     /* owner: the table */
     dmce_bk_session_t *sessions; /* owner: the table */
@@ -127,7 +127,7 @@ int dmce_bk_remove_unnamed(const char *dir, const dmce_bk_table_t *t);
 /* ---- writing a file -------------------------------------------------------------------------- */
 
 typedef struct dmce_bk_file_hdr {
-    uint32_t kind;          /* enum dmce_bk_kind */
+    uint32_t kind; /* enum dmce_bk_kind */
     char cluster[DMCE_BK_CLUSTER_MAX + 1];
     uint32_t daemon, block, layout, page_size, pages;
     uint64_t size;
@@ -137,15 +137,15 @@ typedef struct dmce_bk_file_hdr {
 } dmce_bk_file_hdr_t;
 
 typedef struct dmce_bk_writer {
-    int fd;                 /* the temporary file; owner: the writer */
+    int fd; /* the temporary file; owner: the writer */
     char tmp[4096], final[4096], dir[4096];
     dmce_bk_file_hdr_t h;
     uint32_t records;
-    uint32_t in_pass;       /* pages in this pass so far */
-    uint32_t last_index;    /* records go in increasing page order within a pass */
+    uint32_t in_pass;    /* pages in this pass so far */
+    uint32_t last_index; /* records go in increasing page order within a pass */
     uint64_t bytes;
-    void *rec_hash;         /* XXH3 state over the record headers; owner: the writer */
-    uint8_t *buf;           /* output buffer; owner: the writer */
+    void *rec_hash; /* XXH3 state over the record headers; owner: the writer */
+    uint8_t *buf;   /* output buffer; owner: the writer */
     size_t buf_len;
 } dmce_bk_writer_t;
 
@@ -163,7 +163,8 @@ int dmce_bk_writer_commit(dmce_bk_writer_t *w, dmce_bk_file_t *f);
 /* Remove the temporary file. Safe after commit, or on a writer that never began. */
 void dmce_bk_writer_abort(dmce_bk_writer_t *w);
 
-/* ---- reading ------------------------------------------------------------------------------------ */
+/* ---- reading ------------------------------------------------------------------------------------
+ */
 
 /*
  * Apply block b's chain from dir onto base (b->size bytes, zeroed by the
@@ -177,8 +178,8 @@ void dmce_bk_writer_abort(dmce_bk_writer_t *w);
  * missing), or -errno.
  */
 int dmce_bk_chain_apply(const char *dir, const dmce_bk_table_t *t, const dmce_bk_block_t *b,
-                        void *base, uint64_t *hashes, void (*progress)(uint64_t, void *),
-                        void *arg, char *why, size_t whylen);
+                        void *base, uint64_t *hashes, void (*progress)(uint64_t, void *), void *arg,
+                        char *why, size_t whylen);
 
 /*
  * Verify block b of the set in dir: apply its chain into scratch memory

@@ -69,17 +69,17 @@ struct bk_forget {
 struct memd_backup {
     pthread_t thread;
     int on;
-    pthread_mutex_t lock;      /* queue, status, busy, forgets, stop */
+    pthread_mutex_t lock; /* queue, status, busy, forgets, stop */
     pthread_cond_t cond;
     int stop;
     struct bk_task *queue;
     unsigned queued;
     uint32_t next_id;
-    dmce_adm_task_t cur;       /* the current or last task */
+    dmce_adm_task_t cur; /* the current or last task */
     uint64_t cur_start_ns;
     int running;
-    uint32_t busy_block;       /* the block a backup reads now (0: none) */
-    atomic_int yield;          /* a handoff wants busy_block: give it up */
+    uint32_t busy_block; /* the block a backup reads now (0: none) */
+    atomic_int yield;    /* a handoff wants busy_block: give it up */
     struct bk_forget *forgets;
     uint64_t next_periodic_ms;
     char set_dir[DMCE_CFG_STRMAX + 32]; /* backup_dir/memd-ID, "" = none */
@@ -87,8 +87,8 @@ struct memd_backup {
     pthread_mutex_t table_lock;
     dmce_bk_table_t table;
     uint32_t nids;
-    uint64_t **hashes;         /* [nids]: each page's hash at the block's last backup */
-    uint8_t *recovered;        /* [nids]: brought back at start */
+    uint64_t **hashes;  /* [nids]: each page's hash at the block's last backup */
+    uint8_t *recovered; /* [nids]: brought back at start */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -110,7 +110,8 @@ static void table_init(struct dmce_memd *m, dmce_bk_table_t *t)
     t->block_count = (uint32_t)m->cfg.max_blocks;
 }
 
-/* The set a request names: "" = our own set; else DIR/memd-ID when it holds a table (restore) or always (backup). */
+/* The set a request names: "" = our own set; else DIR/memd-ID when it holds a table (restore) or
+ * always (backup). */
 static int task_dir(struct dmce_memd *m, const struct bk_task *tk, char *out, size_t cap)
 {
     struct memd_backup *bk = m->bk;
@@ -142,12 +143,12 @@ static int table_fits(struct dmce_memd *m, const dmce_bk_table_t *t, const char 
 {
     if (strncmp(t->cluster, m->cfg.cluster, DMCE_BK_CLUSTER_MAX) != 0) {
         dmce_msgf(why, len, "%s holds backups of cluster \"%s\", not \"%s\"", dir, t->cluster,
-                 m->cfg.cluster);
+                  m->cfg.cluster);
         return -EXDEV;
     }
     if (t->layout != (uint32_t)m->layout) {
         dmce_msgf(why, len, "%s holds backups made with address layout %s; this cluster uses %s",
-                 dir, dmce_layout_name((dmce_layout_t)t->layout), dmce_layout_name(m->layout));
+                  dir, dmce_layout_name((dmce_layout_t)t->layout), dmce_layout_name(m->layout));
         return DMCE_ELAYOUT;
     }
     return 0;
@@ -276,9 +277,14 @@ static int backup_block(struct dmce_memd *m, uint32_t id, const char *dir, dmce_
     uint64_t gen = e ? e->files[e->nfiles - 1].generation + 1 : 1;
     const dmce_block_hdr_t *bh = b->base;
     dmce_bk_file_hdr_t h = {.kind = delta ? DMCE_BK_DELTA : DMCE_BK_FULL,
-                            .daemon = t->daemon, .block = id, .layout = t->layout,
-                            .page_size = bh->page_size, .pages = pages, .size = b->size,
-                            .generation = gen, .base_generation = delta ? gen - 1 : 0,
+                            .daemon = t->daemon,
+                            .block = id,
+                            .layout = t->layout,
+                            .page_size = bh->page_size,
+                            .pages = pages,
+                            .size = b->size,
+                            .generation = gen,
+                            .base_generation = delta ? gen - 1 : 0,
                             .time_ns = realtime_ns()};
     snprintf(h.cluster, sizeof(h.cluster), "%s", t->cluster);
     dmce_bk_writer_t w;
@@ -316,7 +322,7 @@ static int backup_block(struct dmce_memd *m, uint32_t id, const char *dir, dmce_
             dmce_msgf(why, whylen, "block %u moved to another daemon during its backup", id);
         else if (r < 0)
             dmce_msgf(why, whylen, "block %u: cannot write its backup in %s: %s", id, dir,
-                     strerror(-r));
+                      strerror(-r));
         if (r == 0) {
             /* The table names the new file: the commit point. */
             pthread_mutex_lock(&bk->table_lock);
@@ -353,7 +359,7 @@ static int backup_block(struct dmce_memd *m, uint32_t id, const char *dir, dmce_
                 r = dmce_bk_table_save(dir, t);
                 if (r < 0) {
                     dmce_msgf(why, whylen, "cannot write the backup table in %s: %s", dir,
-                             strerror(-r));
+                              strerror(-r));
                     if (added)
                         t->nblocks--;
                     else
@@ -374,13 +380,13 @@ static int backup_block(struct dmce_memd *m, uint32_t id, const char *dir, dmce_
                 LOG_INFO("block %u backed up to %s: %s generation %llu, %llu page(s) written "
                          "(%.1f MiB) in %.1f ms",
                          id, dir, delta ? "delta" : "full image", (unsigned long long)gen,
-                         (unsigned long long)ps.pages_written,
-                         (double)ps.written / (1 << 20), (double)(dmce_now_ns() - t0) / 1e6);
+                         (unsigned long long)ps.pages_written, (double)ps.written / (1 << 20),
+                         (double)(dmce_now_ns() - t0) / 1e6);
             }
         }
     } else {
         dmce_msgf(why, whylen, "block %u: cannot start its backup in %s: %s", id, dir,
-                 strerror(-r));
+                  strerror(-r));
     }
     pthread_mutex_lock(&bk->lock);
     bk->busy_block = 0;
@@ -493,10 +499,11 @@ static int restore_block(struct dmce_memd *m, const char *dir, const dmce_bk_tab
     }
     if (e->size != m->cfg.block_size) {
         dmce_msgf(why, whylen, "block %u is %llu bytes; this daemon's block_size is %llu", id,
-                 (unsigned long long)e->size, (unsigned long long)m->cfg.block_size);
+                  (unsigned long long)e->size, (unsigned long long)m->cfg.block_size);
         return -EINVAL;
     }
-    if (!recovering && !atomic_load(&m->registered) && (id < m->block_first || id > m->block_last)) {
+    if (!recovering && !atomic_load(&m->registered) &&
+        (id < m->block_first || id > m->block_last)) {
         dmce_msgf(why, whylen,
                   "block %u is outside this daemon's block IDs (%u..%u): without a dispatcher, "
                   "clients find a block by its daemon's range; restore it into a daemon whose "
@@ -506,7 +513,7 @@ static int restore_block(struct dmce_memd *m, const char *dir, const dmce_bk_tab
     }
     if (elsewhere && elsewhere[id] && elsewhere[id] != (uint32_t)m->cfg.id) {
         dmce_msgf(why, whylen, "block %u lives on memd[%u]: that copy is newer than a backup", id,
-                 elsewhere[id]);
+                  elsewhere[id]);
         return -EEXIST;
     }
     pthread_mutex_lock(&m->grow_lock);
@@ -532,7 +539,7 @@ static int restore_block(struct dmce_memd *m, const char *dir, const dmce_bk_tab
     restore_progress(e->size, &rp);
     if (r == 0 && (r = dmce_block_attach(b->base, b->size)) < 0)
         dmce_msgf(why, whylen, "block %u: the backed-up bytes are not a block: %s", id,
-                 dmce_strerror(r));
+                  dmce_strerror(r));
     else if (r == 0 && (r = dmce_block_verify(b->base)) < 0)
         dmce_msgf(why, whylen, "block %u: the backed-up allocator state is inconsistent", id);
     uint64_t allocs = 0, bytes = 0;
@@ -683,8 +690,7 @@ static void forget_block(struct dmce_memd *m, uint32_t id)
  * error with `why`. skipped counts blocks that live elsewhere (recovery).
  */
 static int restore_set(struct dmce_memd *m, const char *dir, const dmce_bk_table_t *t,
-                       uint32_t block, int recovering, char *why, size_t whylen,
-                       unsigned *skipped)
+                       uint32_t block, int recovering, char *why, size_t whylen, unsigned *skipped)
 {
     struct memd_backup *bk = m->bk;
     uint16_t *elsewhere = NULL;
@@ -832,11 +838,12 @@ static void *backup_main(void *arg)
         bk->running = 0;
         bk->cur.elapsed_us = (dmce_now_ns() - bk->cur_start_ns) / 1000;
         bk->cur.state = bk->cur.err ? DMCE_ADM_JOB_FAILED : DMCE_ADM_JOB_DONE;
-        LOG_INFO("%s task %u %s: %u of %u block(s), %.1f MiB scanned, %.1f MiB written, %.1f ms%s%s",
-                 tk->kind == DMCE_ADM_TASK_RESTORE ? "restore" : "backup", tk->id,
-                 bk->cur.err ? "failed" : "done", bk->cur.blocks_done, bk->cur.blocks_total,
-                 (double)bk->cur.bytes_done / (1 << 20), (double)bk->cur.bytes_written / (1 << 20),
-                 (double)bk->cur.elapsed_us / 1000, bk->cur.err ? ": " : "", bk->cur.detail);
+        LOG_INFO(
+            "%s task %u %s: %u of %u block(s), %.1f MiB scanned, %.1f MiB written, %.1f ms%s%s",
+            tk->kind == DMCE_ADM_TASK_RESTORE ? "restore" : "backup", tk->id,
+            bk->cur.err ? "failed" : "done", bk->cur.blocks_done, bk->cur.blocks_total,
+            (double)bk->cur.bytes_done / (1 << 20), (double)bk->cur.bytes_written / (1 << 20),
+            (double)bk->cur.elapsed_us / 1000, bk->cur.err ? ": " : "", bk->cur.detail);
         pthread_cond_broadcast(&bk->cond);
         free(tk);
     }
@@ -845,7 +852,8 @@ static void *backup_main(void *arg)
     return NULL;
 }
 
-/* ---- life ------------------------------------------------------------------------------------- */
+/* ---- life -------------------------------------------------------------------------------------
+ */
 
 int memd_backup_load(struct dmce_memd *m)
 {
@@ -895,9 +903,9 @@ int memd_backup_load(struct dmce_memd *m)
     }
     if (r == 0 && t.nblocks && !m->cfg.recover) {
         dmce_msgf(why, sizeof(why),
-                 "%s holds the backups of %u block(s); start with recover = yes (--recover) to "
-                 "bring them back under their addresses, or move the set away to start empty",
-                 bk->set_dir, t.nblocks);
+                  "%s holds the backups of %u block(s); start with recover = yes (--recover) to "
+                  "bring them back under their addresses, or move the set away to start empty",
+                  bk->set_dir, t.nblocks);
         r = -EEXIST;
     }
     if (r < 0) {
@@ -1041,7 +1049,8 @@ void memd_backup_forget(struct dmce_memd *m, uint32_t id)
     pthread_mutex_unlock(&bk->lock);
 }
 
-/* ---- operations -------------------------------------------------------------------------------- */
+/* ---- operations --------------------------------------------------------------------------------
+ */
 
 static void op_backup(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len,
                       uint32_t kind)
@@ -1117,10 +1126,14 @@ static void op_backup_status(struct dmce_memd *m, struct memd_conn *c, uint32_t 
         uint64_t disk = 0;
         for (uint32_t k = 0; k < b->nfiles; k++)
             disk += b->files[k].bytes;
-        dmce_adm_bk_entry_t e = {.block = b->block, .mirror_daemon = b->mirror_daemon,
-                                 .page_size = b->page_size, .pages = b->pages, .size = b->size,
+        dmce_adm_bk_entry_t e = {.block = b->block,
+                                 .mirror_daemon = b->mirror_daemon,
+                                 .page_size = b->page_size,
+                                 .pages = b->pages,
+                                 .size = b->size,
                                  .generation = b->files[b->nfiles - 1].generation,
-                                 .files = b->nfiles, .disk_bytes = disk,
+                                 .files = b->nfiles,
+                                 .disk_bytes = disk,
                                  .age_ms = now > b->time_ns ? (now - b->time_ns) / 1000000 : 0,
                                  .took_us = b->took_us};
         if (b->block < bk->nids && bk->recovered && bk->recovered[b->block])

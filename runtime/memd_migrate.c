@@ -70,8 +70,8 @@ static void op_sessions(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
         dmce_adm_sessions_hdr_encode(n, out);
         uint32_t i = 0;
         for (struct memd_session *s = m->sessions; s; s = s->next, i++) {
-            dmce_adm_session_t e = {.id = s->id, .uid = (uint32_t)s->uid,
-                                    .reserved = s->reserved, .used = s->used};
+            dmce_adm_session_t e = {
+                .id = s->id, .uid = (uint32_t)s->uid, .reserved = s->reserved, .used = s->used};
             if (s->conn) {
                 e.pid = (uint32_t)s->conn->pid;
                 e.flags = s->conn->ring ? DMCE_ADM_SESS_RING : 0;
@@ -79,7 +79,8 @@ static void op_sessions(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
                 e.flags = DMCE_ADM_SESS_ORPHAN;
                 e.orphan_left_ms = s->orphan_deadline > now ? s->orphan_deadline - now : 0;
             }
-            dmce_adm_session_encode(&e, out + DMCE_ADM_SESSIONS_HDR + (size_t)i * DMCE_ADM_SESSION_SIZE);
+            dmce_adm_session_encode(&e, out + DMCE_ADM_SESSIONS_HDR +
+                                            (size_t)i * DMCE_ADM_SESSION_SIZE);
         }
     }
     pthread_mutex_unlock(&m->sess_lock);
@@ -181,7 +182,8 @@ static void op_handoff(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
         return memd_reply_error(m, c, &c->h, r);
     dmce_adm_handoff_t h = {.block = id, .size = b->size};
     snprintf(h.name, sizeof(h.name), "%s", b->name);
-    /* Frozen: nothing detaches the mirror but a drop, which takes grow_lock (held by no one here). */
+    /* Frozen: nothing detaches the mirror but a drop, which takes grow_lock (held by no one here).
+     */
     pthread_mutex_lock(&m->grow_lock);
     struct memd_mirror *mr = atomic_load(&b->mirror);
     int fds[2] = {b->fd, -1};
@@ -305,7 +307,8 @@ void memd_migrate_tick(struct dmce_memd *m)
         memd_block_destroy(m, b);
 }
 
-/* ---- the target: adopt ------------------------------------------------------------------------ */
+/* ---- the target: adopt ------------------------------------------------------------------------
+ */
 
 /* Take the object's name: the source's prefix would be cleaned by its restart. */
 static void take_name(struct dmce_memd *m, struct memd_block *b, const char *old)
@@ -352,8 +355,8 @@ static void release_back(struct dmce_memd *m, const char *path, uint32_t id)
     uint8_t rq[DMCE_ADM_PAIR_SIZE];
     dmce_adm_pair_encode(id, 0, rq);
     unsigned nfd;
-    int r = memd_peer_rpc(m, path, DMCE_MSMP_OP_RELEASE, rq, sizeof(rq), NULL, 0, NULL, NULL, 0,
-                          &nfd);
+    int r =
+        memd_peer_rpc(m, path, DMCE_MSMP_OP_RELEASE, rq, sizeof(rq), NULL, 0, NULL, NULL, 0, &nfd);
     if (r < 0)
         LOG_ERROR("block %u: cannot give it back to its owner (%s): %s", id, path,
                   dmce_strerror(r));
@@ -420,8 +423,8 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
     pthread_mutex_lock(&m->grow_lock);
     r = memd_block_from_fd(m, rq.block, fds[0], h.size, &b); /* owns fds[0] from here */
     if (r == 0 && (r = dmce_block_attach(b->base, b->size)) < 0)
-        LOG_ERROR("block %u: the object memd[%u] handed over is not a block: %s", rq.block,
-                  rq.from, dmce_strerror(r));
+        LOG_ERROR("block %u: the object memd[%u] handed over is not a block: %s", rq.block, rq.from,
+                  dmce_strerror(r));
     if (r == 0 && h.mirror_daemon && !own_mirror) {
         struct memd_mirror *mr = mirror_of_fd(b, &h, fds[1]);
         fds[1] = -1;
@@ -462,8 +465,8 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
         return memd_reply_error(m, c, &c->h, r);
     }
     STAT_ADD(m, DMCE_STAT_MOVED_IN, 1);
-    dmce_adm_adopted_t a = {.allocs = allocs, .bytes = bytes,
-                            .frozen_us = (dmce_now_ns() - frozen_ns) / 1000};
+    dmce_adm_adopted_t a = {
+        .allocs = allocs, .bytes = bytes, .frozen_us = (dmce_now_ns() - frozen_ns) / 1000};
     LOG_INFO("block %u taken over from memd[%u] in %llu us: %llu allocation(s), %llu bytes of "
              "%zu session(s)%s",
              rq.block, rq.from, (unsigned long long)((dmce_now_ns() - t0) / 1000),

@@ -31,8 +31,7 @@ static int list_count(const uint8_t *in, size_t len, size_t hdr, size_t esz, uin
     return 0;
 }
 
-static const uint8_t *list_entry(const uint8_t *in, size_t len, size_t hdr, size_t esz,
-                                 uint32_t i)
+static const uint8_t *list_entry(const uint8_t *in, size_t len, size_t hdr, size_t esz, uint32_t i)
 {
     uint32_t n;
     if (list_count(in, len, hdr, esz, &n) < 0 || i >= n)
@@ -350,8 +349,7 @@ int dmce_adm_daemon_decode(const uint8_t *in, size_t len, uint32_t i, dmce_adm_d
 int dmce_adm_backup_encode(const dmce_adm_backup_t *m, uint8_t *out, size_t cap)
 {
     size_t n = strnlen(m->dir, sizeof(m->dir));
-    if (n > DMCE_ADM_DIR_MAX || (m->flags & ~DMCE_ADM_BACKUP_FULL) ||
-        cap < DMCE_ADM_BACKUP_HDR + n)
+    if (n > DMCE_ADM_DIR_MAX || (m->flags & ~DMCE_ADM_BACKUP_FULL) || cap < DMCE_ADM_BACKUP_HDR + n)
         return -EINVAL;
     dmce_put_le32(out, m->block);
     dmce_put_le32(out + 4, m->flags);
@@ -442,8 +440,8 @@ int dmce_adm_bk_status_decode(const uint8_t *in, size_t len, dmce_adm_bk_status_
     m->interval_s = dmce_get_le32(in + 64);
     uint32_t nd = dmce_get_le32(in + 68), nr = dmce_get_le32(in + 72);
     m->count = dmce_get_le32(in + 76);
-    if (t->state > DMCE_ADM_JOB_FAILED || (t->state && (t->kind < DMCE_ADM_TASK_BACKUP ||
-                                                        t->kind > DMCE_ADM_TASK_RECOVER)) ||
+    if (t->state > DMCE_ADM_JOB_FAILED ||
+        (t->state && (t->kind < DMCE_ADM_TASK_BACKUP || t->kind > DMCE_ADM_TASK_RECOVER)) ||
         t->err > 0 || t->blocks_done > t->blocks_total || nd > DMCE_ADM_NAME_MAX ||
         nr > DMCE_ADM_DIR_MAX ||
         (uint64_t)len != DMCE_ADM_BK_STATUS_HDR + (uint64_t)nd + nr +

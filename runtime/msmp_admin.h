@@ -58,11 +58,11 @@ enum {
 #define DMCE_ADM_SESSION_SIZE 40u
 typedef struct dmce_adm_session {
     uint32_t id;
-    uint32_t pid;          /* 0 when orphaned */
+    uint32_t pid; /* 0 when orphaned */
     uint32_t uid;
-    uint32_t flags;        /* DMCE_ADM_SESS_* */
-    uint64_t reserved;     /* bytes reserved at setup */
-    uint64_t used;         /* bytes in live allocations */
+    uint32_t flags;          /* DMCE_ADM_SESS_* */
+    uint64_t reserved;       /* bytes reserved at setup */
+    uint64_t used;           /* bytes in live allocations */
     uint64_t orphan_left_ms; /* orphaned: time until it ends; else 0 */
 } dmce_adm_session_t;
 
@@ -129,7 +129,8 @@ int dmce_adm_pair_decode(const uint8_t *in, size_t len, uint32_t *a, uint32_t *b
 
 /* ---- migrate, drain (dmcectl -> dispatcher) --------------------------------------------- */
 
-/* migrate request: u32 block, u32 to (0: the dispatcher chooses), i32 node (-1: any), u32 flags (0). */
+/* migrate request: u32 block, u32 to (0: the dispatcher chooses), i32 node (-1: any), u32 flags
+ * (0). */
 #define DMCE_ADM_MIGRATE_SIZE 16u
 typedef struct dmce_adm_migrate {
     uint32_t block;
@@ -184,14 +185,14 @@ int dmce_adm_job_decode(const uint8_t *in, size_t len, uint32_t i, dmce_adm_job_
 #define DMCE_ADM_DAEMON_SIZE 200u
 typedef struct dmce_adm_daemon {
     uint32_t id;
-    uint32_t state;         /* DMCE_DISP_ALIVE, DMCE_DISP_DEAD */
+    uint32_t state; /* DMCE_DISP_ALIVE, DMCE_DISP_DEAD */
     int32_t numa_node;
     uint32_t pid;
-    uint32_t flags;         /* DMCE_ADM_DAEMON_* */
-    uint32_t primaries;     /* blocks it holds as primary */
-    uint32_t mirrors;       /* blocks it holds as mirror copies */
+    uint32_t flags;     /* DMCE_ADM_DAEMON_* */
+    uint32_t primaries; /* blocks it holds as primary */
+    uint32_t mirrors;   /* blocks it holds as mirror copies */
     uint32_t reserved_;
-    uint64_t pulse_age_ms;  /* since its last member pulse */
+    uint64_t pulse_age_ms; /* since its last member pulse */
     uint64_t capacity, used, free, ops;
     uint64_t block_size;
     char path[DMCE_MSMP_PATH_MAX + 1]; /* on the wire: at most DMCE_ADM_DAEMON_PATH bytes */
@@ -234,15 +235,15 @@ enum dmce_adm_task_kind {
 /* A backup task; state is enum dmce_adm_job_state (0: no task yet). */
 typedef struct dmce_adm_task {
     uint32_t id;
-    uint32_t kind;            /* enum dmce_adm_task_kind */
+    uint32_t kind; /* enum dmce_adm_task_kind */
     uint32_t state;
-    int32_t err;              /* FAILED: why (negative errno or DMCE_E*) */
+    int32_t err; /* FAILED: why (negative errno or DMCE_E*) */
     uint32_t blocks_total, blocks_done;
-    uint64_t bytes_total;     /* bytes to scan (backup) or to load (restore) */
+    uint64_t bytes_total; /* bytes to scan (backup) or to load (restore) */
     uint64_t bytes_done;
-    uint64_t bytes_written;   /* to files (backup) */
-    uint64_t pages_written;   /* 4 KiB pages written (backup: changed pages only when incremental) */
-    uint64_t elapsed_us;      /* since it started (running) or how long it took */
+    uint64_t bytes_written; /* to files (backup) */
+    uint64_t pages_written; /* 4 KiB pages written (backup: changed pages only when incremental) */
+    uint64_t elapsed_us;    /* since it started (running) or how long it took */
     char detail[DMCE_ADM_NAME_MAX + 1]; /* FAILED: what failed, e.g. a file and why */
 } dmce_adm_task_t;
 
@@ -252,16 +253,16 @@ typedef struct dmce_adm_task {
 #define DMCE_ADM_BK_ENTRY_SIZE 72u
 typedef struct dmce_adm_bk_entry {
     uint32_t block;
-    uint32_t mirror_daemon;   /* memory-to-memory backup: its mirror's holder (0: none) */
-    uint32_t page_size;       /* the block's page size */
-    uint32_t pages;           /* 4 KiB backup pages in the block */
-    uint64_t size;            /* bytes in the block */
-    uint64_t generation;      /* of its last backup */
-    uint32_t files;           /* in its chain: one full image and the deltas on it */
-    uint32_t flags;           /* DMCE_ADM_BK_* */
-    uint64_t disk_bytes;      /* its files' bytes */
-    uint64_t age_ms;          /* since its last backup */
-    uint64_t took_us;         /* how long its last backup took */
+    uint32_t mirror_daemon; /* memory-to-memory backup: its mirror's holder (0: none) */
+    uint32_t page_size;     /* the block's page size */
+    uint32_t pages;         /* 4 KiB backup pages in the block */
+    uint64_t size;          /* bytes in the block */
+    uint64_t generation;    /* of its last backup */
+    uint32_t files;         /* in its chain: one full image and the deltas on it */
+    uint32_t flags;         /* DMCE_ADM_BK_* */
+    uint64_t disk_bytes;    /* its files' bytes */
+    uint64_t age_ms;        /* since its last backup */
+    uint64_t took_us;       /* how long its last backup took */
 } dmce_adm_bk_entry_t;
 
 /*
@@ -277,10 +278,11 @@ typedef struct dmce_adm_bk_status {
     uint32_t interval_s;
     char dir[DMCE_ADM_DIR_MAX + 1];
     uint32_t count;
-    const uint8_t *entries;   /* decode: count entries, for dmce_adm_bk_entry_decode */
+    const uint8_t *entries; /* decode: count entries, for dmce_adm_bk_entry_decode */
 } dmce_adm_bk_status_t;
 size_t dmce_adm_bk_status_size(const dmce_adm_bk_status_t *m, uint32_t count);
-/* Header, detail and dir; the caller appends count entries. Returns the header's length or -EINVAL. */
+/* Header, detail and dir; the caller appends count entries. Returns the header's length or -EINVAL.
+ */
 int dmce_adm_bk_status_encode(const dmce_adm_bk_status_t *m, uint32_t count, uint8_t *out,
                               size_t cap);
 void dmce_adm_bk_entry_encode(const dmce_adm_bk_entry_t *m, uint8_t *out);

@@ -60,8 +60,8 @@
 #define MIB (1ull << 20)
 #define NALLOC 24
 
-static char bkdir[256];       /* the backup_dir of the daemons */
-static char bkflag[300];      /* --backup-dir=... */
+static char bkdir[256];  /* the backup_dir of the daemons */
+static char bkflag[300]; /* --backup-dir=... */
 static const dmce_token_t TOKEN = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -271,9 +271,8 @@ static void set_file(char *out, size_t cap, int daemon, uint32_t block, uint64_t
 static void kill_recover(void **state)
 {
     (void)state;
-    assert_int_equal(harness_start(1, "--block-size=4M", "--max-blocks=4", "--grace-ms=60000",
-                                   bkflag, NULL),
-                     0);
+    assert_int_equal(
+        harness_start(1, "--block-size=4M", "--max-blocks=4", "--grace-ms=60000", bkflag, NULL), 0);
     dmce_client_t *c = client_with_token(1, 0);
     struct allocs s;
     make_allocs(c, &s);
@@ -740,7 +739,8 @@ static int all_mirrored(void *arg)
 {
     (void)arg;
     dmce_cluster_stats_t cs;
-    return dmce_cluster_stats(observer, &cs) == 0 && cs.blocks > 0 && cs.blocks_mirrored == cs.blocks;
+    return dmce_cluster_stats(observer, &cs) == 0 && cs.blocks > 0 &&
+           cs.blocks_mirrored == cs.blocks;
 }
 
 /* Block b[1] is neither in daemon b[0]'s table nor in its set's files. */
