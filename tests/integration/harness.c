@@ -245,8 +245,38 @@ int harness_shm_count(void)
     return for_each_shm(0);
 }
 
+static dmce_client_t *observer;
+
+dmce_client_t *harness_observer(void)
+{
+    if (!observer && H.dir[0] &&
+        dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer) < 0)
+        observer = NULL;
+    return observer;
+}
+
+int harness_cluster_alive(void *n)
+{
+    dmce_cluster_stats_t s;
+    dmce_client_t *c = harness_observer();
+    return c && dmce_cluster_stats(c, &s) == 0 && s.daemons_alive == (unsigned)(uintptr_t)n;
+}
+
+int harness_cluster_mirrored(void *unused)
+{
+    (void)unused;
+    dmce_cluster_stats_t s;
+    dmce_client_t *c = harness_observer();
+    return c && dmce_cluster_stats(c, &s) == 0 && s.blocks > 0 && s.blocks_single == 0 &&
+           s.blocks_remirroring == 0 && s.blocks_mirrored == s.blocks;
+}
+
 void harness_cleanup(void)
 {
+    if (observer) {
+        dmce_disconnect(observer);
+        observer = NULL;
+    }
     for (int i = 0; i <= H_MAX_DAEMONS; i++)
         harness_kill(i);
     if (H.cluster[0])

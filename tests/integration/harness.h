@@ -90,6 +90,16 @@ int harness_mapped(void);
  */
 pid_t harness_fork(void);
 
+/*
+ * The dispatcher's view, for tests with a dispatcher: a client of the
+ * runtime directory (direct mode), made on first use and closed by
+ * harness_cleanup; NULL when none can be made.
+ */
+dmce_client_t *harness_observer(void);
+/* harness_wait conditions on dmce_cluster_stats through harness_observer(): */
+int harness_cluster_alive(void *n);  /* (void *)(uintptr_t)N: exactly N daemons alive */
+int harness_cluster_mirrored(void *unused); /* some blocks, each with two copies, none being made */
+
 /* Poll cond(arg) every 5 ms until true or timeout_ms; returns 1 if it held. */
 int harness_wait(int (*cond)(void *), void *arg, unsigned timeout_ms);
 

@@ -727,22 +727,6 @@ static void periodic(void **state)
 
 /* ---- with a dispatcher: promoted mirrors win; moved blocks leave ---------------------------- */
 
-static dmce_client_t *observer;
-
-static int daemons_alive(void *arg)
-{
-    dmce_cluster_stats_t cs;
-    return dmce_cluster_stats(observer, &cs) == 0 && cs.daemons_alive == (uintptr_t)arg;
-}
-
-static int all_mirrored(void *arg)
-{
-    (void)arg;
-    dmce_cluster_stats_t cs;
-    return dmce_cluster_stats(observer, &cs) == 0 && cs.blocks > 0 &&
-           cs.blocks_mirrored == cs.blocks;
-}
-
 /* Block b[1] is neither in daemon b[0]'s table nor in its set's files. */
 static int block_not_in_set(void *arg)
 {
@@ -772,14 +756,13 @@ static void with_dispatcher(void **state)
         assert_int_equal(harness_start(id, "--block-size=4M", "--max-blocks=6", "--grace-ms=60000",
                                        bkflag, NULL),
                          0);
-    assert_int_equal(dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer), 0);
-    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)3, 10000));
+    assert_true(harness_wait(harness_cluster_alive, (void *)(uintptr_t)3, 10000));
     dmce_client_t *c;
     assert_int_equal(harness_client_dir(&c, 0), 0);
     assert_int_equal(dmce_setup(c, 0, 0, &TOKEN, NULL), 0);
     struct allocs s;
     make_allocs(c, &s);
-    assert_true(harness_wait(all_mirrored, NULL, 10000));
+    assert_true(harness_wait(harness_cluster_mirrored, NULL, 10000));
     uint32_t blk = block_of(c, s.a[0]);
     dmce_stats_t ds;
     /* Which daemon holds it: the one whose backup lists it. */
@@ -798,12 +781,12 @@ static void with_dispatcher(void **state)
     /* Acknowledged after the backup: on both copies, not in the backup. */
     write_one(c, &s, 0, 9);
     harness_kill(holder);
-    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)2, 10000));
+    assert_true(harness_wait(harness_cluster_alive, (void *)(uintptr_t)2, 10000));
     check_all(c, &s); /* from the promoted copy */
     assert_int_equal(harness_start(holder, "--block-size=4M", "--max-blocks=6", "--grace-ms=60000",
                                    bkflag, "--recover", NULL),
                      0);
-    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)3, 10000));
+    assert_true(harness_wait(harness_cluster_alive, (void *)(uintptr_t)3, 10000));
     /* Its backup of the block is older than the promoted copy: dropped, not recovered. */
     uint32_t arg[2] = {(uint32_t)holder, blk};
     assert_true(harness_wait(block_not_in_set, arg, 5000));
@@ -839,8 +822,6 @@ static void with_dispatcher(void **state)
     assert_true(harness_wait(block_not_in_set, gone, 30000)); /* entry and files */
     check_all(c, &s);
     dmce_disconnect(c);
-    dmce_disconnect(observer);
-    observer = NULL;
 }
 
 /* ---- a slow recovery: the dispatcher waits, clients wait --------------------------------- */
@@ -891,14 +872,14 @@ static void slow_recovery(void **state)
                                               "--heartbeat-ms=300", NULL),
                      0);
     assert_int_equal(harness_start(1, "--block-size=4M", "--max-blocks=4", bkflag, NULL), 0);
-    assert_int_equal(dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer), 0);
+    assert_non_null(harness_observer()); /* while a daemon lives: it watches the deaths too */
     dmce_client_t *c = client_with_token(1, 0);
     struct allocs s;
     make_allocs(c, &s);
     backup_ok(1, 0, NULL);
     harness_kill(1);
     dmce_disconnect(c);
-    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)0, 10000));
+    assert_true(harness_wait(harness_cluster_alive, (void *)(uintptr_t)0, 10000));
 
     struct early e = {.s = &s};
     pthread_t th;
@@ -911,12 +892,10 @@ static void slow_recovery(void **state)
     assert_int_equal(e.err, 0);
     /* Connected while the daemon recovered, held (not refused), served after: its data. */
     assert_true(e.waited_ms >= 1000);
-    assert_true(harness_wait(daemons_alive, (void *)(uintptr_t)1, 5000));
+    assert_true(harness_wait(harness_cluster_alive, (void *)(uintptr_t)1, 5000));
     dmce_cluster_stats_t cs;
-    assert_int_equal(dmce_cluster_stats(observer, &cs), 0);
+    assert_int_equal(dmce_cluster_stats(harness_observer(), &cs), 0);
     assert_int_equal(cs.deaths, 1); /* the kill; not the slow start */
-    dmce_disconnect(observer);
-    observer = NULL;
 }
 
 /* ---- bad requests ---------------------------------------------------------------------------- */

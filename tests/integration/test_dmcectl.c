@@ -377,22 +377,6 @@ static const char *jfind(const char *obj, const char *key, const char *field, in
 
 /* ---- clusters -------------------------------------------------------------------------------- */
 
-static dmce_client_t *observer;
-
-static int alive_count(void *arg)
-{
-    unsigned want = (unsigned)(uintptr_t)arg;
-    dmce_cluster_stats_t s;
-    return dmce_cluster_stats(observer, &s) == 0 && s.daemons_alive == want;
-}
-
-static int two_copies(void *arg)
-{
-    (void)arg;
-    dmce_cluster_stats_t s;
-    return dmce_cluster_stats(observer, &s) == 0 && s.blocks > 0 && s.blocks_single == 0 &&
-           s.blocks_remirroring == 0 && s.blocks_mirrored == s.blocks;
-}
 
 static int teardown(void **state);
 
@@ -419,8 +403,8 @@ static int start_cluster_on(int with_dispatcher, int ndaemons, int numa)
                                NULL) == 0;
     }
     if (ok && with_dispatcher)
-        ok = dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer) == 0 &&
-             harness_wait(alive_count, (void *)(uintptr_t)(unsigned)ndaemons, 10000);
+        ok = harness_observer() != NULL &&
+             harness_wait(harness_cluster_alive, (void *)(uintptr_t)(unsigned)ndaemons, 10000);
     if (!ok)
         teardown(NULL);
     return ok ? 0 : -1;
@@ -458,8 +442,6 @@ static int setup_none(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    dmce_disconnect(observer);
-    observer = NULL;
     for (int id = 0; id <= H_MAX_DAEMONS; id++)
         if (H.pid[id])
             harness_stop(id);
@@ -637,7 +619,7 @@ static void cluster_views(void **state)
     dmce_client_t *c = client(0);
     uint32_t block;
     dmce_addr_t a = alloc_pattern(c, 256 * 1024, 1, &block);
-    assert_true(harness_wait(two_copies, NULL, 30000));
+    assert_true(harness_wait(harness_cluster_mirrored, NULL, 30000));
     struct run r;
 
     /* status --json: the dispatcher, the three daemons, the block, the clients. */
@@ -762,7 +744,7 @@ static void migrate_block(void **state)
     dmce_client_t *c = client(0);
     uint32_t block;
     dmce_addr_t a = alloc_pattern(c, 512 * 1024, 2, &block);
-    assert_true(harness_wait(two_copies, NULL, 30000));
+    assert_true(harness_wait(harness_cluster_mirrored, NULL, 30000));
     uint32_t from = primary_from_blocks(block), to = from % 3 + 1;
     assert_true(from >= 1);
     char sb[16], sto[16], sfrom[16], want[96];
@@ -846,7 +828,7 @@ static void migrate_to_node(void **state)
     dmce_client_t *c = client(0);
     uint32_t block;
     dmce_addr_t a = alloc_pattern(c, 256 * 1024, 5, &block);
-    assert_true(harness_wait(two_copies, NULL, 30000));
+    assert_true(harness_wait(harness_cluster_mirrored, NULL, 30000));
     uint32_t from = primary_from_blocks(block);
     assert_true(from >= 1 && from <= 3);
     uint32_t node = from % 3; /* the next daemon's node: daemon from % 3 + 1 */
@@ -889,7 +871,7 @@ static void drain_daemon(void **state)
     dmce_addr_t a[N];
     for (unsigned i = 0; i < N; i++)
         a[i] = alloc_pattern(c, SZ, 10 + i, NULL);
-    assert_true(harness_wait(two_copies, NULL, 60000));
+    assert_true(harness_wait(harness_cluster_mirrored, NULL, 60000));
     struct run r;
     CTL(&r, "status", "--json");
     expect_json(r.out);
