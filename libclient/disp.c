@@ -300,13 +300,17 @@ int dmce__disp_retry(struct dmce_client *c, dmce_addr_t addr, int *err, struct d
                 pause_moving(st);
                 return 1;
             }
-            if (r == DMCE_ENOBLOCK)
-                return 0; /* it says it does not hold a block the directory gives it */
             /*
              * The same daemon, and the dispatcher still thinks it alive: the
              * connection broke while the daemon lives, or the daemon died and
-             * the dispatcher has not seen it yet. Try again (at once the
-             * first time, then paced) until one of them settles it.
+             * the dispatcher has not seen it yet; or (DMCE_ENOBLOCK) it did
+             * not hold the block when it answered and holds it again now:
+             * the block moved away and back while this thread was not
+             * looking (descheduled between the answer and this look, or
+             * waiting for disp_lock). Try again (at once the first time,
+             * then paced) until one of them settles it. A daemon that
+             * really does not hold a block the directory gives it answers
+             * the same until failover_wait_ms, and that error stands.
              */
             if (st->same++ == 0)
                 return 1;

@@ -10,6 +10,14 @@
  *     sequence older than one already acknowledged; at the end every slot
  *     holds exactly its last acknowledged write, read through MSMP from a
  *     new client. Writers never get an error;
+ *   - load_outlasts_budget (regression): the load of under_load runs until
+ *     the test stops it. It used to stop after 2,000,000 operations per
+ *     thread, which the mapped reader reaches in seconds: under_load then
+ *     waited 20 s for it after a move, which looked like a hang;
+ *   - enoblock_after_move_back (regression): a client whose request was
+ *     refused by the block's old owner, and that sees the block back on
+ *     that daemon when it looks at the directory, sends it again (it used
+ *     to give up with DMCE_ENOBLOCK);
  *   - drain: a daemon with many blocks (primaries and mirror copies) is
  *     drained; it ends holding nothing, then stops, and every byte reads
  *     back with two copies of every block;
@@ -23,10 +31,14 @@
  *     nowhere to go, malformed frames: each a clear error.
  *
  * Every wait is for a condition with a bound; every loop is bounded in
- * operations and in time.
+ * time. The load (under_load) is the one loop the test ends itself
+ * (load_stop); it has a time bound past ctest's only as a safety net, and
+ * no budget of operations (see struct load).
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -35,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -50,8 +63,10 @@
 #define REGION (64 * MIB)
 #define NSLOTS (REGION / SLOT)
 #define MOVES 4
-#define RUN_MAX_MS 60000
-#define OPS_MAX 2000000
+#define LOAD_WORKERS 4
+#define LOAD_SAFETY_MS 300000     /* ctest's TIMEOUT: the test is over by then */
+#define TORN_MAX_MS 10000         /* a slot torn this long is not a write in flight */
+#define OLD_OPS_BUDGET 2000000ull /* what each load thread used to stop at */
 
 static dmce_client_t *observer;
 
@@ -125,12 +140,12 @@ static int daemon_get(uint32_t id, dmce_adm_daemon_t *out)
     return r < 0 ? r : -ENOENT;
 }
 
-/* The daemon ID holding the primary of addr's block, from the dispatcher's directory. */
-static uint32_t primary_of(dmce_addr_t addr)
+/* addr's block in the dispatcher's directory: 0, or -1 when it is not there. */
+static int dir_entry(dmce_addr_t addr, dmce_disp_block_t *out)
 {
     dmce_addr_parts_t p;
     if (dmce_addr_decode(dmce_client_layout(observer), addr, &p) < 0)
-        return 0;
+        return -1;
     static uint8_t buf[DMCE_DISP_DIR_HDR + 64 * DMCE_DISP_DAEMON_SIZE + 4096 * DMCE_DISP_BLOCK_SIZE];
     uint8_t rq[DMCE_DISP_DIR_REQ_SIZE];
     dmce_put_le32(rq, DMCE_DISP_WANT_BLOCKS);
@@ -139,13 +154,18 @@ static uint32_t primary_of(dmce_addr_t addr)
     dmce_disp_dir_hdr_t h;
     if (disp_call(DMCE_MSMP_OP_DIRECTORY, rq, sizeof(rq), buf, sizeof(buf), &n) < 0 ||
         dmce_disp_dir_hdr_decode(buf, n, &h) < 0)
-        return 0;
-    for (uint32_t i = 0; i < h.nblocks; i++) {
-        dmce_disp_block_t e;
-        if (dmce_disp_block_decode(buf, n, i, &e) == 0 && e.block == p.block)
-            return e.primary;
-    }
-    return 0;
+        return -1;
+    for (uint32_t i = 0; i < h.nblocks; i++)
+        if (dmce_disp_block_decode(buf, n, i, out) == 0 && out->block == p.block)
+            return 0;
+    return -1;
+}
+
+/* The daemon ID holding the primary of addr's block, from the dispatcher's directory. */
+static uint32_t primary_of(dmce_addr_t addr)
+{
+    dmce_disp_block_t e;
+    return dir_entry(addr, &e) == 0 ? e.primary : 0;
 }
 
 /* ---- cluster -------------------------------------------------------------------------------- */
@@ -165,11 +185,22 @@ static int two_copies(void *arg)
            s.blocks_remirroring == 0 && s.blocks_mirrored == s.blocks;
 }
 
-static int start_cluster(const char *block_size, const char *max_blocks)
+/*
+ * A dispatcher and three daemons. Member pulses every 300 ms (dead after
+ * 0.9 s without one, as in the dispatcher's own tests): at the default
+ * 100 ms a loaded 2-CPU host stalls a daemon's pulse thread long enough to
+ * have it killed while it makes a 1 GiB block. request_timeout: how long
+ * the dispatcher waits for a daemon's answer before it kills it; abort_move
+ * counts on a short one for its stalled target, and a 1 GiB block's
+ * adopt or mirror on a loaded host needs a long one.
+ */
+static int start_cluster(const char *block_size, const char *max_blocks,
+                         const char *request_timeout)
 {
     if (harness_init() < 0)
         return -1;
-    if (harness_start_dispatcher(0, "--mirroring=on", "--request-timeout-ms=1000", NULL) < 0)
+    if (harness_start_dispatcher(0, "--mirroring=on", "--heartbeat-ms=300", request_timeout, NULL) <
+        0)
         return -1;
     for (int id = 1; id <= 3; id++)
         if (harness_start(id, block_size, max_blocks, "--grace-ms=60000", NULL) < 0)
@@ -179,9 +210,14 @@ static int start_cluster(const char *block_size, const char *max_blocks)
     return harness_wait(all_alive, (void *)(uintptr_t)3, 10000) ? 0 : -1;
 }
 
+static void load_free(void);
+static void gate_free(void);
+
 static int teardown(void **state)
 {
     (void)state;
+    load_free(); /* a test that failed with its load running */
+    gate_free(); /* or with its gate (enoblock_after_move_back) */
     dmce_disconnect(observer);
     observer = NULL;
     if (H.pid[0])
@@ -235,13 +271,37 @@ static int slot_check(const uint8_t *p, uint64_t slot, uint64_t *seq)
     return 1;
 }
 
+/*
+ * The load: four threads, each with its own client, over slots [0, nslots)
+ * of the region at base. It runs until the test stops it (load_stop):
+ * what a test waits for after a move (ops_grew) is the load going on, so
+ * the load must not end by itself while the test still waits. A budget of
+ * operations per thread (2,000,000) did: the mapped reader, a memcpy and
+ * a check, does about a million a second per CPU and used it up before
+ * the last move; ops_grew then waited 20 s on a thread that had ended,
+ * while the others were fine (their stacks, caught in ring_wait with a
+ * fresh deadline, looked like a hang of the ring transport). Now a thread
+ * ends only when told, or with an error (fail_once) that ends every wait
+ * on the load at once and names the cause.
+ */
+struct worker {
+    int idx; /* 0: MSMP writer, 1: mapped writer, 2: MSMP reader, 3: mapped reader */
+    dmce_client_t *c;
+    uint8_t *map;
+};
+
 struct load {
     dmce_addr_t base;
+    uint64_t nslots;
     _Atomic uint64_t acked[NSLOTS];
     atomic_int stop;
     atomic_int errors;
-    atomic_ullong ops[4];
+    atomic_ullong ops[LOAD_WORKERS];
+    atomic_ullong max_gap_us[LOAD_WORKERS]; /* longest time between two operations */
     char why[256];
+    struct worker w[LOAD_WORKERS];
+    pthread_t th[LOAD_WORKERS];
+    int running; /* threads started and not joined */
 };
 
 static struct load *L;
@@ -256,24 +316,61 @@ static void fail_once(const char *fmt, ...)
     }
 }
 
-struct worker {
-    int idx;    /* 0: MSMP writer, 1: mapped writer, 2: MSMP reader, 3: mapped reader */
-    dmce_client_t *c;
-    uint8_t *map;
-};
+static const char *const worker_names[LOAD_WORKERS] = {"MSMP writer", "mapped writer",
+                                                       "MSMP reader", "mapped reader"};
+
+/*
+ * Read slot `slot` until it is consistent: a write in flight tears it, and
+ * its writer (a daemon's worker, or the mapped writer) may be descheduled
+ * in the middle of it on a loaded machine, so the bound is in time. 1 with
+ * its seq in *seq; 0 (after fail_once) if it stays torn or a read fails.
+ */
+static int read_slot(struct worker *w, uint64_t slot, uint8_t *buf, uint64_t *seq)
+{
+    dmce_addr_t a = L->base + slot * SLOT;
+    uint64_t until = 0;
+    for (;;) {
+        if (w->idx == 2) {
+            int r = dmce_read(w->c, a, buf, SLOT);
+            if (r < 0) {
+                fail_once("%s: slot %llu: %s", worker_names[w->idx], (unsigned long long)slot,
+                          dmce_strerror(r));
+                return 0;
+            }
+        } else {
+            memcpy(buf, w->map + slot * SLOT, SLOT);
+        }
+        if (slot_check(buf, slot, seq))
+            return 1;
+        uint64_t now = dmce_now_ms();
+        if (!until) {
+            until = now + TORN_MAX_MS;
+        } else if (now >= until) {
+            fail_once("%s: slot %llu stays torn for %d ms", worker_names[w->idx],
+                      (unsigned long long)slot, TORN_MAX_MS);
+            return 0;
+        }
+        sched_yield(); /* let the writer finish */
+    }
+}
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     uint8_t buf[SLOT];
-    uint64_t rnd = 0x9e3779b97f4a7c15ull * (uint64_t)(w->idx + 1), end = dmce_now_ms() + RUN_MAX_MS;
-    for (uint64_t op = 0; op < OPS_MAX && !atomic_load(&L->stop) && dmce_now_ms() < end; op++) {
+    uint64_t rnd = 0x9e3779b97f4a7c15ull * (uint64_t)(w->idx + 1);
+    uint64_t end = dmce_now_ms() + LOAD_SAFETY_MS, last = dmce_now_ns();
+    while (!atomic_load(&L->stop)) {
+        if (dmce_now_ms() >= end) {
+            fail_once("%s: still running after %d ms: the test never stopped it",
+                      worker_names[w->idx], LOAD_SAFETY_MS);
+            break;
+        }
         rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-        uint64_t slot = (rnd >> 20) % NSLOTS;
-        dmce_addr_t a = L->base + slot * SLOT;
+        uint64_t slot = (rnd >> 20) % L->nslots;
         if (w->idx < 2) { /* writers: slot parity is the writer's */
             slot = (slot & ~1ull) | (uint64_t)w->idx;
-            a = L->base + slot * SLOT;
+            dmce_addr_t a = L->base + slot * SLOT;
             uint64_t seq = atomic_load(&L->acked[slot]) + 1;
             slot_fill(buf, slot, seq);
             int r;
@@ -284,78 +381,132 @@ static void *worker_main(void *arg)
                 r = dmce_persist(w->c, a, SLOT);
             }
             if (r < 0) {
-                fail_once("writer %d: slot %llu: %s", w->idx, (unsigned long long)slot,
+                fail_once("%s: slot %llu: %s", worker_names[w->idx], (unsigned long long)slot,
                           dmce_strerror(r));
                 break;
             }
             atomic_store(&L->acked[slot], seq);
         } else {
             uint64_t before = atomic_load(&L->acked[slot]), seq = 0;
-            int ok = 0;
-            for (int t = 0; t < 1000 && !ok; t++) { /* a slot being written: read again */
-                int r = 0;
-                if (w->idx == 2)
-                    r = dmce_read(w->c, a, buf, SLOT);
-                else
-                    memcpy(buf, w->map + slot * SLOT, SLOT);
-                if (r < 0) {
-                    fail_once("reader %d: slot %llu: %s", w->idx, (unsigned long long)slot,
-                              dmce_strerror(r));
-                    return NULL;
-                }
-                ok = slot_check(buf, slot, &seq);
-            }
-            if (!ok)
-                fail_once("reader %d: slot %llu stays torn", w->idx, (unsigned long long)slot);
-            else if (seq < before)
-                fail_once("reader %d: slot %llu: seq %llu after %llu was acknowledged", w->idx,
-                          (unsigned long long)slot, (unsigned long long)seq,
-                          (unsigned long long)before);
-            if (!ok || seq < before)
+            if (!read_slot(w, slot, buf, &seq))
                 break;
+            if (seq < before) {
+                fail_once("%s: slot %llu: seq %llu after %llu was acknowledged",
+                          worker_names[w->idx], (unsigned long long)slot, (unsigned long long)seq,
+                          (unsigned long long)before);
+                break;
+            }
         }
+        uint64_t now = dmce_now_ns();
+        if ((now - last) / 1000 > atomic_load(&L->max_gap_us[w->idx]))
+            atomic_store(&L->max_gap_us[w->idx], (now - last) / 1000);
+        last = now;
         atomic_fetch_add(&L->ops[w->idx], 1);
     }
+    /* Every wait on the load ends at an error: one that ends by itself must say so. */
+    if (!atomic_load(&L->stop))
+        fail_once("%s: ended after %llu operations without being told to", worker_names[w->idx],
+                  (unsigned long long)atomic_load(&L->ops[w->idx]));
     return NULL;
 }
 
+/* Prepare the load over nslots slots at base, each zeroed through owner. L lives until load_free.
+ */
+static void load_init(dmce_client_t *owner, dmce_addr_t base, uint64_t nslots)
+{
+    assert_true(nslots >= 2 && nslots <= NSLOTS);
+    L = calloc(1, sizeof(*L));
+    assert_non_null(L);
+    L->base = base;
+    L->nslots = nslots;
+    uint8_t zero[SLOT] = {0};
+    for (uint64_t s = 0; s < nslots; s++)
+        assert_int_equal(dmce_write(owner, base + s * SLOT, zero, SLOT), 0);
+}
+
+/* Start the load's threads, each with a client of its own. */
+static void load_start(void)
+{
+    uint64_t len = L->nslots * SLOT;
+    for (int i = 0; i < LOAD_WORKERS; i++) {
+        struct worker *w = &L->w[i];
+        w->idx = i;
+        w->c = client(i == 0 || i == 2 ? DMCE_CONNECT_NO_MAP : 0);
+        if (i == 1 || i == 3)
+            assert_int_equal(dmce_map(w->c, L->base, len, 0, (void **)&w->map), 0);
+    }
+    for (int i = 0; i < LOAD_WORKERS; i++) {
+        assert_int_equal(pthread_create(&L->th[i], NULL, worker_main, &L->w[i]), 0);
+        L->running++;
+    }
+}
+
+/* Tell the load to stop and wait for its threads. Idempotent. */
+static void load_stop(void)
+{
+    if (!L)
+        return;
+    atomic_store(&L->stop, 1);
+    for (; L->running > 0; L->running--)
+        pthread_join(L->th[L->running - 1], NULL);
+}
+
+/* load_stop, then release the load's clients and L (teardown: also after a failure). */
+static void load_free(void)
+{
+    if (!L)
+        return;
+    load_stop();
+    for (int i = 0; i < LOAD_WORKERS; i++)
+        if (L->w[i].c)
+            dmce_disconnect(L->w[i].c);
+    free(L);
+    L = NULL;
+}
+
+/* What each thread of the load did, and its longest pause. */
+static void load_report(void)
+{
+    for (int i = 0; i < LOAD_WORKERS; i++)
+        print_message("%s: %llu operations, longest pause %.1f ms\n", worker_names[i],
+                      (unsigned long long)atomic_load(&L->ops[i]),
+                      (double)atomic_load(&L->max_gap_us[i]) / 1000.0);
+}
+
+/* Fail the test if the load saw an error (or ended by itself, which records one). */
+static void load_check(void)
+{
+    if (atomic_load(&L->errors))
+        fail_msg("%d error(s) in the load; first: %s", atomic_load(&L->errors), L->why);
+}
+
+/* Every load thread did 200 operations more than since[]; or an error (stop waiting). */
 static int ops_grew(void *arg)
 {
     const uint64_t *since = arg;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < LOAD_WORKERS; i++)
         if (atomic_load(&L->ops[i]) < since[i] + 200)
-            return atomic_load(&L->errors) > 0; /* stop waiting on an error */
+            return atomic_load(&L->errors) > 0;
     return 1;
 }
 
 static void under_load(void **state)
 {
     (void)state;
-    L = calloc(1, sizeof(*L));
-    assert_non_null(L);
     dmce_client_t *owner = client(0);
-    assert_int_equal(dmce_malloc(owner, REGION, &L->base), 0);
-    uint8_t zero[SLOT] = {0};
-    for (uint64_t s = 0; s < NSLOTS; s += 1)
-        assert_int_equal(dmce_write(owner, L->base + s * SLOT, zero, SLOT), 0);
+    dmce_addr_t base;
+    assert_int_equal(dmce_malloc(owner, REGION, &base), 0);
+    load_init(owner, base, NSLOTS);
     assert_true(harness_wait(two_copies, NULL, 60000));
-
-    struct worker w[4];
-    pthread_t th[4];
-    for (int i = 0; i < 4; i++) {
-        w[i] = (struct worker){.idx = i};
-        w[i].c = client(i == 0 || i == 2 ? DMCE_CONNECT_NO_MAP : 0);
-        if (i == 1 || i == 3)
-            assert_int_equal(dmce_map(w[i].c, L->base, REGION, 0, (void **)&w[i].map), 0);
-        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
-    }
-    uint64_t since[4] = {0};
+    load_start();
+    uint64_t since[LOAD_WORKERS] = {0};
     assert_true(harness_wait(ops_grew, since, 20000));
+    load_check();
 
     dmce_addr_parts_t parts;
-    assert_int_equal(dmce_addr_decode(dmce_client_layout(owner), L->base, &parts), 0);
-    for (int m = 0; m < MOVES && atomic_load(&L->errors) == 0; m++) {
-        uint32_t from = primary_of(L->base), job = 0;
+    assert_int_equal(dmce_addr_decode(dmce_client_layout(owner), base, &parts), 0);
+    for (int m = 0; m < MOVES; m++) {
+        uint32_t from = primary_of(base), job = 0;
         assert_true(from >= 1 && from <= 3);
         assert_int_equal(migrate(parts.block, 0, &job), 0); /* the dispatcher chooses */
         struct job_wait jw = {.id = job};
@@ -364,30 +515,25 @@ static void under_load(void **state)
             fail_msg("move %d of block %u failed: %s", m, parts.block, dmce_strerror(jw.j.err));
         assert_int_equal(jw.j.from, from);
         assert_int_not_equal(jw.j.to, from);
-        assert_int_equal(primary_of(L->base), jw.j.to);
+        assert_int_equal(primary_of(base), jw.j.to);
         print_message("move %d: block %u memd[%u] -> memd[%u] in %llu us\n", m, parts.block,
                       jw.j.from, jw.j.to, (unsigned long long)jw.j.took_us);
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < LOAD_WORKERS; i++)
             since[i] = atomic_load(&L->ops[i]);
         assert_true(harness_wait(ops_grew, since, 20000)); /* everyone goes on after it */
+        load_check();
         assert_true(harness_wait(two_copies, NULL, 60000));
     }
-    atomic_store(&L->stop, 1);
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
-    if (atomic_load(&L->errors))
-        fail_msg("%d error(s); first: %s", atomic_load(&L->errors), L->why);
-    print_message("ops: msmp writer %llu, mapped writer %llu, msmp reader %llu, mapped reader "
-                  "%llu\n",
-                  (unsigned long long)L->ops[0], (unsigned long long)L->ops[1],
-                  (unsigned long long)L->ops[2], (unsigned long long)L->ops[3]);
+    load_stop();
+    load_check();
+    load_report();
 
     /* Every slot holds its last acknowledged write, read by a new MSMP client. */
     dmce_client_t *v = client(DMCE_CONNECT_NO_MAP);
     uint8_t buf[SLOT];
     for (uint64_t s = 0; s < NSLOTS; s++) {
         uint64_t seq = 0;
-        assert_int_equal(dmce_read(v, L->base + s * SLOT, buf, SLOT), 0);
+        assert_int_equal(dmce_read(v, base + s * SLOT, buf, SLOT), 0);
         if (!slot_check(buf, s, &seq) || seq != atomic_load(&L->acked[s]))
             fail_msg("slot %llu: seq %llu, acknowledged %llu", (unsigned long long)s,
                      (unsigned long long)seq, (unsigned long long)atomic_load(&L->acked[s]));
@@ -396,22 +542,65 @@ static void under_load(void **state)
     assert_int_equal(dmce_cluster_stats(observer, &cs), 0);
     assert_true(cs.moves >= MOVES);
     dmce_disconnect(v);
-    for (int i = 0; i < 4; i++)
-        dmce_disconnect(w[i].c);
+    load_free();
     dmce_disconnect(owner);
-    free(L);
+}
+
+/* ---- regression: the load runs until it is stopped ------------------------------------------ */
+
+struct past {
+    int idx;
+    uint64_t n;
+};
+
+static int ops_past(void *arg)
+{
+    const struct past *p = arg;
+    return atomic_load(&L->ops[p->idx]) > p->n || atomic_load(&L->errors) > 0;
+}
+
+/*
+ * The load of under_load keeps going however many operations it does. Each
+ * of its threads used to stop after OLD_OPS_BUDGET operations; the mapped
+ * reader got there in a few seconds of CPU, mid-test, and under_load's
+ * next ops_grew failed after 20 s with no error anywhere (ctest migrate,
+ * test_migrate.c "harness_wait(ops_grew, since, 20000)" after a move).
+ * Deterministic: with a budget, the first wait below can never be met;
+ * without one, it is met after about OLD_OPS_BUDGET memcpys of 4 KiB.
+ */
+static void load_outlasts_budget(void **state)
+{
+    (void)state;
+    enum { N = 256 }; /* 1 MiB of slots in one 4 MiB block */
+    dmce_client_t *owner = client(0);
+    dmce_addr_t base;
+    assert_int_equal(dmce_malloc(owner, N * SLOT, &base), 0);
+    load_init(owner, base, N);
+    load_start();
+    struct past p = {.idx = 3, .n = OLD_OPS_BUDGET + 1000};
+    assert_true(harness_wait(ops_past, &p, 240000));
+    load_check();
+    uint64_t since[LOAD_WORKERS];
+    for (int i = 0; i < LOAD_WORKERS; i++)
+        since[i] = atomic_load(&L->ops[i]);
+    assert_true(harness_wait(ops_grew, since, 20000)); /* and all four go on */
+    load_stop();
+    load_check();
+    load_report();
+    load_free();
+    dmce_disconnect(owner);
 }
 
 static int setup_big(void **state)
 {
     (void)state;
-    return start_cluster("--block-size=1G", "--max-blocks=3");
+    return start_cluster("--block-size=1G", "--max-blocks=3", "--request-timeout-ms=10000");
 }
 
 static int setup_small(void **state)
 {
     (void)state;
-    return start_cluster("--block-size=4M", "--max-blocks=64");
+    return start_cluster("--block-size=4M", "--max-blocks=64", "--request-timeout-ms=1000");
 }
 
 /* ---- drain ----------------------------------------------------------------------------------- */
@@ -567,9 +756,14 @@ static void unsettled_move(void **state)
     int fds[2] = {-1, -1};
     unsigned nfd = 0;
     size_t n = 0;
-    assert_int_equal(dmce_mconn_rpc_fds(&k, DMCE_MSMP_OP_HANDOFF, rq, sizeof(rq), resp,
-                                        sizeof(resp), &n, fds, 2, &nfd),
-                     0);
+    /* -EBUSY while the new block is prefaulted or mirrored: ask again, as the dispatcher does. */
+    int r;
+    uint64_t end = dmce_now_ms() + 10000;
+    while ((r = dmce_mconn_rpc_fds(&k, DMCE_MSMP_OP_HANDOFF, rq, sizeof(rq), resp, sizeof(resp), &n,
+                                   fds, 2, &nfd)) == -EBUSY &&
+           dmce_now_ms() < end)
+        usleep(10000);
+    assert_int_equal(r, 0);
     dmce_adm_handoff_t h;
     assert_int_equal(dmce_adm_handoff_decode(resp, n, &h), 0);
     assert_int_equal(h.block, parts.block);
@@ -598,6 +792,251 @@ static void unsettled_move(void **state)
     assert_memory_equal(buf, back, sizeof(buf));
     assert_int_equal(primary_of(a), from);
     dmce_disconnect(raw);
+    dmce_disconnect(c);
+}
+
+/* ---- regression: refused by a daemon the block came back to ---------------------------------- */
+
+/*
+ * A dispatcher socket in front of the real one, for one client: it
+ * forwards every request and, while `closed` is set, holds directory
+ * requests back, so that the test can move a block between a daemon's
+ * refusal and the client's next look at the directory.
+ */
+struct gate {
+    char dir[64], path[96];
+    int lfd;
+    pthread_t th;
+    atomic_int closed; /* hold directory requests */
+    atomic_int held;   /* directory requests waiting at the gate now */
+    atomic_int stop;
+    int running; /* th started */
+};
+
+/* Serve one connection until it closes or the gate stops. */
+static void gate_serve(struct gate *g, int fd, dmce_mconn_t *up, uint8_t *resp, size_t cap)
+{
+    static uint8_t payload[64 << 10];
+    while (!atomic_load(&g->stop)) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        uint8_t hb[DMCE_MSMP_HDR_SIZE];
+        dmce_msmp_hdr_t h;
+        if (dmce_read_full(fd, hb, sizeof(hb), dmce_now_ms() + 5000) < 0 ||
+            dmce_msmp_hdr_decode(hb, sizeof(payload), &h) < 0 ||
+            dmce_read_full(fd, payload, h.len, dmce_now_ms() + 5000) < 0)
+            return;
+        if (h.op == DMCE_MSMP_OP_DIRECTORY && atomic_load(&g->closed)) {
+            atomic_fetch_add(&g->held, 1);
+            while (atomic_load(&g->closed) && !atomic_load(&g->stop))
+                usleep(1000);
+            atomic_fetch_sub(&g->held, 1);
+        }
+        size_t n = 0;
+        int r = dmce_mconn_rpc(up, h.op, payload, h.len, NULL, 0, resp, cap, &n, NULL);
+        dmce_msmp_hdr_t rh = {.magic = DMCE_MSMP_MAGIC,
+                              .version = DMCE_MSMP_VERSION,
+                              .flags = DMCE_MSMP_FLAG_RESPONSE,
+                              .op = h.op,
+                              .req_id = h.req_id,
+                              .len = r < 0 ? 0 : (uint32_t)n,
+                              .status = r};
+        dmce_msmp_hdr_encode(&rh, hb);
+        if (dmce_write_full(fd, hb, sizeof(hb), dmce_now_ms() + 5000) < 0 ||
+            dmce_write_full(fd, resp, rh.len, dmce_now_ms() + 5000) < 0)
+            return;
+    }
+}
+
+static void *gate_main(void *arg)
+{
+    struct gate *g = arg;
+    dmce_mconn_t up;
+    size_t cap = 4u << 20;
+    uint8_t *resp = malloc(cap);
+    if (!resp || dmce_mconn_init(&up, harness_disp_sock(), 30000, DMCE_MCONN_NO_RING) < 0) {
+        free(resp);
+        return NULL;
+    }
+    while (!atomic_load(&g->stop)) {
+        struct pollfd pf = {.fd = g->lfd, .events = POLLIN};
+        if (poll(&pf, 1, 50) <= 0)
+            continue;
+        int fd = accept4(g->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        gate_serve(g, fd, &up, resp, cap);
+        close(fd);
+    }
+    dmce_mconn_close(&up);
+    free(resp);
+    return NULL;
+}
+
+static struct gate *G; /* the gate of the running test; owner: gate_open, gate_free */
+
+/* A gate in a new directory of its own (a client's runtime_dir), with its thread running. */
+static struct gate *gate_open(void)
+{
+    struct gate *g = G = calloc(1, sizeof(*g));
+    assert_non_null(g);
+    g->lfd = -1;
+    snprintf(g->dir, sizeof(g->dir), "/tmp/dmce-gate.XXXXXX");
+    assert_non_null(mkdtemp(g->dir));
+    snprintf(g->path, sizeof(g->path), "%s/dispatcher.sock", g->dir);
+    g->lfd = dmce_unix_listen(g->path, 8);
+    assert_true(g->lfd >= 0);
+    assert_int_equal(pthread_create(&g->th, NULL, gate_main, g), 0);
+    g->running = 1;
+    return g;
+}
+
+/* Open the gate for good, stop its thread, remove its directory. Idempotent. */
+static void gate_free(void)
+{
+    struct gate *g = G;
+    if (!g)
+        return;
+    atomic_store(&g->closed, 0);
+    atomic_store(&g->stop, 1);
+    if (g->running)
+        pthread_join(g->th, NULL);
+    if (g->lfd >= 0)
+        close(g->lfd);
+    unlink(g->path);
+    rmdir(g->dir);
+    free(g);
+    G = NULL;
+}
+
+static int gate_holds(void *arg)
+{
+    return atomic_load(&((struct gate *)arg)->held) > 0;
+}
+
+struct raw_read {
+    dmce_client_t *c;
+    dmce_addr_t a;
+    int want;
+};
+
+/* A direct client (no dispatcher) of one daemon gets `want` reading the address. */
+static int raw_reads(void *arg)
+{
+    struct raw_read *rr = arg;
+    uint8_t b[64];
+    return dmce_read(rr->c, rr->a, b, sizeof(b)) == rr->want;
+}
+
+struct gated_write {
+    dmce_client_t *c;
+    dmce_addr_t a;
+    const uint8_t *buf;
+    int r;
+};
+
+static void *gated_write_main(void *arg)
+{
+    struct gated_write *gw = arg;
+    gw->r = dmce_write(gw->c, gw->a, gw->buf, 4096);
+    return NULL;
+}
+
+static int move_to(dmce_addr_t a, uint32_t to)
+{
+    dmce_addr_parts_t parts;
+    uint32_t job;
+    struct job_wait jw;
+    if (dmce_addr_decode(dmce_client_layout(observer), a, &parts) < 0 ||
+        migrate(parts.block, to, &job) < 0)
+        return -1;
+    jw.id = job;
+    if (!harness_wait(job_finished, &jw, 30000))
+        return -1;
+    return jw.j.state == DMCE_ADM_JOB_DONE ? 0 : -1;
+}
+
+/*
+ * A client's request reaches the block's old owner S after a move S -> T
+ * (DMCE_ENOBLOCK); before the client looks at the directory, the block
+ * moves back T -> S. The directory then names S, the daemon that refused:
+ * libdmce gave up with DMCE_ENOBLOCK (reported from a benchmark moving a
+ * block back and forth under writers: "a descheduled writer refreshes the
+ * directory, finds the block back on the daemon that refused it, and
+ * gives up"). It must send the write again. The gate holds the client's
+ * directory request while the block moves back: no timing involved.
+ */
+static void enoblock_after_move_back(void **state)
+{
+    (void)state;
+    dmce_client_t *c = client(DMCE_CONNECT_NO_MAP);
+    dmce_addr_t a;
+    uint8_t one[4096], two[4096], back[4096];
+    memset(one, 0x11, sizeof(one));
+    memset(two, 0x22, sizeof(two));
+    assert_int_equal(dmce_malloc(c, sizeof(one), &a), 0);
+    assert_int_equal(dmce_write(c, a, one, sizeof(one)), 0);
+    assert_true(harness_wait(two_copies, NULL, 30000));
+    dmce_disp_block_t e;
+    assert_int_equal(dir_entry(a, &e), 0);
+    uint32_t s = e.primary, t = 0; /* t: neither the primary nor the mirror */
+    for (uint32_t i = 1; i <= 3 && !t; i++)
+        if (i != e.primary && i != e.mirror)
+            t = i;
+    assert_true(s >= 1 && t >= 1);
+
+    /* The client under test talks to the dispatcher through the gate. */
+    struct gate *g = gate_open();
+    dmce_client_t *x;
+    assert_int_equal(dmce_connect(&(dmce_connect_opts_t){.runtime_dir = g->dir,
+                                                         .flags = DMCE_CONNECT_NO_MAP,
+                                                         .io_timeout_ms = 60000},
+                                  &x),
+                     0);
+    assert_int_equal(dmce_setup(x, 1 * MIB, DMCE_SETUP_PARTIAL, NULL, NULL), 0);
+    assert_int_equal(dmce_write(x, a, one, sizeof(one)), 0); /* x knows the block on s */
+
+    /* A direct client of s watches what s answers. */
+    dmce_client_t *raw;
+    const char *sp = harness_sock((int)s);
+    assert_int_equal(dmce_connect(&(dmce_connect_opts_t){.sockets = &sp,
+                                                         .nsockets = 1,
+                                                         .flags = DMCE_CONNECT_NO_MAP |
+                                                                  DMCE_CONNECT_NO_DISPATCHER},
+                                  &raw),
+                     0);
+    assert_int_equal(dmce_setup(raw, 4096, DMCE_SETUP_PARTIAL, NULL, NULL), 0);
+
+    assert_int_equal(move_to(a, t), 0);
+    struct raw_read gone = {raw, a, DMCE_ENOBLOCK}; /* released: not frozen any more */
+    assert_true(harness_wait(raw_reads, &gone, 10000));
+
+    /* x's write is refused by s; x's look at the directory waits at the gate. */
+    atomic_store(&g->closed, 1);
+    struct gated_write gw = {x, a, two, 1};
+    pthread_t th;
+    int started = pthread_create(&th, NULL, gated_write_main, &gw) == 0;
+    int held = started && harness_wait(gate_holds, g, 10000);
+    int moved_back = held && move_to(a, s) == 0;
+    struct raw_read home = {raw, a, 0};
+    int served = moved_back && harness_wait(raw_reads, &home, 10000);
+    atomic_store(&g->closed, 0);
+    if (started)
+        pthread_join(th, NULL);
+    dmce_disconnect(raw);
+    dmce_disconnect(x);
+    gate_free();
+    assert_true(started);
+    assert_true(held);
+    assert_true(moved_back);
+    assert_true(served);
+
+    /* The directory names s again, the daemon that refused: the write goes there. */
+    assert_int_equal(gw.r, 0);
+    assert_int_equal(dmce_read(c, a, back, sizeof(back)), 0);
+    assert_memory_equal(two, back, sizeof(back));
+    assert_int_equal(primary_of(a), s);
     dmce_disconnect(c);
 }
 
@@ -658,6 +1097,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(abort_move, setup_small, teardown),
         cmocka_unit_test_setup_teardown(unsettled_move, setup_small, teardown),
         cmocka_unit_test_setup_teardown(drain_daemon, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(enoblock_after_move_back, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(load_outlasts_budget, setup_small, teardown),
         cmocka_unit_test_setup_teardown(under_load, setup_big, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
