@@ -2055,7 +2055,9 @@ static void run_jobs(struct dmce_disp *d)
  * A draining daemon's mirror copies: the primary stops keeping each one and
  * the copy is dropped, and re-mirroring makes a new one elsewhere (a
  * draining daemon never gets one). A few at a time (remirror_parallel), so
- * that few blocks are single at once.
+ * that few blocks are single at once. The directory says a copy is gone
+ * only once both daemons have dropped it: a drain is over (the daemon may
+ * be stopped) when nothing is left to tell it. Orchestrator only.
  */
 static void drain_mirrors(struct dmce_disp *d)
 {
@@ -2074,19 +2076,27 @@ static void drain_mirrors(struct dmce_disp *d)
         due[n] = b;
         prim[n] = k->primary;
         holder[n++] = k->mirror;
-        k->mirror = 0;
-        k->state = DMCE_DISP_SINGLE;
-        k->since_ms = 0;
         running++;
-        bump_locked(d);
     }
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < n; i++) {
         uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
         dmce_msmp_block_req_encode(due[i], rq);
         int r = daemon_rpc(d, prim[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
-        if (r == 0 || r == -ENOENT)
+        int stopped = r == 0 || r == -ENOENT; /* the primary no longer keeps the copy */
+        if (stopped)
             r = daemon_rpc(d, holder[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
+        pthread_mutex_lock(&d->lock);
+        struct dblock *k = &d->blocks[due[i]];
+        /* Not stopped and the primary alive: the next round asks again. */
+        if ((stopped || d->daemons[prim[i]].state != DMCE_DISP_ALIVE) && k->live &&
+            k->mirror == holder[i] && k->primary == prim[i]) {
+            k->mirror = 0; /* re-mirroring makes the next copy, not on a draining daemon */
+            k->state = DMCE_DISP_SINGLE;
+            k->since_ms = 0;
+            bump_locked(d);
+        }
+        pthread_mutex_unlock(&d->lock);
         LOG_INFO("block %u: its mirror leaves draining memd[%u]%s%s", due[i], holder[i],
                  r < 0 ? ": " : "", r < 0 ? dmce_strerror(r) : "");
     }

@@ -77,6 +77,7 @@ struct memd_block {
     pthread_mutex_t lock; /* serializes allocator changes (and a copy to a new mirror) */
     char name[2 * DMCE_CFG_STRMAX + 96]; /* shm_prefix + "b" + block ID */
     struct memd_block *prefault_next; /* queue of blocks waiting for the prefault thread */
+    struct memd_block *retired_next;  /* m->retired: out of the table, to destroy */
     atomic_int role;           /* enum memd_role; changed by promote under grow_lock */
     uint32_t primary_daemon;   /* MEMD_MIRROR: the daemon that holds the primary */
     /*
@@ -90,8 +91,9 @@ struct memd_block {
      * Live migration (memd_migrate.c). frozen: handed off to another
      * daemon; requests get DMCE_EMOVING, the allocator is not touched
      * (set under b->lock, every stripe, mr_lock and pf_lock). handed_off:
-     * the move committed; the object is the new owner's, never unlinked
-     * here. frozen_ns: when it froze.
+     * memd_block_destroy must not unlink the object (the move committed and
+     * it is the new owner's, or its name was removed already). frozen_ns:
+     * when it froze.
      */
     atomic_int frozen;
     int handed_off;
@@ -226,6 +228,8 @@ struct dmce_memd {
     pthread_cond_t pf_cond;
     struct memd_block *pf_queue;
     struct memd_block *pf_current; /* the block being prefaulted (under pf_lock) */
+    /* Blocks out of the table, to destroy on the main thread (memd_retired_destroy; pf_lock). */
+    struct memd_block *retired;
     atomic_uint_fast64_t pf_pending; /* bytes not yet prefaulted */
     /*
      * Mirroring (memd_mirror.c): jobs that copy a block to a new mirror run
@@ -481,6 +485,9 @@ int memd_migrate_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_
  * names another.
  */
 void memd_migrate_tick(struct dmce_memd *m);
+
+/* Destroy the blocks queued in m->retired (the tick; and at stop). */
+void memd_retired_destroy(struct dmce_memd *m);
 
 /* The directory's primary of `block` (0: not in it). -ENOTCONN without a dispatcher. */
 int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary);

@@ -269,8 +269,22 @@ static void op_release(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
 #define SETTLE_AFTER_NS (10ull * 1000000000ull) /* frozen this long: ask the directory */
 #define SETTLE_EVERY_MS 5000u
 
+void memd_retired_destroy(struct dmce_memd *m)
+{
+    pthread_mutex_lock(&m->pf_lock);
+    struct memd_block *b = m->retired;
+    m->retired = NULL;
+    pthread_mutex_unlock(&m->pf_lock);
+    while (b) {
+        struct memd_block *next = b->retired_next;
+        memd_block_destroy(m, b);
+        b = next;
+    }
+}
+
 void memd_migrate_tick(struct dmce_memd *m)
 {
+    memd_retired_destroy(m);
     uint64_t now = dmce_now_ms();
     if (now < m->settle_next_ms)
         return;
@@ -442,7 +456,21 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
             pthread_mutex_lock(&m->sess_lock);
             m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
             pthread_mutex_unlock(&m->sess_lock);
-            memd_block_destroy(m, old);
+            /*
+             * Unpublished, past a grace period. Its name goes now (take_name
+             * gives the same name to the block taken over); its pages are
+             * freed when it is unmapped and closed, which takes long for a
+             * big object (a GiB: ~0.3 s): not under grow_lock, not before
+             * the answer the dispatcher waits for. The tick destroys it.
+             */
+            if (memd_obj_unlink(m, old->name) < 0)
+                LOG_WARN("block %u: cannot remove our copy's object %s: %s", old->id, old->name,
+                         strerror(errno));
+            old->handed_off = 1; /* unlinked already: the destroy only unmaps and closes */
+            pthread_mutex_lock(&m->pf_lock);
+            old->retired_next = m->retired;
+            m->retired = old;
+            pthread_mutex_unlock(&m->pf_lock);
         }
     }
     if (r == 0) {

@@ -2344,6 +2344,7 @@ void dmce_memd_stop(dmce_memd_t *m)
         m->sessions = s->next;
         free(s);
     }
+    memd_retired_destroy(m);
     if (m->table) {
         for (uint32_t i = 0; i < m->table->count; i++)
             memd_block_destroy(m, m->table->list[i]);

@@ -47,8 +47,13 @@
 #define ALLOCS 16
 #define VALUE 1024
 #define ITERATIONS 20
-#define WRITER_MAX_OPS 200000
-#define WRITER_MAX_MS 20000
+/*
+ * Writers run until the test stops them: a budget of operations ended fast
+ * writers while the test still waited for progress after a kill. The time
+ * bound is a safety net past every wait of the test; reaching it is an
+ * error (where = 6), not a quiet end.
+ */
+#define WRITER_SAFETY_MS 120000
 
 static const char *const memd_flags[] = {"--block-size=4M", "--max-blocks=64", "--grace-ms=60000"};
 
@@ -128,7 +133,8 @@ struct wlog {
     struct {
         uint32_t acked[ALLOCS];    /* last acknowledged sequence number per allocation */
         int error;                 /* first error, 0 = none */
-        int where;                 /* 1 write, 2 verify read, 3 mismatch, 4 setup, 5 after */
+        int where;                 /* 1 write, 2 verify read, 3 mismatch, 4 setup, 5 after,
+                                      6 ran out of time before it was stopped */
         uint64_t max_gap_us;       /* longest time between two acknowledgements */
     } w[WRITERS];
 };
@@ -160,9 +166,13 @@ static int writer_main(int me)
     atomic_fetch_add(&wl->ready, 1);
     uint32_t seq[ALLOCS] = {0};
     uint64_t t0 = dmce_now_ms(), last = dmce_now_ns();
-    for (unsigned op = 0; op < WRITER_MAX_OPS && !atomic_load(&wl->stop) &&
-                          dmce_now_ms() - t0 < WRITER_MAX_MS;
-         op++) {
+    for (unsigned op = 0; !atomic_load(&wl->stop); op++) {
+        if (dmce_now_ms() - t0 >= WRITER_SAFETY_MS) {
+            wl->w[me].error = -ETIMEDOUT;
+            wl->w[me].where = 6;
+            r = -ETIMEDOUT;
+            break;
+        }
         int i = (int)(op % ALLOCS);
         fill(buf, me, i, ++seq[i]);
         r = dmce_write(c, a[i], buf, VALUE);

@@ -654,6 +654,62 @@ static void drain_daemon(void **state)
     dmce_disconnect(c);
 }
 
+/* ---- to the mirror's holder ------------------------------------------------------------------ */
+
+static int shm_count_is(void *n)
+{
+    return harness_shm_count() == (int)(intptr_t)n;
+}
+
+/*
+ * A block moved to the daemon that holds its mirror: that daemon keeps the
+ * primary and drops its copy (two copies on one daemon protect nothing);
+ * re-mirroring makes a second copy elsewhere; every byte reads back, and
+ * the dropped copy's object goes.
+ */
+static void to_mirror_holder(void **state)
+{
+    (void)state;
+    dmce_client_t *c = client(0);
+    enum { SZ = 1 * MIB };
+    dmce_addr_t a;
+    uint8_t *buf = malloc(SZ), *back = malloc(SZ);
+    assert_non_null(buf);
+    assert_non_null(back);
+    assert_int_equal(dmce_malloc(c, SZ, &a), 0);
+    memset(buf, 0x5a, SZ);
+    assert_int_equal(dmce_write(c, a, buf, SZ), 0);
+    assert_true(harness_wait(two_copies, NULL, 60000));
+    dmce_disp_block_t e;
+    assert_int_equal(dir_entry(a, &e), 0);
+    assert_true(e.mirror != 0 && e.mirror != e.primary);
+    uint32_t from = e.primary, holder = e.mirror;
+    int objects = harness_shm_count();
+    struct job_wait w;
+    assert_int_equal(migrate(e.block, holder, &w.id), 0);
+    assert_true(harness_wait(job_finished, &w, 30000));
+    assert_int_equal(w.j.state, DMCE_ADM_JOB_DONE);
+    assert_int_equal(w.j.from, from);
+    assert_int_equal(w.j.to, holder);
+    assert_int_equal(primary_of(a), holder);
+    assert_int_equal(dmce_read(c, a, back, SZ), 0);
+    assert_memory_equal(buf, back, SZ);
+    /* Re-mirrored: a second copy again, on another daemon than the new owner. */
+    assert_true(harness_wait(two_copies, NULL, 60000));
+    assert_int_equal(dir_entry(a, &e), 0);
+    assert_int_equal(e.primary, holder);
+    assert_true(e.mirror != 0 && e.mirror != holder);
+    /* The holder's old copy is gone (the tick destroys it): the objects are as many as before. */
+    assert_true(harness_wait(shm_count_is, (void *)(intptr_t)objects, 10000));
+    memset(buf, 0xa5, SZ);
+    assert_int_equal(dmce_write(c, a, buf, SZ), 0);
+    assert_int_equal(dmce_read(c, a, back, SZ), 0);
+    assert_memory_equal(buf, back, SZ);
+    free(buf);
+    free(back);
+    dmce_disconnect(c);
+}
+
 /* ---- abort: the target dies holding the block ------------------------------------------------ */
 
 static void abort_move(void **state)
@@ -1097,6 +1153,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(abort_move, setup_small, teardown),
         cmocka_unit_test_setup_teardown(unsettled_move, setup_small, teardown),
         cmocka_unit_test_setup_teardown(drain_daemon, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(to_mirror_holder, setup_small, teardown),
         cmocka_unit_test_setup_teardown(enoblock_after_move_back, setup_small, teardown),
         cmocka_unit_test_setup_teardown(load_outlasts_budget, setup_small, teardown),
         cmocka_unit_test_setup_teardown(under_load, setup_big, teardown),
