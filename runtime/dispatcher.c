@@ -1597,6 +1597,18 @@ static void failover(struct dmce_disp *d, uint32_t id)
              lost);
 }
 
+/*
+ * Whether daemon `id` may still register: this dispatcher has never heard
+ * of it and started less than the orphan wait ago (a restarted dispatcher
+ * hears from the daemons one by one). A copy it holds is not yet a copy on
+ * a dead daemon.
+ */
+static int peer_may_register_locked(const struct dmce_disp *d, uint32_t id)
+{
+    uint64_t wait = DMCE_MAX(2000ull, 20ull * (uint64_t)d->cfg.heartbeat_ms);
+    return d->daemons[id].state == 0 && dmce_now_ms() - d->start_ms < wait;
+}
+
 /* Learn daemon `id`'s blocks (it registered: new, restarted, or a new dispatcher). */
 static void read_blocks(struct dmce_disp *d, uint32_t id)
 {
@@ -1629,6 +1641,12 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
                     d->daemons[e.peer].state == DMCE_DISP_ALIVE) {
                     k->mirror = (uint16_t)e.peer;
                     k->state = DMCE_DISP_MIRRORED;
+                } else if (e.mirror_state == 2 && e.peer && peer_may_register_locked(d, e.peer)) {
+                    /* Mirrored on a daemon that has not registered again yet: progress() decides. */
+                    k->mirror = 0;
+                    k->state = DMCE_DISP_REMIRRORING;
+                    k->peer_pending = (uint16_t)e.peer;
+                    k->since_ms = dmce_now_ms();
                 } else if (k->state != DMCE_DISP_REMIRRORING) {
                     k->mirror = 0;
                     k->state = DMCE_DISP_SINGLE;
@@ -1882,8 +1900,15 @@ static void progress(struct dmce_disp *d)
             if (k->live && k->primary == id && k->state == DMCE_DISP_REMIRRORING) {
                 k->copied = e.copied;
                 copied += e.copied;
-                if (e.mirror_state == 2 && e.peer &&
-                    (e.peer > MAX_DAEMONS || d->daemons[e.peer].state != DMCE_DISP_ALIVE)) {
+                if (e.mirror_state == 2 && e.peer && e.peer <= MAX_DAEMONS &&
+                    peer_may_register_locked(d, e.peer)) {
+                    /*
+                     * A copy on a daemon this dispatcher has not heard from yet
+                     * (it restarted; the daemon registers in a moment): wait for
+                     * it rather than drop a good mirror.
+                     */
+                } else if (e.mirror_state == 2 && e.peer &&
+                           (e.peer > MAX_DAEMONS || d->daemons[e.peer].state != DMCE_DISP_ALIVE)) {
                     k->state = DMCE_DISP_SINGLE; /* made on a daemon that died since */
                     k->since_ms = 0;
                     k->drop_mirror = 1;

@@ -161,7 +161,8 @@ static void *pulse_main(void *arg)
         ts.tv_nsec += (long)ms * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
-        if (!ev_queue) /* events queued before we waited are sent now, not a pulse later */
+        /* Events queued before we waited go now, not a pulse later; unregistered, they wait. */
+        if (!ev_queue || !atomic_load(&m->registered))
             pthread_cond_timedwait(&m->hb_cond, &m->hb_lock, &ts);
         if (atomic_load(&m->stop))
             break;

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "util.h"
 
 #define MiB (1ull << 20)
 
@@ -197,6 +199,46 @@ static void test_bad_config_is_refused(void **state)
     assert_int_equal(harness_shm_count(), 0);
 }
 
+/* CPU time (user + system, clock ticks) process pid has used, or -1. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces: fields after it */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (long)(ut + st);
+}
+
+/*
+ * Regression: an idle daemon sleeps. With no dispatcher to send its block
+ * events to, its member-pulse thread looped without waiting (a whole CPU
+ * per daemon; the 6 GiB borrow demo went from 8 s to 7 minutes). One
+ * second of idleness must cost it well under a tenth of a CPU.
+ */
+static void test_idle_daemon_sleeps(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_start(4, "--block-size=2M", "--blocks-initial=3", "--max-blocks=4",
+                                   NULL), 0);
+    long hz = sysconf(_SC_CLK_TCK), t0 = cpu_ticks(H.pid[4]);
+    assert_true(t0 >= 0 && hz > 0);
+    uint64_t end = dmce_now_ms() + 1000;
+    while (dmce_now_ms() < end)
+        usleep(50000); /* the measured interval: nothing is waited for */
+    long used = cpu_ticks(H.pid[4]) - t0;
+    if (used * 10 >= hz)
+        fail_msg("an idle daemon used %ld of %ld ticks in one second", used, hz);
+    assert_int_equal(harness_stop(4), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_grace_period_expiry_frees),
         cmocka_unit_test(test_daemon_killed_leaves_stale_shm_that_restart_removes),
         cmocka_unit_test(test_bad_config_is_refused),
+        cmocka_unit_test(test_idle_daemon_sleeps),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
