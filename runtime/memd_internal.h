@@ -208,6 +208,15 @@ struct dmce_memd {
     uint32_t next_session_id;
     uint64_t committed;         /* sum of max(reserved, used), under sess_lock */
     uint64_t nsessions, norphans;
+    /*
+     * ThreadSanitizer only (util.h DMCE_TSAN_*): memory a client freed may
+     * come back from malloc or be formatted as a store while another
+     * worker last touched it for an earlier store operation. The client
+     * finished with it (got the replies) before freeing it, an order that
+     * passes through the client process: malloc, and every store
+     * operation, acquire this before and release it after.
+     */
+    char reuse_order;
     atomic_uint_fast64_t clients;
     atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
     atomic_int stop;

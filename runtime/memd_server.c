@@ -1311,7 +1311,11 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
         return memd_reply_error(m, c, &c->h, -EPROTO);
     switch (c->h.op) {
     case DMCE_MSMP_OP_SETUP: return op_setup(m, c, p, len);
-    case DMCE_MSMP_OP_MALLOC: return op_malloc(m, c, p, len);
+    case DMCE_MSMP_OP_MALLOC:
+        DMCE_TSAN_ACQUIRE(&m->reuse_order); /* memory reused after a free: memd_internal.h */
+        op_malloc(m, c, p, len);
+        DMCE_TSAN_RELEASE(&m->reuse_order);
+        return;
     case DMCE_MSMP_OP_READ: return op_read(m, c, p, len);
     case DMCE_MSMP_OP_WRITE: return op_write(m, c, p, len);
     case DMCE_MSMP_OP_FREE: return op_free(m, c, p, len);

@@ -49,6 +49,7 @@
 #include "log.h"
 #include "memd_internal.h"
 #include "msmp.h"
+#include "util.h"
 #include "msmp_store.h"
 #include "store_table.h"
 
@@ -485,9 +486,11 @@ int memd_store_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t 
     /* The whole operation reads the block table's view of the block: its
      * memory stays mapped until we leave (a block the daemon drops is
      * unmapped only after a grace period). */
+    DMCE_TSAN_ACQUIRE(&m->reuse_order); /* memory reused after a free: memd_internal.h */
     rcu_read_lock();
     op(m, c, p, len);
     rcu_read_unlock();
+    DMCE_TSAN_RELEASE(&m->reuse_order);
     return 1;
 }
 

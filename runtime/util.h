@@ -14,6 +14,31 @@
 #define DMCE_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DMCE_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/*
+ * Happens-before edges that ThreadSanitizer cannot see, because they pass
+ * through another process (a client that got one reply and then sent the
+ * next request). DMCE_TSAN_RELEASE(p) in one thread and a later
+ * DMCE_TSAN_ACQUIRE(p) in another order what came before the first for
+ * TSan only; they compile to nothing in every other build. Each use says
+ * which cross-process edge it stands for.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define DMCE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define DMCE_TSAN 1
+#endif
+#endif
+#ifdef DMCE_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define DMCE_TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#define DMCE_TSAN_RELEASE(p) __tsan_release((void *)(p))
+#else
+#define DMCE_TSAN_ACQUIRE(p) ((void)(p))
+#define DMCE_TSAN_RELEASE(p) ((void)(p))
+#endif
+
 /* CLOCK_MONOTONIC in nanoseconds / milliseconds. */
 uint64_t dmce_now_ns(void);
 uint64_t dmce_now_ms(void);
