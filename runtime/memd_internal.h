@@ -177,7 +177,6 @@ struct memd_worker {
     atomic_uint active;         /* of those, with a request in the last ACTIVE_NS */
     struct memd_conn *conns;
     void *store;                /* memd_store.c's state for this worker; owner: memd_store.c */
-    int spare_fd;               /* /dev/null, given up to refuse a connection when out of fds */
     dmce_ratelimit_t refuse_rl; /* "refused connection" warnings: one a second */
     uint64_t next_frame_check_ms; /* half-sent frames: next look (frame_check) */
 };
@@ -217,6 +216,16 @@ struct dmce_memd {
      * operation, acquire this before and release it after.
      */
     char reuse_order;
+    /*
+     * Accepting, one worker at a time: a connection that comes when the
+     * daemon is out of descriptors is accepted on the spare (an fd on
+     * /dev/null given up for the moment) and closed at once. Under the
+     * lock, so that another worker's accept cannot take the spare's number
+     * meanwhile and leave no spare for the next one (connections would then
+     * wait in the backlog until descriptors come back).
+     */
+    pthread_mutex_t accept_lock;
+    int spare_fd; /* under accept_lock; -1: lost, taken back at the next accept */
     atomic_uint_fast64_t clients;
     atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
     atomic_int stop;

@@ -1447,6 +1447,10 @@ static int conn_flush(struct memd_conn *c)
         }
         return -1;
     }
+    /* Descriptors queued for a response that was never made (no memory for it): drop them. */
+    for (; fi < c->nfds; fi++)
+        for (unsigned k = 0; k < c->fds[fi].n; k++)
+            close(c->fds[fi].fd[k]);
     c->nfds = 0;
     dmce_outbuf_reset(o, 1u << 21); /* do not keep a big buffer for an idle client */
     if (c->closing)
@@ -1597,7 +1601,7 @@ static void accept_without_fds(struct memd_worker *w, int err)
 {
     struct dmce_memd *m = w->m;
     pid_t pid = 0;
-    int r = dmce_accept_shed(m->listen_fd, &w->spare_fd, &pid);
+    int r = dmce_accept_shed(m->listen_fd, &m->spare_fd, &pid);
     if (r > 0)
         refuse_log(w, "refused connection from pid %d: out of file descriptors (%s) with %llu "
                    "clients", (int)pid, strerror(err),
@@ -1607,11 +1611,21 @@ static void accept_without_fds(struct memd_worker *w, int err)
                    (unsigned long long)atomic_load(&m->clients));
 }
 
+static void conn_accept_locked(struct memd_worker *w);
+
 static void conn_accept(struct memd_worker *w)
 {
     struct dmce_memd *m = w->m;
-    if (w->spare_fd < 0) /* lost to a shortage of descriptors: take it back */
-        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pthread_mutex_lock(&m->accept_lock);
+    if (m->spare_fd < 0) /* lost to a shortage of descriptors: take it back */
+        m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    conn_accept_locked(w);
+    pthread_mutex_unlock(&m->accept_lock);
+}
+
+static void conn_accept_locked(struct memd_worker *w)
+{
+    struct dmce_memd *m = w->m;
     for (;;) {
         int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -1686,7 +1700,7 @@ static unsigned rings_service(struct memd_worker *w, uint64_t now)
                 grant_spin(m, c);
             }
         }
-        if (!bad && dmce_outbuf_pending(&c->out))
+        if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
             bad = conn_flush(c) < 0;
         if (bad) {
             conn_close(c);
@@ -1877,10 +1891,13 @@ static void *worker_main(void *arg)
                 bad = conn_flush(c) < 0;
                 /* Backpressure over: handle the frames it held back. */
                 if (!bad && !c->want_out && conn_has_frame(c))
-                    bad = conn_input(m, c) < 0 || (dmce_outbuf_pending(&c->out) && conn_flush(c) < 0);
+                    bad = conn_input(m, c) < 0 ||
+                          ((dmce_outbuf_pending(&c->out) || c->closing) && conn_flush(c) < 0);
             } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 bad = conn_input(m, c) < 0;
-                if (!bad && dmce_outbuf_pending(&c->out))
+                /* Also with nothing to send when closing (a reply that could not be
+                 * made): conn_input reads no more from it, so only this closes it. */
+                if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
                     bad = conn_flush(c) < 0;
             }
             if (bad)
@@ -2105,7 +2122,6 @@ static int start_workers(struct dmce_memd *m)
         w->bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (w->epfd < 0 || w->evfd < 0 || w->bell < 0)
             return -errno;
-        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: taken back later */
         struct epoll_event evb = {.events = EPOLLIN, .data.ptr = &w->bell};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->bell, &evb) < 0)
             return -errno;
@@ -2161,6 +2177,8 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     pthread_mutex_init(&m->grow_lock, NULL);
     pthread_mutex_init(&m->grow_serial, NULL);
     pthread_mutex_init(&m->sess_lock, NULL);
+    pthread_mutex_init(&m->accept_lock, NULL);
+    m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: taken back later */
     pthread_mutex_init(&m->pf_lock, NULL);
     pthread_cond_init(&m->pf_cond, NULL);
     int r = resolve_config(m);
@@ -2336,8 +2354,6 @@ void dmce_memd_stop(dmce_memd_t *m)
             close(m->workers[i].evfd);
         if (m->workers[i].bell > 0)
             close(m->workers[i].bell);
-        if (m->workers[i].spare_fd > 0)
-            close(m->workers[i].spare_fd);
     }
     if (m->listen_fd >= 0) {
         close(m->listen_fd);
@@ -2361,6 +2377,9 @@ void dmce_memd_stop(dmce_memd_t *m)
     pthread_mutex_destroy(&m->grow_lock);
     pthread_mutex_destroy(&m->grow_serial);
     pthread_mutex_destroy(&m->sess_lock);
+    pthread_mutex_destroy(&m->accept_lock);
+    if (m->spare_fd >= 0)
+        close(m->spare_fd);
     pthread_mutex_destroy(&m->pf_lock);
     pthread_cond_destroy(&m->pf_cond);
     LOG_INFO("stopped; all shm objects removed");

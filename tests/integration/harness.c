@@ -160,6 +160,7 @@ static int wait_started(int id, pid_t pid, const char *sock)
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             H.pid[id] = 0;
+            H.status[id] = st;
             return -ECHILD;
         }
         if (sock_answers(id, sock))

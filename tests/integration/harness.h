@@ -24,6 +24,7 @@ typedef struct harness {
     char dir[256];
     char cluster[64];
     pid_t pid[H_MAX_DAEMONS + 1]; /* by daemon id, 0 = not running */
+    int status[H_MAX_DAEMONS + 1]; /* wait status of one that exited while starting (-ECHILD) */
 } harness_t;
 
 extern harness_t H;

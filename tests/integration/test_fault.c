@@ -1,0 +1,596 @@
+/*
+ * test_fault.c - the fault-injection sweep (docs/reliability.md).
+ *
+ * dmce-memd-faults is the memory daemon linked with tests/fault/fault.c:
+ * DMCE_FAULT=POINT:N makes the Nth call of one point fail once (allocation,
+ * shm_open, ftruncate/fallocate, mmap, send, recv, file writes). For each
+ * point, a baseline run of the scenario below counts the calls; then the
+ * sweep starts a fresh daemon per N (every N when there are few calls,
+ * else the first ones and an even spread of the rest), runs the scenario,
+ * and checks:
+ *
+ *   - a fault at start: the daemon exits with a status (not a signal) and
+ *     leaves no shm object behind;
+ *   - otherwise the daemon is still alive and serves a new client (connect,
+ *     setup, malloc, write, read, free);
+ *   - every acknowledged write and store set reads back, through a new
+ *     client (a fault may cost the scenario's client its connection, never
+ *     acknowledged data);
+ *   - once the clients are gone, the daemon holds the same descriptors as
+ *     in the baseline (sockets and others; shm descriptors follow the block
+ *     count), no backup temporary file is left, and SIGTERM leaves no shm
+ *     object.
+ *
+ * The scenario: connect (this run's transport, rotating map+rings, rings,
+ * socket), setup, mallocs big enough to make new blocks, writes, reads
+ * (and a mapping when mapped), a free, a session store (create, sets, a
+ * get), a full backup and an incremental one, a last write.
+ *
+ *   DMCE_FAULT_SWEEP_MAX  most N per point (default 64)
+ *   DMCE_FAULT_POINTS     only these points (comma-separated)
+ *   DMCE_FAULT_FROM       only N >= this (to go on past a failure)
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <dmce/dmce.h>
+#include <dmce/store.h>
+
+#include "admin.h"
+#include "harness.h"
+#include "util.h"
+
+#define NPOINTS 7
+static const char *const POINT[NPOINTS] = {"alloc", "shm_open", "ftruncate", "mmap",
+                                           "send",  "recv",     "file_write"};
+
+#define NALLOC 6
+static const uint32_t ALLOC_SIZE[NALLOC] = {4096, 700 << 10, 400 << 10, 64 << 10, 600 << 10, 8192};
+#define BUFSZ (1u << 20)
+#define NKEYS 4
+
+static char bkdir[256], bkflag[300], counts_path[320];
+
+struct census {
+    int sockets, shm, other;
+};
+
+/* What one run leaves to check. */
+struct outcome {
+    int started; /* the daemon came up */
+    int fired;   /* the fault happened */
+    uint64_t calls[NPOINTS];
+    struct census idle; /* descriptors once the clients left */
+    int objects;        /* shm objects then */
+    int client_errors;  /* operations of the scenario that failed */
+};
+
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    return remove(p);
+}
+
+static void fill(uint8_t *b, size_t n, uint32_t seed)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull * (seed + 1);
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        b[i] = (uint8_t)x;
+    }
+}
+
+static int read_counts(struct outcome *o)
+{
+    FILE *f = fopen(counts_path, "r");
+    if (!f)
+        return -errno;
+    char name[32];
+    unsigned long long n;
+    int fired, got = 0;
+    while (fscanf(f, "%31s %llu %d", name, &n, &fired) == 3)
+        for (int p = 0; p < NPOINTS; p++)
+            if (!strcmp(name, POINT[p])) {
+                o->calls[p] = n;
+                o->fired |= fired;
+                got++;
+            }
+    fclose(f);
+    return got == NPOINTS ? 0 : -EBADMSG;
+}
+
+static int census_of(pid_t pid, struct census *c)
+{
+    char dir[64], path[320], link[512];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    memset(c, 0, sizeof *c);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0)
+            continue;
+        link[n] = 0;
+        if (!strncmp(link, "socket:", 7))
+            c->sockets++;
+        else if (!strncmp(link, "/dev/shm/", 9) || !strncmp(link, "/memfd:", 7))
+            c->shm++;
+        else
+            c->other++;
+    }
+    closedir(d);
+    return 0;
+}
+
+static int backup_temp_files(void)
+{
+    char d[400];
+    snprintf(d, sizeof(d), "%s/memd-1", bkdir);
+    DIR *dp = opendir(d);
+    if (!dp)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp"))
+            n++;
+    closedir(dp);
+    return n;
+}
+
+static int start_daemon(const char *fault)
+{
+    if (fault)
+        setenv("DMCE_FAULT", fault, 1);
+    else
+        unsetenv("DMCE_FAULT");
+    setenv("DMCE_FAULT_COUNTS", counts_path, 1);
+    unlink(counts_path);
+    /* A fresh backup set: the last run's would make the daemon refuse to start without --recover.
+     */
+    char set[400];
+    snprintf(set, sizeof(set), "%s/memd-1", bkdir);
+    nftw(set, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    /* 1 MiB blocks: the scenario's mallocs make new ones (shm_open, ftruncate, mmap). */
+    int r = harness_start(1, "--block-size=1M", "--max-blocks=64", "--workers=2", bkflag, NULL);
+    unsetenv("DMCE_FAULT");
+    return r;
+}
+
+/* ---- the scenario ------------------------------------------------------------------------------
+ */
+
+struct acked {
+    dmce_addr_t addr[NALLOC + 1];
+    uint32_t len[NALLOC + 1], seed[NALLOC + 1];
+    int n;
+    dmce_addr_t store;
+    int keys[NKEYS]; /* 1: the set was acknowledged */
+};
+
+static unsigned run_flags(unsigned run)
+{
+    static const unsigned f[3] = {0, DMCE_CONNECT_NO_MAP,
+                                  DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING};
+    return f[run % 3];
+}
+
+static int connect_one(unsigned flags, dmce_client_t **c)
+{
+    const int ids[1] = {1};
+    dmce_connect_opts_t o = {.flags = flags | DMCE_CONNECT_NO_DISPATCHER};
+    int r = harness_client_opts(c, ids, 1, &o);
+    if (r == 0 && (r = dmce_setup(*c, 4 << 20, 0, NULL, NULL)) < 0) {
+        dmce_disconnect(*c);
+        *c = NULL;
+    }
+    return r;
+}
+
+/* Every call counted: a failure is allowed (the fault), a wrong byte is not. */
+#define TRY(expr) ((expr) == 0 ? 1 : (errs++, 0))
+
+/*
+ * The scenario, on a new client left connected in *cp (NULL when connecting
+ * failed): the session must still hold its allocations while they are
+ * verified. Returns how many operations failed.
+ */
+static int scenario(unsigned run, struct acked *a, dmce_client_t **cp)
+{
+    int errs = 0;
+    dmce_client_t *c = NULL;
+    memset(a, 0, sizeof *a);
+    *cp = NULL;
+    if (!TRY(connect_one(run_flags(run), &c)))
+        return errs;
+    *cp = c;
+    uint8_t *buf = malloc(BUFSZ), *got = malloc(BUFSZ);
+    assert_non_null(buf);
+    assert_non_null(got);
+    for (int i = 0; i < NALLOC; i++) {
+        dmce_addr_t addr;
+        if (!TRY(dmce_malloc(c, ALLOC_SIZE[i], &addr)))
+            continue;
+        fill(buf, ALLOC_SIZE[i], run * 100 + i);
+        if (TRY(dmce_write(c, addr, buf, ALLOC_SIZE[i]))) {
+            a->addr[a->n] = addr;
+            a->len[a->n] = ALLOC_SIZE[i];
+            a->seed[a->n++] = run * 100 + i;
+        }
+    }
+    for (int k = 0; k < a->n; k++) {
+        if (!TRY(dmce_read(c, a->addr[k], got, a->len[k])))
+            continue;
+        fill(buf, a->len[k], a->seed[k]);
+        assert_memory_equal(got, buf, a->len[k]);
+    }
+    if (!(run_flags(run) & DMCE_CONNECT_NO_MAP) && a->n > 0) {
+        void *p;
+        if (TRY(dmce_map(c, a->addr[0], a->len[0], 0, &p))) {
+            fill(buf, a->len[0], a->seed[0]);
+            assert_memory_equal(p, buf, a->len[0]);
+            TRY(dmce_unmap(c, p));
+        }
+    }
+    /* Free the second acknowledged one: it leaves the list whatever the answer. */
+    if (a->n > 1) {
+        TRY(dmce_free(c, a->addr[1]));
+        memmove(&a->addr[1], &a->addr[2], (size_t)(a->n - 2) * sizeof a->addr[0]);
+        memmove(&a->len[1], &a->len[2], (size_t)(a->n - 2) * sizeof a->len[0]);
+        memmove(&a->seed[1], &a->seed[2], (size_t)(a->n - 2) * sizeof a->seed[0]);
+        a->n--;
+    }
+    dmce_store_t *s = NULL;
+    if (TRY(dmce_store_create(c, 128 << 10, NULL, &a->store)) &&
+        TRY(dmce_store_open(c, a->store, 0, &s))) {
+        for (int k = 0; k < NKEYS; k++) {
+            char key[16], val[64];
+            snprintf(key, sizeof(key), "key%d", k);
+            snprintf(val, sizeof(val), "value %d of run %u", k, run);
+            a->keys[k] = TRY(dmce_store_set(s, key, (uint32_t)strlen(key), val,
+                                            (uint32_t)strlen(val), 0, 0, 0, NULL));
+        }
+        char v[64];
+        uint32_t vl;
+        TRY(dmce_store_get(s, "key0", 4, v, sizeof(v), &vl, NULL));
+        dmce_store_close(s);
+    }
+    dmce_admin_t *adm = NULL;
+    if (TRY(dmce_admin_open(H.dir, 5000, &adm))) {
+        for (int pass = 0; pass < 2; pass++) {
+            uint32_t task, queued, d = 1;
+            dmce_adm_task_t st;
+            if (TRY(dmce_admin_backup(adm, 1, 0, pass == 0 ? DMCE_ADM_BACKUP_FULL : 0, NULL, &task,
+                                      &queued)))
+                TRY(dmce_admin_wait_tasks(adm, 1, &d, &task, 20000, NULL, NULL, &st, NULL));
+        }
+        dmce_admin_close(adm);
+    }
+    /* One more write after the backups. */
+    dmce_addr_t last;
+    if (TRY(dmce_malloc(c, 4096, &last))) {
+        fill(buf, 4096, run * 100 + 99);
+        if (TRY(dmce_write(c, last, buf, 4096))) {
+            a->addr[a->n] = last;
+            a->len[a->n] = 4096;
+            a->seed[a->n++] = run * 100 + 99;
+        }
+    }
+    free(buf);
+    free(got);
+    return errs;
+}
+
+/*
+ * A new client reads back everything acknowledged. A transport error may be
+ * the fault itself (it fires once): the whole check is tried again, at most
+ * three times; a wrong byte or a missing value fails at once.
+ */
+static void verify(unsigned run, const struct acked *a)
+{
+    uint8_t *buf = malloc(BUFSZ), *got = malloc(BUFSZ);
+    assert_non_null(buf);
+    assert_non_null(got);
+    int r = -1;
+    for (int attempt = 0; attempt < 3 && r != 0; attempt++) {
+        dmce_client_t *c;
+        r = connect_one(DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING, &c);
+        if (r < 0)
+            continue;
+        for (int k = 0; r == 0 && k < a->n; k++) {
+            r = dmce_read(c, a->addr[k], got, a->len[k]);
+            if (r == 0) {
+                fill(buf, a->len[k], a->seed[k]);
+                if (memcmp(got, buf, a->len[k]))
+                    fail_msg("run %u: acknowledged write %d (%u bytes at %#llx) reads back "
+                             "different",
+                             run, k, a->len[k], (unsigned long long)a->addr[k]);
+            }
+        }
+        int any = 0;
+        for (int k = 0; k < NKEYS; k++)
+            any |= a->keys[k];
+        dmce_store_t *s = NULL;
+        if (r == 0 && any)
+            r = dmce_store_open(c, a->store, DMCE_STORE_OUT_OF_PROCESS, &s);
+        for (int k = 0; r == 0 && any && k < NKEYS; k++) {
+            if (!a->keys[k])
+                continue;
+            char key[16], want[64], v[64];
+            uint32_t vl = 0;
+            snprintf(key, sizeof(key), "key%d", k);
+            snprintf(want, sizeof(want), "value %d of run %u", k, run);
+            r = dmce_store_get(s, key, (uint32_t)strlen(key), v, sizeof(v), &vl, NULL);
+            if (r == -ENOENT)
+                fail_msg("run %u: acknowledged set of %s is gone", run, key);
+            if (r == 0 && (vl != strlen(want) || memcmp(v, want, vl)))
+                fail_msg("run %u: %s reads back different", run, key);
+        }
+        dmce_store_close(s);
+        /* And the daemon still serves: a whole round of a well-behaved client. */
+        dmce_addr_t x;
+        if (r == 0 && (r = dmce_malloc(c, 8192, &x)) == 0) {
+            fill(buf, 8192, 7);
+            if ((r = dmce_write(c, x, buf, 8192)) == 0 && (r = dmce_read(c, x, got, 8192)) == 0)
+                assert_memory_equal(got, buf, 8192);
+            if (r == 0)
+                r = dmce_free(c, x);
+        }
+        dmce_disconnect(c);
+    }
+    if (r != 0)
+        fail_msg("run %u: the daemon does not serve a new client: %s", run, dmce_strerror(r));
+    free(buf);
+    free(got);
+}
+
+/* The descriptors match the baseline's once the clients' connections are closed. */
+struct idle_arg {
+    pid_t pid;
+    const struct census *want;
+    int want_objects_delta; /* shm descriptors minus shm objects, in the baseline */
+    struct census got;
+};
+
+static int idle_matches(void *p)
+{
+    struct idle_arg *ia = p;
+    if (census_of(ia->pid, &ia->got) < 0)
+        return 0;
+    return ia->got.sockets == ia->want->sockets && ia->got.other == ia->want->other &&
+           ia->got.shm - harness_shm_count() == ia->want_objects_delta;
+}
+
+/* ---- one run ------------------------------------------------------------------------------------
+ */
+
+static struct outcome base;
+static int base_delta;
+
+/*
+ * One daemon, one scenario. fault NULL: the baseline (everything must
+ * succeed; the idle census is recorded). Else the checks in the header.
+ */
+static void one_run(unsigned run, const char *fault, struct outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    int r = start_daemon(fault);
+    if (r < 0) {
+        assert_non_null(fault);
+        if (r != -ECHILD)
+            fail_msg("%s: the daemon neither started nor exited: %s", fault, strerror(-r));
+        int st = H.status[1];
+        if (!WIFEXITED(st) || WEXITSTATUS(st) == 0)
+            fail_msg("%s: the daemon failed at start with %s %d", fault,
+                     WIFEXITED(st) ? "exit status" : "signal",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        assert_int_equal(harness_shm_count(), 0);
+        assert_int_equal(read_counts(o), 0);
+        assert_true(o->fired);
+        return;
+    }
+    o->started = 1;
+    pid_t pid = H.pid[1];
+    struct acked a;
+    dmce_client_t *c;
+    o->client_errors = scenario(run, &a, &c);
+    if (!fault && o->client_errors)
+        fail_msg("the baseline scenario had %d failed operations", o->client_errors);
+    verify(run, &a);
+    dmce_disconnect(c);
+
+    struct idle_arg ia = {.pid = pid, .want = &base.idle, .want_objects_delta = base_delta};
+    if (!fault) {
+        /* Settled when two looks agree (closing connections is asynchronous). */
+        struct census prev = {-1, -1, -1};
+        for (int i = 0; i < 400; i++) {
+            assert_int_equal(census_of(pid, &ia.got), 0);
+            if (!memcmp(&prev, &ia.got, sizeof prev) && ia.got.sockets <= 2)
+                break;
+            prev = ia.got;
+            usleep(5000);
+        }
+        o->idle = ia.got;
+        o->objects = harness_shm_count();
+        base_delta = o->idle.shm - o->objects;
+    } else if (!harness_wait(idle_matches, &ia, 5000)) {
+        fail_msg("%s: descriptors once idle: %d sockets, %d shm, %d other (objects %d); the "
+                 "baseline had %d sockets, %d other, shm - objects = %d",
+                 fault, ia.got.sockets, ia.got.shm, ia.got.other, harness_shm_count(),
+                 base.idle.sockets, base.idle.other, base_delta);
+    }
+    if (backup_temp_files())
+        fail_msg("%s: a backup temporary file stayed behind", fault ? fault : "baseline");
+    r = harness_stop(1);
+    if (r != 0)
+        fail_msg("%s: SIGTERM: exit status %d", fault ? fault : "baseline", r);
+    assert_int_equal(harness_shm_count(), 0);
+    assert_int_equal(read_counts(o), 0);
+}
+
+/* ---- the sweep
+ * ----------------------------------------------------------------------------------- */
+
+static int point_wanted(int p)
+{
+    const char *only = getenv("DMCE_FAULT_POINTS");
+    if (!only || !*only)
+        return 1;
+    size_t n = strlen(POINT[p]);
+    for (const char *s = only; (s = strstr(s, POINT[p])); s += n)
+        if ((s == only || s[-1] == ',') && (s[n] == 0 || s[n] == ','))
+            return 1;
+    return 0;
+}
+
+static unsigned runs;
+
+static void sweep(int p)
+{
+    if (!point_wanted(p))
+        skip();
+    uint64_t total = base.calls[p];
+    const char *mx = getenv("DMCE_FAULT_SWEEP_MAX");
+    uint64_t cap = mx && atoi(mx) > 0 ? (uint64_t)atoi(mx) : 64;
+    if (!base.started)
+        fail_msg("no baseline: nothing to compare with");
+    if (total == 0)
+        fail_msg("%s: the scenario makes no such call: nothing to sweep", POINT[p]);
+    /* Every N up to cap; past that the first cap/3 and an even spread of the rest. */
+    uint64_t head = total <= cap ? total : cap / 3, rest = total <= cap ? 0 : cap - head;
+    unsigned fired = 0, at_start = 0, n_runs = 0;
+    uint64_t errors = 0;
+    for (uint64_t i = 0; i < head + rest; i++) {
+        uint64_t n = i < head ? i + 1 : head + 1 + (i - head) * (total - head) / rest;
+        char spec[64];
+        const char *from = getenv("DMCE_FAULT_FROM");
+        if (from && n < strtoull(from, NULL, 10))
+            continue;
+        snprintf(spec, sizeof(spec), "%s:%llu", POINT[p], (unsigned long long)n);
+        struct outcome o;
+        one_run(++runs, spec, &o);
+        n_runs++;
+        fired += (unsigned)o.fired;
+        at_start += !o.started;
+        errors += (uint64_t)o.client_errors;
+    }
+    /* The fault must really have been met, in most runs at least. */
+    print_message("fault %-10s: %llu calls in the baseline; %u runs, the fault fired in %u, "
+                  "%u of them at start; %llu client operations failed in all\n",
+                  POINT[p], (unsigned long long)total, n_runs, fired, at_start,
+                  (unsigned long long)errors);
+    assert_true(fired * 2 >= n_runs);
+}
+
+static void test_sweep_alloc(void **state)
+{
+    (void)state, sweep(0);
+}
+static void test_sweep_shm_open(void **state)
+{
+    (void)state, sweep(1);
+}
+static void test_sweep_ftruncate(void **state)
+{
+    (void)state, sweep(2);
+}
+static void test_sweep_mmap(void **state)
+{
+    (void)state, sweep(3);
+}
+static void test_sweep_send(void **state)
+{
+    (void)state, sweep(4);
+}
+static void test_sweep_recv(void **state)
+{
+    (void)state, sweep(5);
+}
+static void test_sweep_file_write(void **state)
+{
+    (void)state, sweep(6);
+}
+
+static int setup_all(void **state)
+{
+    (void)state;
+    const char *bin = getenv("DMCE_MEMD_FAULTS");
+    if (!bin || harness_init() < 0)
+        return -1;
+    setenv("DMCE_MEMD", bin, 1);
+    snprintf(bkdir, sizeof(bkdir), "/tmp/dmce-fault-XXXXXX");
+    if (!mkdtemp(bkdir))
+        return -1;
+    snprintf(bkflag, sizeof(bkflag), "--backup-dir=%s", bkdir);
+    snprintf(counts_path, sizeof(counts_path), "%s/counts", bkdir);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* The baseline: the scenario with no fault, every operation succeeding; its call counts. */
+static void test_baseline(void **state)
+{
+    (void)state;
+    one_run(0, NULL, &base);
+    assert_true(base.started);
+    for (int p = 0; p < NPOINTS; p++)
+        print_message("baseline: %-10s %llu calls\n", POINT[p], (unsigned long long)base.calls[p]);
+}
+
+/* After each sweep, failed or not: no daemon left running for the next one. */
+static int stop_left(void **state)
+{
+    (void)state;
+    if (H.pid[1] && harness_stop(1) != 0)
+        harness_kill(1);
+    return 0;
+}
+
+static int teardown_all(void **state)
+{
+    (void)state;
+    if (H.pid[1])
+        harness_stop(1);
+    harness_cleanup();
+    if (bkdir[0])
+        nftw(bkdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_baseline, stop_left),
+        cmocka_unit_test_teardown(test_sweep_alloc, stop_left),
+        cmocka_unit_test_teardown(test_sweep_shm_open, stop_left),
+        cmocka_unit_test_teardown(test_sweep_ftruncate, stop_left),
+        cmocka_unit_test_teardown(test_sweep_mmap, stop_left),
+        cmocka_unit_test_teardown(test_sweep_send, stop_left),
+        cmocka_unit_test_teardown(test_sweep_recv, stop_left),
+        cmocka_unit_test_teardown(test_sweep_file_write, stop_left),
+    };
+    return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
