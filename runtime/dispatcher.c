@@ -1200,7 +1200,10 @@ static void *loop_main(void *arg)
                 bad = conn_flush(d, c) < 0;
             } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 int r = conn_input(d, c);
-                bad = r != 0 || (dmce_outbuf_pending(&c->out) && conn_flush(d, c) < 0);
+                /* Closing with nothing to send (a reply that could not be made):
+                 * conn_input reads no more from it, so only this closes it. */
+                bad = r != 0 ||
+                      ((dmce_outbuf_pending(&c->out) || c->closing) && conn_flush(d, c) < 0);
             }
             if (bad)
                 conn_close(d, c);
@@ -1480,7 +1483,24 @@ static void fwd_stop_all(struct dmce_disp *d)
 
 /* ---- the orchestrator ---------------------------------------------------------------------- */
 
-/* One request to daemon `id` on the orchestrator's connection. A broken one means dead. */
+/* 1 if the daemon at path answers a stats request on a new connection. */
+static int daemon_answers(struct dmce_disp *d, const char *path)
+{
+    dmce_mconn_t k;
+    if (dmce_mconn_init(&k, path, (unsigned)d->cfg.request_timeout_ms, DMCE_MCONN_NO_RING) < 0)
+        return 0;
+    uint8_t resp[DMCE_MSMP_STATS_SIZE];
+    size_t rlen = 0;
+    int r = dmce_mconn_rpc(&k, DMCE_MSMP_OP_STATS, NULL, 0, NULL, 0, resp, sizeof(resp), &rlen, NULL);
+    dmce_mconn_close(&k);
+    return r == 0;
+}
+
+/*
+ * One request to daemon `id` on the orchestrator's connection. A daemon
+ * that stalls, answers garbage or cannot be reached is dead; a broken
+ * connection to a daemon that answers on a new one is only a failed request.
+ */
 static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void *p, size_t l,
                       void *resp, size_t cap, size_t *rlen)
 {
@@ -1498,6 +1518,19 @@ static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void 
         x->cmd_ready = 1;
     }
     int r = dmce_mconn_rpc(&x->cmd, op, p, l, NULL, 0, resp, cap, rlen, NULL);
+    if (r == DMCE_ECLOSED && daemon_answers(d, path)) {
+        /*
+         * The connection broke, not the daemon: it answers on a new one (it
+         * dropped ours after a fault of its own, or our send failed). The
+         * request may or may not have been carried out: this one fails,
+         * and the caller's next look at the daemon's state decides.
+         */
+        LOG_WARN("memd[%u]: %s: the connection broke, but the daemon answers; not failed over",
+                 id, dmce_msmp_op_name(op));
+        dmce_mconn_close(&x->cmd);
+        x->cmd_ready = 0;
+        return r;
+    }
     if (r == -ETIMEDOUT || r == -EPROTO || r == DMCE_ECLOSED || r == -ECONNREFUSED) {
         pthread_mutex_lock(&d->lock);
         mark_dead_locked(d, id,

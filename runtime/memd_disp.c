@@ -55,11 +55,15 @@ static int do_register(struct dmce_memd *m)
                                .capacity = m->capacity,
                                .block_size = m->cfg.block_size,
                                .max_blocks = (uint32_t)m->cfg.max_blocks,
-                               /* keep our range: blocks exist, or a backup set has them */
-                               .block_first = atomic_load(&m->registered) || m->table ||
-                                                      m->recovering
-                                                  ? m->block_first
-                                                  : 0,
+                               /*
+                                * The range we want: ours (block_first, or the one our ID
+                                * gives), which the dispatcher keeps when nobody else has
+                                * it. Asked even before any block exists: a daemon that ran
+                                * alone made its blocks there, and a daemon that registers
+                                * first must not be given the range another, not yet
+                                * registered, uses already (two blocks with one ID).
+                                */
+                               .block_first = m->block_first,
                                .layout = (uint32_t)m->layout};
     size_t plen = strlen(m->sock_path);
     if (plen > DMCE_MSMP_PATH_MAX)

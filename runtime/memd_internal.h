@@ -86,6 +86,14 @@ struct memd_block {
      * Owner: this block.
      */
     struct memd_mirror *_Atomic mirror;
+    /*
+     * 1 while memd_mirror_attach asks a peer for a copy and fills it: one
+     * attach at a time per block (a new block's own attach and a
+     * dispatcher's re-mirror job may come together; the peer replaces a
+     * copy its primary asks for again, so a second attach would pull the
+     * first one's copy from under it).
+     */
+    atomic_int attaching;
     pthread_mutex_t stripes[MEMD_STRIPES]; /* chunk i: stripes[i % MEMD_STRIPES] */
     /*
      * Live migration (memd_migrate.c). frozen: handed off to another

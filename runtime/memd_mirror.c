@@ -210,8 +210,21 @@ static uint64_t used_extent(const struct memd_block *b)
     return DMCE_MIN(end, b->size);
 }
 
+static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id,
+                              const char *path, uint64_t *copied);
+
 int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id, const char *path,
                        uint64_t *copied)
+{
+    if (atomic_exchange(&b->attaching, 1))
+        return -EALREADY; /* another attach of this block is under way */
+    int r = mirror_attach_once(m, b, peer_id, path, copied);
+    atomic_store(&b->attaching, 0);
+    return r;
+}
+
+static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id,
+                              const char *path, uint64_t *copied)
 {
     if (atomic_load(&b->mirror))
         return -EALREADY;
@@ -413,8 +426,29 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
     if (rq.size > (1ull << 40))
         return memd_reply_error(m, c, &c->h, -EMSGSIZE);
     pthread_mutex_lock(&m->grow_lock);
-    struct memd_block *b = NULL;
-    if (rq.block >= m->table->nids)
+    struct memd_block *b = NULL, *stale;
+    if (rq.block < m->table->nids && (stale = m->table->by_id[rq.block]) &&
+        atomic_load(&stale->role) == MEMD_MIRROR && stale->primary_daemon == rq.primary) {
+        /*
+         * Its primary asks again, so it does not use this copy: the first
+         * attach failed on its side after we made it (it could not map it),
+         * or it lost the mirror and forgot it. A new, zero copy replaces it;
+         * refusing (EEXIST) would leave the block single for good.
+         */
+        if ((r = memd_table_remove_locked(m, stale)) == 0) {
+            pthread_mutex_lock(&m->sess_lock);
+            m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
+            pthread_mutex_unlock(&m->sess_lock);
+            LOG_WARN("memd[%u] asks again for a mirror of its block %u: the copy held here is "
+                     "replaced", rq.primary, rq.block);
+            /* Unpublished and past a grace period: nobody uses it. Its object goes
+             * before the new one takes the same name. */
+            memd_block_destroy(m, stale);
+        }
+    }
+    if (r < 0)
+        ;
+    else if (rq.block >= m->table->nids)
         r = -EINVAL;
     else if (m->table->by_id[rq.block])
         r = -EEXIST;

@@ -26,6 +26,15 @@
  * (and a mapping when mapped), a free, a session store (create, sets, a
  * get), a full backup and an incremental one, a last write.
  *
+ * Three setups, each with its baseline and its sweeps:
+ *   solo      one dmce-memd-faults, the target, with backups;
+ *   mirrored  a dispatcher (mirroring on) and two daemons; the target is
+ *             daemon 1, which holds primaries and mirrors; no backups;
+ *   disp      the same cluster; the target is dmce-dispatcher-faults.
+ * In a cluster the checks add: once the scenario is over, both daemons are
+ * alive and every block has two copies again (within 20 s); the target's
+ * descriptors are compared with its own baseline.
+ *
  *   DMCE_FAULT_SWEEP_MAX  most N per point (default 64)
  *   DMCE_FAULT_POINTS     only these points (comma-separated)
  *   DMCE_FAULT_FROM       only N >= this (to go on past a failure)
@@ -67,7 +76,10 @@ static const uint32_t ALLOC_SIZE[NALLOC] = {4096, 700 << 10, 400 << 10, 64 << 10
 static char bkdir[256], bkflag[300], counts_path[320];
 
 struct census {
-    int sockets, shm, other;
+    int sockets, memfds, other;
+    int shm;       /* descriptors of block objects */
+    int shm_bad;   /* ... of an object no longer linked, or a second one of the same object */
+    char bad[512]; /* the first of those */
 };
 
 /* What one run leaves to check. */
@@ -76,7 +88,6 @@ struct outcome {
     int fired;   /* the fault happened */
     uint64_t calls[NPOINTS];
     struct census idle; /* descriptors once the clients left */
-    int objects;        /* shm objects then */
     int client_errors;  /* operations of the scenario that failed */
 };
 
@@ -120,6 +131,8 @@ static int read_counts(struct outcome *o)
 static int census_of(pid_t pid, struct census *c)
 {
     char dir[64], path[320], link[512];
+    static char seen[256][512];
+    int nseen = 0;
     snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
     DIR *d = opendir(dir);
     if (!d)
@@ -134,12 +147,22 @@ static int census_of(pid_t pid, struct census *c)
         if (n < 0)
             continue;
         link[n] = 0;
-        if (!strncmp(link, "socket:", 7))
+        if (!strncmp(link, "socket:", 7)) {
             c->sockets++;
-        else if (!strncmp(link, "/dev/shm/", 9) || !strncmp(link, "/memfd:", 7))
+        } else if (!strncmp(link, "/memfd:", 7)) {
+            c->memfds++;
+        } else if (!strncmp(link, "/dev/shm/", 9)) {
             c->shm++;
-        else
+            int dup = 0;
+            for (int i = 0; i < nseen; i++)
+                dup |= !strcmp(seen[i], link);
+            if ((dup || strstr(link, "(deleted)")) && !c->shm_bad++)
+                snprintf(c->bad, sizeof(c->bad), "%s", link);
+            else if (nseen < 256)
+                snprintf(seen[nseen++], sizeof(seen[0]), "%s", link);
+        } else {
             c->other++;
+        }
     }
     closedir(d);
     return 0;
@@ -161,23 +184,119 @@ static int backup_temp_files(void)
     return n;
 }
 
-static int start_daemon(const char *fault)
+enum { SOLO, MIRRORED, DISP, NSETUPS };
+static const char *const SETUP_NAME[NSETUPS] = {"solo", "mirrored", "disp"};
+static int setup_kind; /* of the run in progress */
+
+/* The process the fault is aimed at: its harness slot. */
+static int target_slot(void)
 {
-    if (fault)
+    return setup_kind == DISP ? 0 : 1;
+}
+
+/* Arm the fault (and the call counts) for the next process started, or disarm. */
+static void arm(const char *fault, int on)
+{
+    if (on && fault)
         setenv("DMCE_FAULT", fault, 1);
     else
         unsetenv("DMCE_FAULT");
-    setenv("DMCE_FAULT_COUNTS", counts_path, 1);
+    if (on)
+        setenv("DMCE_FAULT_COUNTS", counts_path, 1);
+    else
+        unsetenv("DMCE_FAULT_COUNTS");
+}
+
+/*
+ * Start the run's processes, the fault armed in the target only. Returns 0,
+ * or the target's start error (-ECHILD: it exited, status in H.status).
+ * Another process that does not start fails the test.
+ */
+static int start_setup(const char *fault)
+{
     unlink(counts_path);
     /* A fresh backup set: the last run's would make the daemon refuse to start without --recover.
      */
     char set[400];
     snprintf(set, sizeof(set), "%s/memd-1", bkdir);
     nftw(set, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    /* 1 MiB blocks: the scenario's mallocs make new ones (shm_open, ftruncate, mmap). */
-    int r = harness_start(1, "--block-size=1M", "--max-blocks=64", "--workers=2", bkflag, NULL);
-    unsetenv("DMCE_FAULT");
-    return r;
+    int r;
+    if (setup_kind == SOLO) {
+        arm(fault, 1);
+        /* 1 MiB blocks: the scenario's mallocs make new ones (shm_open, ftruncate, mmap). */
+        r = harness_start(1, "--block-size=1M", "--max-blocks=64", "--workers=2", bkflag, NULL);
+        arm(NULL, 0);
+        return r;
+    }
+    arm(fault, setup_kind == DISP);
+    r = harness_start_dispatcher(0, "--mirroring=on", NULL);
+    arm(NULL, 0);
+    if (r < 0)
+        return r;
+    for (int id = 1; id <= 2; id++) {
+        arm(fault, setup_kind == MIRRORED && id == 1);
+        r = harness_start(id, "--block-size=1M", "--max-blocks=64", "--workers=2", NULL);
+        arm(NULL, 0);
+        if (r < 0 && id == 1)
+            return r;
+        if (r < 0)
+            fail_msg("%s: daemon 2 (no fault) did not start: %s", fault ? fault : "baseline",
+                     strerror(-r));
+    }
+    return 0;
+}
+
+/* Both daemons alive and every block with two copies (a cluster setup). */
+static int healed(void *unused)
+{
+    (void)unused;
+    dmce_client_t *c;
+    dmce_cluster_stats_t st;
+    if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &c) < 0)
+        return 0;
+    int ok = dmce_cluster_stats(c, &st) == 0 && st.daemons_alive == 2 && st.blocks > 0 &&
+             st.blocks_single == 0 && st.blocks_remirroring == 0 && st.blocks_mirrored == st.blocks;
+    dmce_disconnect(c);
+    return ok;
+}
+
+/* shm objects of the target: daemon 1's in a cluster (none for the dispatcher). */
+static int target_objects(void)
+{
+    if (setup_kind == DISP)
+        return 0;
+    if (setup_kind == SOLO)
+        return harness_shm_count();
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "dmce.%u.%s.m1.", (unsigned)geteuid(), H.cluster);
+    DIR *d = opendir("/dev/shm");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += !strncmp(e->d_name, prefix, strlen(prefix));
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Stop every process of the run (the dispatcher first); the target's status. */
+static int stop_setup(void)
+{
+    int st = 0;
+    if (H.pid[0]) {
+        int r = harness_stop(0);
+        if (target_slot() == 0)
+            st = r;
+    }
+    for (int id = 1; id <= 2; id++)
+        if (H.pid[id]) {
+            int r = harness_stop(id);
+            if (id == target_slot())
+                st = r;
+            else if (r != 0)
+                st = st ? st : 1000 + r; /* another daemon's failure: reported too */
+        }
+    return st;
 }
 
 /* ---- the scenario ------------------------------------------------------------------------------
@@ -202,7 +321,7 @@ static int connect_one(unsigned flags, dmce_client_t **c)
 {
     const int ids[1] = {1};
     dmce_connect_opts_t o = {.flags = flags | DMCE_CONNECT_NO_DISPATCHER};
-    int r = harness_client_opts(c, ids, 1, &o);
+    int r = setup_kind == SOLO ? harness_client_opts(c, ids, 1, &o) : harness_client_dir(c, flags);
     if (r == 0 && (r = dmce_setup(*c, 4 << 20, 0, NULL, NULL)) < 0) {
         dmce_disconnect(*c);
         *c = NULL;
@@ -279,7 +398,7 @@ static int scenario(unsigned run, struct acked *a, dmce_client_t **cp)
         dmce_store_close(s);
     }
     dmce_admin_t *adm = NULL;
-    if (TRY(dmce_admin_open(H.dir, 5000, &adm))) {
+    if (setup_kind == SOLO && TRY(dmce_admin_open(H.dir, 5000, &adm))) {
         for (int pass = 0; pass < 2; pass++) {
             uint32_t task, queued, d = 1;
             dmce_adm_task_t st;
@@ -367,11 +486,15 @@ static void verify(unsigned run, const struct acked *a)
     free(got);
 }
 
-/* The descriptors match the baseline's once the clients' connections are closed. */
+/*
+ * The descriptors match the baseline's once the clients' connections are
+ * closed: no more sockets, the same ring segments and others, and one
+ * descriptor per live block object (their number follows the blocks the
+ * run made).
+ */
 struct idle_arg {
     pid_t pid;
     const struct census *want;
-    int want_objects_delta; /* shm descriptors minus shm objects, in the baseline */
     struct census got;
 };
 
@@ -380,40 +503,70 @@ static int idle_matches(void *p)
     struct idle_arg *ia = p;
     if (census_of(ia->pid, &ia->got) < 0)
         return 0;
-    return ia->got.sockets == ia->want->sockets && ia->got.other == ia->want->other &&
-           ia->got.shm - harness_shm_count() == ia->want_objects_delta;
+    /* Fewer sockets is no leak: a connection between daemons broken by the fault is made
+     * again when next needed. */
+    return ia->got.sockets <= ia->want->sockets && ia->got.memfds == ia->want->memfds &&
+           ia->got.other == ia->want->other && ia->got.shm_bad == 0;
+}
+
+static int no_backup_temp(void *unused)
+{
+    (void)unused;
+    return backup_temp_files() == 0;
 }
 
 /* ---- one run ------------------------------------------------------------------------------------
  */
 
-static struct outcome base;
-static int base_delta;
+static struct outcome base[NSETUPS];
 
 /*
- * One daemon, one scenario. fault NULL: the baseline (everything must
- * succeed; the idle census is recorded). Else the checks in the header.
+ * One run of the setup, one scenario. fault NULL: the baseline (everything
+ * must succeed; the idle census is recorded). Else the checks in the header.
  */
 static void one_run(unsigned run, const char *fault, struct outcome *o)
 {
+    const char *what = fault ? fault : "baseline";
+    const struct outcome *b = &base[setup_kind];
     memset(o, 0, sizeof *o);
-    int r = start_daemon(fault);
+    int r = start_setup(fault);
     if (r < 0) {
-        assert_non_null(fault);
+        if (!fault)
+            fail_msg("%s baseline: did not start: %s", SETUP_NAME[setup_kind], strerror(-r));
         if (r != -ECHILD)
-            fail_msg("%s: the daemon neither started nor exited: %s", fault, strerror(-r));
-        int st = H.status[1];
-        if (!WIFEXITED(st) || WEXITSTATUS(st) == 0)
-            fail_msg("%s: the daemon failed at start with %s %d", fault,
+            fail_msg("%s: the target neither started nor exited: %s", fault, strerror(-r));
+        int st = H.status[target_slot()];
+        if (setup_kind == MIRRORED && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+            /*
+             * It had registered, then failed: the dispatcher fenced it
+             * (SIGKILL) before failing its blocks over, as for any daemon
+             * that leaves. What it left, its restart removes: started
+             * again without the fault, it must come up.
+             */
+            r = harness_start(1, "--block-size=1M", "--max-blocks=64", "--workers=2", NULL);
+            if (r < 0)
+                fail_msg("%s: fenced at start, then not restarted: %s", fault, strerror(-r));
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) == 0)
+            fail_msg("%s: the target failed at start with %s %d", fault,
                      WIFEXITED(st) ? "exit status" : "signal",
                      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        if (!H.pid[1])
+            assert_int_equal(target_objects(), 0);
+        r = stop_setup();
+        if (r != 0)
+            fail_msg("%s: the other processes stopped with status %d", fault, r);
         assert_int_equal(harness_shm_count(), 0);
-        assert_int_equal(read_counts(o), 0);
+        if (WIFSIGNALED(st)) /* killed: no counts written */
+            o->fired = 1;
+        else
+            assert_int_equal(read_counts(o), 0);
         assert_true(o->fired);
         return;
     }
     o->started = 1;
-    pid_t pid = H.pid[1];
+    if (setup_kind != SOLO && !harness_wait(healed, NULL, 20000))
+        fail_msg("%s: the cluster did not come up whole (2 daemons, every block mirrored)", what);
+    pid_t pid = H.pid[target_slot()];
     struct acked a;
     dmce_client_t *c;
     o->client_errors = scenario(run, &a, &c);
@@ -421,32 +574,39 @@ static void one_run(unsigned run, const char *fault, struct outcome *o)
         fail_msg("the baseline scenario had %d failed operations", o->client_errors);
     verify(run, &a);
     dmce_disconnect(c);
+    if (setup_kind != SOLO && !harness_wait(healed, NULL, 20000))
+        fail_msg("%s: after the scenario the cluster is not whole again within 20 s (2 daemons, "
+                 "every block with two copies)",
+                 what);
 
-    struct idle_arg ia = {.pid = pid, .want = &base.idle, .want_objects_delta = base_delta};
+    struct idle_arg ia = {.pid = pid, .want = &b->idle};
     if (!fault) {
         /* Settled when two looks agree (closing connections is asynchronous). */
-        struct census prev = {-1, -1, -1};
+        struct census prev = {-1, -1, -1, -1, -1, ""};
         for (int i = 0; i < 400; i++) {
             assert_int_equal(census_of(pid, &ia.got), 0);
-            if (!memcmp(&prev, &ia.got, sizeof prev) && ia.got.sockets <= 2)
+            if (!memcmp(&prev, &ia.got, sizeof prev))
                 break;
             prev = ia.got;
-            usleep(5000);
+            usleep(10000);
         }
+        if (ia.got.shm_bad)
+            fail_msg("baseline: %d descriptors of unlinked or doubled block objects",
+                     ia.got.shm_bad);
         o->idle = ia.got;
-        o->objects = harness_shm_count();
-        base_delta = o->idle.shm - o->objects;
     } else if (!harness_wait(idle_matches, &ia, 5000)) {
-        fail_msg("%s: descriptors once idle: %d sockets, %d shm, %d other (objects %d); the "
-                 "baseline had %d sockets, %d other, shm - objects = %d",
-                 fault, ia.got.sockets, ia.got.shm, ia.got.other, harness_shm_count(),
-                 base.idle.sockets, base.idle.other, base_delta);
+        fail_msg("%s: descriptors once idle: %d sockets, %d ring segments, %d other, %d of block "
+                 "objects (%d unlinked or doubled: %s); the baseline had %d, %d, %d",
+                 fault, ia.got.sockets, ia.got.memfds, ia.got.other, ia.got.shm, ia.got.shm_bad,
+                 ia.got.bad, b->idle.sockets, b->idle.memfds, b->idle.other);
     }
-    if (backup_temp_files())
-        fail_msg("%s: a backup temporary file stayed behind", fault ? fault : "baseline");
-    r = harness_stop(1);
+    /* A backup the scenario no longer waits for (its connection failed) may still run. */
+    if (!harness_wait(no_backup_temp, NULL, 10000))
+        fail_msg("%s: a backup temporary file stayed behind", what);
+    r = stop_setup();
     if (r != 0)
-        fail_msg("%s: SIGTERM: exit status %d", fault ? fault : "baseline", r);
+        fail_msg("%s: SIGTERM: exit status %d%s", what, r % 1000,
+                 r >= 1000 ? " (not the target)" : "");
     assert_int_equal(harness_shm_count(), 0);
     assert_int_equal(read_counts(o), 0);
 }
@@ -468,17 +628,35 @@ static int point_wanted(int p)
 
 static unsigned runs;
 
-static void sweep(int p)
+struct sweep_arg {
+    int kind, point; /* point -1: the baseline */
+};
+
+static void test_run(void **state)
 {
+    const struct sweep_arg *sa = *state;
+    setup_kind = sa->kind;
+    if (sa->point < 0) {
+        one_run(0, NULL, &base[setup_kind]);
+        for (int p = 0; p < NPOINTS; p++)
+            print_message("%s baseline: %-10s %llu calls\n", SETUP_NAME[setup_kind], POINT[p],
+                          (unsigned long long)base[setup_kind].calls[p]);
+        return;
+    }
+    int p = sa->point;
     if (!point_wanted(p))
         skip();
-    uint64_t total = base.calls[p];
-    const char *mx = getenv("DMCE_FAULT_SWEEP_MAX");
-    uint64_t cap = mx && atoi(mx) > 0 ? (uint64_t)atoi(mx) : 64;
-    if (!base.started)
+    if (!base[setup_kind].started)
         fail_msg("no baseline: nothing to compare with");
-    if (total == 0)
-        fail_msg("%s: the scenario makes no such call: nothing to sweep", POINT[p]);
+    uint64_t total = base[setup_kind].calls[p];
+    if (total == 0) {
+        if (setup_kind == SOLO) /* the scenario is made to meet every point there */
+            fail_msg("%s: the scenario makes no such call: nothing to sweep", POINT[p]);
+        print_message("%s %s: no such call in the baseline\n", SETUP_NAME[setup_kind], POINT[p]);
+        return;
+    }
+    const char *mx = getenv("DMCE_FAULT_SWEEP_MAX");
+    uint64_t cap = mx && atoi(mx) > 0 ? (uint64_t)atoi(mx) : setup_kind == SOLO ? 64 : 16;
     /* Every N up to cap; past that the first cap/3 and an even spread of the rest. */
     uint64_t head = total <= cap ? total : cap / 3, rest = total <= cap ? 0 : cap - head;
     unsigned fired = 0, at_start = 0, n_runs = 0;
@@ -497,50 +675,22 @@ static void sweep(int p)
         at_start += !o.started;
         errors += (uint64_t)o.client_errors;
     }
+    print_message("%s %-10s: %llu calls in the baseline; %u runs, the fault fired in %u, %u of "
+                  "them at start; %llu client operations failed in all\n",
+                  SETUP_NAME[setup_kind], POINT[p], (unsigned long long)total, n_runs, fired,
+                  at_start, (unsigned long long)errors);
     /* The fault must really have been met, in most runs at least. */
-    print_message("fault %-10s: %llu calls in the baseline; %u runs, the fault fired in %u, "
-                  "%u of them at start; %llu client operations failed in all\n",
-                  POINT[p], (unsigned long long)total, n_runs, fired, at_start,
-                  (unsigned long long)errors);
     assert_true(fired * 2 >= n_runs);
-}
-
-static void test_sweep_alloc(void **state)
-{
-    (void)state, sweep(0);
-}
-static void test_sweep_shm_open(void **state)
-{
-    (void)state, sweep(1);
-}
-static void test_sweep_ftruncate(void **state)
-{
-    (void)state, sweep(2);
-}
-static void test_sweep_mmap(void **state)
-{
-    (void)state, sweep(3);
-}
-static void test_sweep_send(void **state)
-{
-    (void)state, sweep(4);
-}
-static void test_sweep_recv(void **state)
-{
-    (void)state, sweep(5);
-}
-static void test_sweep_file_write(void **state)
-{
-    (void)state, sweep(6);
 }
 
 static int setup_all(void **state)
 {
     (void)state;
-    const char *bin = getenv("DMCE_MEMD_FAULTS");
-    if (!bin || harness_init() < 0)
+    const char *bin = getenv("DMCE_MEMD_FAULTS"), *dbin = getenv("DMCE_DISPATCHER_FAULTS");
+    if (!bin || !dbin || harness_init() < 0)
         return -1;
     setenv("DMCE_MEMD", bin, 1);
+    setenv("DMCE_DISPATCHER", dbin, 1);
     snprintf(bkdir, sizeof(bkdir), "/tmp/dmce-fault-XXXXXX");
     if (!mkdtemp(bkdir))
         return -1;
@@ -550,30 +700,20 @@ static int setup_all(void **state)
     return 0;
 }
 
-/* The baseline: the scenario with no fault, every operation succeeding; its call counts. */
-static void test_baseline(void **state)
-{
-    (void)state;
-    one_run(0, NULL, &base);
-    assert_true(base.started);
-    for (int p = 0; p < NPOINTS; p++)
-        print_message("baseline: %-10s %llu calls\n", POINT[p], (unsigned long long)base.calls[p]);
-}
-
-/* After each sweep, failed or not: no daemon left running for the next one. */
+/* After each test, failed or not: nothing left running for the next one. */
 static int stop_left(void **state)
 {
     (void)state;
-    if (H.pid[1] && harness_stop(1) != 0)
-        harness_kill(1);
+    for (int id = 0; id <= 2; id++)
+        if (H.pid[id] && harness_stop(id) != 0)
+            harness_kill(id);
     return 0;
 }
 
 static int teardown_all(void **state)
 {
     (void)state;
-    if (H.pid[1])
-        harness_stop(1);
+    stop_left(NULL);
     harness_cleanup();
     if (bkdir[0])
         nftw(bkdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
@@ -582,15 +722,19 @@ static int teardown_all(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_baseline, stop_left),
-        cmocka_unit_test_teardown(test_sweep_alloc, stop_left),
-        cmocka_unit_test_teardown(test_sweep_shm_open, stop_left),
-        cmocka_unit_test_teardown(test_sweep_ftruncate, stop_left),
-        cmocka_unit_test_teardown(test_sweep_mmap, stop_left),
-        cmocka_unit_test_teardown(test_sweep_send, stop_left),
-        cmocka_unit_test_teardown(test_sweep_recv, stop_left),
-        cmocka_unit_test_teardown(test_sweep_file_write, stop_left),
-    };
-    return cmocka_run_group_tests(tests, setup_all, teardown_all);
+    static struct sweep_arg args[NSETUPS * (NPOINTS + 1)];
+    static char names[NSETUPS * (NPOINTS + 1)][48];
+    struct CMUnitTest tests[NSETUPS * (NPOINTS + 1)];
+    unsigned n = 0;
+    for (int k = 0; k < NSETUPS; k++)
+        for (int p = -1; p < NPOINTS; p++, n++) {
+            args[n] = (struct sweep_arg){k, p};
+            snprintf(names[n], sizeof(names[n]), "%s_%s", SETUP_NAME[k],
+                     p < 0 ? "baseline" : POINT[p]);
+            tests[n] = (struct CMUnitTest){.name = names[n],
+                                           .test_func = test_run,
+                                           .teardown_func = stop_left,
+                                           .initial_state = &args[n]};
+        }
+    return _cmocka_run_group_tests("fault", tests, n, setup_all, teardown_all);
 }
