@@ -702,6 +702,42 @@ static void one_daemon_warns_and_works(void **state)
     assert_int_equal(dmce_disconnect(c), 0);
 }
 
+/*
+ * Each daemon keeps the block IDs its ID gives it ((id - 1) x max_blocks + 1
+ * on), also when it registers before the daemons below it: a daemon that
+ * ran alone for a while (no dispatcher answered at its start) made its
+ * blocks there, and giving that range to another would make two blocks
+ * with one ID. The dispatcher used to hand the first registrant 1...
+ */
+static int setup_ranges(void **state)
+{
+    (void)state;
+    if (harness_init() < 0 || harness_start_dispatcher(0, "--mirroring=on", NULL) < 0)
+        return -1;
+    if (start_memd_v(2, small_memd) < 0 || !wait_alive(1, 10000)) /* 2 first */
+        return -1;
+    if (start_memd_v(1, small_memd) < 0 || !wait_alive(2, 10000))
+        return -1;
+    return dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer) < 0 ? -1 : 0;
+}
+
+static void daemons_keep_their_own_ranges(void **state)
+{
+    (void)state;
+    unsigned seen = 0;
+    for (unsigned i = 0; i < dmce_daemon_count(observer); i++) {
+        dmce_stats_t st;
+        assert_int_equal(dmce_daemon_stats(observer, i, &st), 0);
+        assert_true(st.daemon_id == 1 || st.daemon_id == 2);
+        assert_int_equal(st.block_first, (st.daemon_id - 1) * 8 + 1);
+        assert_int_equal(st.block_last, st.daemon_id * 8);
+        seen |= 1u << st.daemon_id;
+    }
+    assert_int_equal(seen, 6);
+    uint64_t two = 2; /* and the blocks of both are mirrored on the other */
+    assert_true(harness_wait(all_mirrored, &two, 10000));
+}
+
 /* ---- 5. a fake daemon: garbage, stalls, silence -------------------------------------------------
  */
 
@@ -1593,6 +1629,7 @@ int main(void)
                                       cmocka_unit_test(too_big_is_clear_and_leaks_nothing)};
     const struct CMUnitTest none[] = {cmocka_unit_test(no_daemon_fails_fast)};
     const struct CMUnitTest one[] = {cmocka_unit_test(one_daemon_warns_and_works)};
+    const struct CMUnitTest ranges[] = {cmocka_unit_test(daemons_keep_their_own_ranges)};
     const struct CMUnitTest fake[] = {cmocka_unit_test(fake_garbage_marked_dead),
                                       cmocka_unit_test(fake_stall_marked_dead),
                                       cmocka_unit_test(fake_silent_marked_dead)};
@@ -1611,6 +1648,7 @@ int main(void)
     r += cmocka_run_group_tests_name("no_daemon", none, setup_no_daemon, teardown_cluster);
     r += cmocka_run_group_tests_name("one_daemon_mirroring", one, setup_one_daemon_mirroring,
                                      teardown_cluster);
+    r += cmocka_run_group_tests_name("own_ranges", ranges, setup_ranges, teardown_cluster);
     r += cmocka_run_group_tests_name("fake_daemon", fake, setup_fake_daemon, teardown_fake);
     r +=
         cmocka_run_group_tests_name("dispatcher_restart", restart, setup_restart, teardown_cluster);
