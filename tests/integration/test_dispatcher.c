@@ -42,11 +42,13 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -1126,6 +1128,207 @@ static void restart_rebuilds_directory(void **state)
     assert_int_equal(dmce_disconnect(c), 0);
 }
 
+/* ---- kill -9 of the dispatcher, again and again, under load -------------------------------- */
+
+#define CL_WRITERS 2
+#define CL_ALLOCS 8
+#define CL_LEN 1024
+
+/* Shared with the writer processes (MAP_SHARED). */
+struct cl_shared {
+    atomic_int stop;
+    struct {
+        atomic_int ready, code;           /* code: why it stopped early (0: it did not) */
+        atomic_uint_fast64_t ops;         /* acknowledged writes */
+        atomic_uint_fast64_t malloc_errs; /* mallocs (and their frees) that failed */
+        atomic_uint_fast64_t slowest_ms;  /* the longest single call */
+        atomic_int last_err;
+    } w[CL_WRITERS];
+};
+
+/*
+ * A writer: CL_ALLOCS allocations, each rewritten in turn with a new
+ * pattern and read back (the last acknowledged one, always); every 16th
+ * round a malloc and free of its own (the dispatcher picks the daemon, or
+ * round robin while there is none). Exit 0 when told to stop and every
+ * allocation reads back its last acknowledged pattern; 3: a write or read
+ * failed; 4: still running after 120 s; 5: a read gave other bytes.
+ */
+static void cl_writer(struct cl_shared *sh, int k)
+{
+    dmce_client_t *c = client_set_up(1 * MIB);
+    if (!c)
+        _exit(2);
+    dmce_addr_t a[CL_ALLOCS];
+    uint32_t acked[CL_ALLOCS];
+    for (int i = 0; i < CL_ALLOCS; i++) {
+        acked[i] = (uint32_t)(k * 1000000 + i);
+        uint8_t buf[CL_LEN];
+        pattern(buf, CL_LEN, acked[i]);
+        if (dmce_malloc(c, CL_LEN, &a[i]) < 0 || dmce_write(c, a[i], buf, CL_LEN) < 0)
+            _exit(2);
+    }
+    atomic_store(&sh->w[k].ready, 1);
+    uint64_t deadline = dmce_now_ms() + 120000;
+    uint8_t buf[CL_LEN], back[CL_LEN];
+    int r = 0;
+    for (uint32_t n = 1; !atomic_load(&sh->stop); n++) {
+        if (dmce_now_ms() > deadline)
+            _exit(4);
+        int i = (int)(n % CL_ALLOCS);
+        uint32_t seed = (uint32_t)(k * 1000000) + CL_ALLOCS + n;
+        pattern(buf, CL_LEN, seed);
+        uint64_t t0 = dmce_now_ms();
+        r = dmce_write(c, a[i], buf, CL_LEN);
+        if (r == 0) {
+            acked[i] = seed;
+            atomic_fetch_add(&sh->w[k].ops, 1);
+            r = dmce_read(c, a[i], back, CL_LEN);
+            if (r == 0 && memcmp(back, buf, CL_LEN) != 0)
+                _exit(5);
+        }
+        if (r < 0) {
+            atomic_store(&sh->w[k].last_err, r);
+            _exit(3);
+        }
+        if (n % 16 == 0) {
+            dmce_addr_t x;
+            int m = dmce_malloc(c, 512, &x);
+            if (m == 0)
+                m = dmce_free(c, x);
+            if (m < 0) {
+                atomic_fetch_add(&sh->w[k].malloc_errs, 1);
+                atomic_store(&sh->w[k].last_err, m);
+            }
+        }
+        uint64_t d = dmce_now_ms() - t0;
+        if (d > atomic_load(&sh->w[k].slowest_ms))
+            atomic_store(&sh->w[k].slowest_ms, d);
+    }
+    for (int i = 0; i < CL_ALLOCS; i++) {
+        pattern(buf, CL_LEN, acked[i]);
+        if (dmce_read(c, a[i], back, CL_LEN) < 0)
+            _exit(3);
+        if (memcmp(back, buf, CL_LEN) != 0)
+            _exit(5);
+        if (dmce_free(c, a[i]) < 0)
+            _exit(3);
+    }
+    _exit(dmce_disconnect(c) == 0 ? 0 : 3);
+}
+
+struct cl_progress {
+    struct cl_shared *sh;
+    uint64_t after[CL_WRITERS];
+};
+
+/* Every writer acknowledged a write since `after`. */
+static int cl_progressed(void *arg)
+{
+    struct cl_progress *p = arg;
+    for (int k = 0; k < CL_WRITERS; k++)
+        if (atomic_load(&p->sh->w[k].ops) <= p->after[k])
+            return 0;
+    return 1;
+}
+
+static int cl_ready(void *arg)
+{
+    struct cl_shared *sh = arg;
+    for (int k = 0; k < CL_WRITERS; k++)
+        if (!atomic_load(&sh->w[k].ready))
+            return 0;
+    return 1;
+}
+
+/*
+ * kill -9 of the dispatcher at random points while writers run, then a new
+ * one, CL_ITERS times (DMCE_CRASH_ITERS overrides). The writers never stop:
+ * reads and writes go to the daemons, which do not need the dispatcher, and
+ * mallocs pick a daemon themselves while there is none. Each new dispatcher
+ * starts at once (the dead one's socket and lock file are no obstacle) and
+ * gets every daemon back; nobody is declared dead; at the end every block
+ * has two copies, and every writer reads back its last acknowledged data.
+ */
+static void kill9_loop_under_load(void **state)
+{
+    (void)state;
+    const char *e = getenv("DMCE_CRASH_ITERS");
+    int iters = e && atoi(e) > 0 ? atoi(e) : 50;
+    unsigned seed = (unsigned)dmce_now_ns();
+    print_message("dispatcher crash loop: %d iterations, seed %u\n", iters, seed);
+    srand(seed);
+    struct cl_shared *sh =
+        mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    memset(sh, 0, sizeof(*sh));
+    pid_t pids[CL_WRITERS];
+    for (int k = 0; k < CL_WRITERS; k++) {
+        pids[k] = harness_fork();
+        assert_true(pids[k] >= 0);
+        if (pids[k] == 0)
+            cl_writer(sh, k);
+    }
+    assert_true(harness_wait(cl_ready, sh, 20000));
+    uint64_t t0 = dmce_now_ms(), worst_back = 0;
+    for (int it = 0; it < iters; it++) {
+        usleep((useconds_t)(rand() % 40000)); /* anywhere in its work */
+        harness_kill(0);
+        struct cl_progress p = {.sh = sh};
+        for (int k = 0; k < CL_WRITERS; k++)
+            p.after[k] = atomic_load(&sh->w[k].ops);
+        /* without it, the writers go on */
+        if (!harness_wait(cl_progressed, &p, 5000))
+            fail_msg("iteration %d: a writer made no progress without a dispatcher", it);
+        usleep((useconds_t)(rand() % 20000));
+        uint64_t t1 = dmce_now_ms();
+        if (harness_start_dispatcher(0, "--mirroring=on", NULL) != 0)
+            fail_msg("iteration %d: the new dispatcher did not start", it);
+        if (!wait_alive(3, 10000))
+            fail_msg("iteration %d: the daemons did not all register again", it);
+        uint64_t back = dmce_now_ms() - t1;
+        worst_back = back > worst_back ? back : worst_back;
+        if (dstat(DMCE_DSTAT_DEATHS) != 0)
+            fail_msg("iteration %d: the new dispatcher declared a daemon dead", it);
+        for (int k = 0; k < CL_WRITERS; k++) {
+            p.after[k] = atomic_load(&sh->w[k].ops);
+            if (atomic_load(&sh->w[k].code))
+                fail_msg("writer %d stopped: %d", k, atomic_load(&sh->w[k].code));
+        }
+        if (!harness_wait(cl_progressed, &p, 5000))
+            fail_msg("iteration %d: a writer made no progress with the new dispatcher", it);
+    }
+    uint64_t three = 3;
+    assert_true(harness_wait(all_mirrored, &three, 20000));
+    atomic_store(&sh->stop, 1);
+    uint64_t ops = 0, merr = 0, slowest = 0;
+    for (int k = 0; k < CL_WRITERS; k++) {
+        int st;
+        assert_int_equal(waitpid(pids[k], &st, 0), pids[k]);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fail_msg("writer %d: %s %d (last error %s)", k, WIFEXITED(st) ? "exit" : "signal",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                     dmce_strerror(atomic_load(&sh->w[k].last_err)));
+        ops += atomic_load(&sh->w[k].ops);
+        merr += atomic_load(&sh->w[k].malloc_errs);
+        slowest = DMCE_MAX(slowest, atomic_load(&sh->w[k].slowest_ms));
+    }
+    print_message("dispatcher crash loop: %d kill -9 in %llu ms; %llu writes acknowledged and "
+                  "read back, %llu malloc+free failed (last: %s); slowest call %llu ms; a new "
+                  "dispatcher had every daemon back within %llu ms\n",
+                  iters, (unsigned long long)(dmce_now_ms() - t0), (unsigned long long)ops,
+                  (unsigned long long)merr,
+                  merr ? dmce_strerror(atomic_load(&sh->w[0].last_err)
+                                           ? atomic_load(&sh->w[0].last_err)
+                                           : atomic_load(&sh->w[1].last_err))
+                       : "none",
+                  (unsigned long long)slowest, (unsigned long long)worst_back);
+    /* A malloc may only fail while no daemon is known (a new dispatcher's first moments). */
+    assert_true(merr <= (uint64_t)iters);
+    assert_true(slowest < 5000); /* no call waited on the dead dispatcher */
+    munmap(sh, sizeof(*sh));
+}
+
 /* The allocations of `victim` have moved to a live primary in the directory. */
 struct moved_off {
     const dmce_addr_t *a;
@@ -1630,6 +1833,7 @@ int main(void)
     const struct CMUnitTest none[] = {cmocka_unit_test(no_daemon_fails_fast)};
     const struct CMUnitTest one[] = {cmocka_unit_test(one_daemon_warns_and_works)};
     const struct CMUnitTest ranges[] = {cmocka_unit_test(daemons_keep_their_own_ranges)};
+    const struct CMUnitTest crash[] = {cmocka_unit_test(kill9_loop_under_load)};
     const struct CMUnitTest fake[] = {cmocka_unit_test(fake_garbage_marked_dead),
                                       cmocka_unit_test(fake_stall_marked_dead),
                                       cmocka_unit_test(fake_silent_marked_dead)};
@@ -1652,6 +1856,8 @@ int main(void)
     r += cmocka_run_group_tests_name("fake_daemon", fake, setup_fake_daemon, teardown_fake);
     r +=
         cmocka_run_group_tests_name("dispatcher_restart", restart, setup_restart, teardown_cluster);
+    r += cmocka_run_group_tests_name("dispatcher_crash_loop", crash, setup_restart,
+                                     teardown_cluster);
     r += cmocka_run_group_tests_name("spawn", spawn, setup_spawn, teardown_spawn);
     r += cmocka_run_group_tests_name("transparent", transp, setup_transparent, teardown_cluster);
     r += cmocka_run_group_tests_name("bad_frames", bad, setup_bad_frames, teardown_cluster);
