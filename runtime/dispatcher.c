@@ -1498,8 +1498,9 @@ static int daemon_answers(struct dmce_disp *d, const char *path)
 
 /*
  * One request to daemon `id` on the orchestrator's connection. A daemon
- * that stalls, answers garbage or cannot be reached is dead; a broken
- * connection to a daemon that answers on a new one is only a failed request.
+ * that stalls, answers garbage or cannot be reached is dead (fenced and
+ * failed over); so is one whose connection broke during a request that
+ * changes its blocks, unless the request is harmless to lose (below).
  */
 static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void *p, size_t l,
                       void *resp, size_t cap, size_t *rlen)
@@ -1518,18 +1519,30 @@ static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void 
         x->cmd_ready = 1;
     }
     int r = dmce_mconn_rpc(&x->cmd, op, p, l, NULL, 0, resp, cap, rlen, NULL);
-    if (r == DMCE_ECLOSED && daemon_answers(d, path)) {
-        /*
-         * The connection broke, not the daemon: it answers on a new one (it
-         * dropped ours after a fault of its own, or our send failed). The
-         * request may or may not have been carried out: this one fails,
-         * and the caller's next look at the daemon's state decides.
-         */
+    /*
+     * The connection broke: the daemon died, or only the connection did (it
+     * dropped ours after a fault of its own, or our send failed). For a
+     * request that changes nothing (blocks) or that is harmless whether or
+     * not it was carried out (mirror_start: the daemon reports the mirror
+     * itself, a second start answers EALREADY), a daemon that answers on a
+     * new connection is not dead: blocks is asked again, mirror_start
+     * fails. Any other request (promote, adopt, release, drop, reparent)
+     * may have been carried out without our knowing: the daemon is fenced
+     * as before, rather than leave two owners of a block.
+     */
+    if (r == DMCE_ECLOSED && (op == DMCE_MSMP_OP_BLOCKS || op == DMCE_MSMP_OP_MIRROR_START) &&
+        daemon_answers(d, path)) {
         LOG_WARN("memd[%u]: %s: the connection broke, but the daemon answers; not failed over",
                  id, dmce_msmp_op_name(op));
         dmce_mconn_close(&x->cmd);
         x->cmd_ready = 0;
-        return r;
+        if (op != DMCE_MSMP_OP_BLOCKS)
+            return r;
+        if (dmce_mconn_init(&x->cmd, path, (unsigned)d->cfg.request_timeout_ms,
+                            DMCE_MCONN_NO_RING) < 0)
+            return -ENAMETOOLONG;
+        x->cmd_ready = 1;
+        r = dmce_mconn_rpc(&x->cmd, op, p, l, NULL, 0, resp, cap, rlen, NULL);
     }
     if (r == -ETIMEDOUT || r == -EPROTO || r == DMCE_ECLOSED || r == -ECONNREFUSED) {
         pthread_mutex_lock(&d->lock);

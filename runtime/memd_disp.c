@@ -108,7 +108,8 @@ static int do_register(struct dmce_memd *m)
 static int send_pulse(struct dmce_memd *m)
 {
     dmce_disp_pulse_t pl = {.daemon_id = (uint32_t)m->cfg.id, .seq = ++m->hb_seq};
-    pl.ops = atomic_load(&m->stat[DMCE_STAT_OPS_MALLOC]) + atomic_load(&m->stat[DMCE_STAT_OPS_READ]) +
+    pl.ops = atomic_load(&m->stat[DMCE_STAT_OPS_MALLOC]) +
+             atomic_load(&m->stat[DMCE_STAT_OPS_READ]) +
              atomic_load(&m->stat[DMCE_STAT_OPS_WRITE]) + atomic_load(&m->stat[DMCE_STAT_OPS_FREE]);
     memd_usage(m, &pl.used, &pl.free); /* what the dispatcher's policies weigh */
     uint8_t buf[DMCE_DISP_PULSE_SIZE], resp[DMCE_DISP_MONITOR_SIZE];
@@ -137,7 +138,9 @@ static int send_events(struct dmce_memd *m)
         uint8_t buf[DMCE_DISP_EVENT_SIZE];
         dmce_disp_event_encode(&e->ev, buf);
         int r = disp_rpc(m, DMCE_MSMP_OP_BLOCK_EVENT, buf, sizeof(buf), NULL, 0, NULL);
-        if (r == DMCE_ECLOSED || r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT) {
+        /* -EPERM: a new connection (the old one broke) that has not registered yet. */
+        if (r == DMCE_ECLOSED || r == -ETIMEDOUT || r == -ECONNREFUSED || r == -ENOENT ||
+            r == -EPERM) {
             pthread_mutex_lock(&m->hb_lock); /* put it back: sent after re-registration */
             e->next = ev_queue;
             ev_queue = e;
@@ -232,7 +235,8 @@ int memd_disp_start(struct dmce_memd *m)
          */
         uint64_t deadline = dmce_now_ms() + 10000;
         pthread_mutex_lock(&m->disp_lock);
-        while ((r = do_register(m)) == -EAGAIN && dmce_now_ms() < deadline && !atomic_load(&m->stop))
+        while ((r = do_register(m)) == -EAGAIN && dmce_now_ms() < deadline &&
+               !atomic_load(&m->stop))
             usleep(10000);
         pthread_mutex_unlock(&m->disp_lock);
         if (r < 0 && m->disp_mode == 2)
@@ -276,8 +280,16 @@ void memd_disp_event(struct dmce_memd *m, uint32_t block, uint32_t event, uint32
     if (!m->disp_mode)
         return;
     struct disp_event *e = calloc(1, sizeof(*e));
-    if (!e)
-        return; /* the next registration reports every block anyway */
+    if (!e) {
+        /* Lost: register again at once, and the dispatcher reads every block of ours. */
+        LOG_WARN("block %u: event %u not queued (out of memory); registering again so that the "
+                 "dispatcher reads our blocks", block, event);
+        pthread_mutex_lock(&m->hb_lock);
+        atomic_store(&m->registered, 0);
+        pthread_cond_signal(&m->hb_cond);
+        pthread_mutex_unlock(&m->hb_lock);
+        return;
+    }
     e->ev = (dmce_disp_event_msg_t){(uint32_t)m->cfg.id, block, event, peer, bytes};
     pthread_mutex_lock(&m->hb_lock);
     struct disp_event **pp = &ev_queue;

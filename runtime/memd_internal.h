@@ -80,6 +80,7 @@ struct memd_block {
     struct memd_block *retired_next;  /* m->retired: out of the table, to destroy */
     atomic_int role;           /* enum memd_role; changed by promote under grow_lock */
     uint32_t primary_daemon;   /* MEMD_MIRROR: the daemon that holds the primary */
+    pid_t primary_pid;         /* MEMD_MIRROR: the process that asked for it (0: unknown) */
     /*
      * MEMD_PRIMARY: the mirror this daemon keeps in step, or NULL. Set and
      * cleared under `lock`; read by writers under their chunk's stripe.
@@ -224,6 +225,12 @@ struct dmce_memd {
      * operation, acquire this before and release it after.
      */
     char reuse_order;
+    /*
+     * By block ID, 1: this daemon handed that block off (a move). Without a
+     * directory answer table_grow does not take such an ID again: the block
+     * lives on elsewhere. Under grow_lock; NULL until the first move.
+     */
+    uint8_t *moved_away;
     /*
      * Accepting, one worker at a time: a connection that comes when the
      * daemon is out of descriptors is accepted on the spare (an fd on
@@ -453,6 +460,12 @@ void memd_mirror_stop(struct dmce_memd *m);
  * go on meanwhile; mallocs and frees wait). 0, or an error with the block
  * left unmirrored (logged). Not under b->lock; may block on the peer.
  */
+/*
+ * A new block that is not published after all (memd_table_add failed): its
+ * mirror, if it got one, is dropped on the peer and forgotten here. No
+ * event: the dispatcher never heard of the block. Nobody else uses b.
+ */
+void memd_mirror_abandon(struct dmce_memd *m, struct memd_block *b);
 int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer, const char *path,
                        uint64_t *copied);
 
@@ -513,6 +526,14 @@ int memd_migrate_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_
 void memd_migrate_tick(struct dmce_memd *m);
 
 /* Destroy the blocks queued in m->retired (the tick; and at stop). */
+/*
+ * b is out of the table and past a grace period: its object's name goes
+ * now; its pages are freed when it is unmapped and closed, which takes long
+ * for a big object (a GiB: ~0.3 s), so not under grow_lock and not before
+ * an answer someone waits for: the main tick destroys it
+ * (memd_retired_destroy).
+ */
+void memd_block_retire(struct dmce_memd *m, struct memd_block *b);
 void memd_retired_destroy(struct dmce_memd *m);
 
 /* The directory's primary of `block` (0: not in it). -ENOTCONN without a dispatcher. */

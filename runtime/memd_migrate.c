@@ -225,6 +225,14 @@ static int forget_locked(struct dmce_memd *m, struct memd_block *b, int maybe_ou
         return r;
     }
     STAT_ADD(m, DMCE_STAT_MOVED_OUT, 1);
+    if (!m->moved_away)
+        m->moved_away = calloc(m->table->nids, 1);
+    if (m->moved_away)
+        m->moved_away[b->id] = 1;
+    else
+        LOG_WARN("block %u moved away: no memory to remember it (its ID may be reused while "
+                 "no dispatcher answers)",
+                 b->id);
     memd_backup_forget(m, b->id); /* its new owner backs it up from now on */
     LOG_INFO("block %u left this daemon: %llu allocation(s), %llu bytes of %zu session(s)", b->id,
              (unsigned long long)allocs, (unsigned long long)bytes, owners);
@@ -268,6 +276,17 @@ static void op_release(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
 
 #define SETTLE_AFTER_NS (10ull * 1000000000ull) /* frozen this long: ask the directory */
 #define SETTLE_EVERY_MS 5000u
+
+void memd_block_retire(struct dmce_memd *m, struct memd_block *b)
+{
+    if (memd_obj_unlink(m, b->name) < 0)
+        LOG_WARN("block %u: cannot remove the object %s: %s", b->id, b->name, strerror(errno));
+    b->handed_off = 1; /* unlinked already: the destroy only unmaps and closes */
+    pthread_mutex_lock(&m->pf_lock);
+    b->retired_next = m->retired;
+    m->retired = b;
+    pthread_mutex_unlock(&m->pf_lock);
+}
 
 void memd_retired_destroy(struct dmce_memd *m)
 {
@@ -456,21 +475,8 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
             pthread_mutex_lock(&m->sess_lock);
             m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
             pthread_mutex_unlock(&m->sess_lock);
-            /*
-             * Unpublished, past a grace period. Its name goes now (take_name
-             * gives the same name to the block taken over); its pages are
-             * freed when it is unmapped and closed, which takes long for a
-             * big object (a GiB: ~0.3 s): not under grow_lock, not before
-             * the answer the dispatcher waits for. The tick destroys it.
-             */
-            if (memd_obj_unlink(m, old->name) < 0)
-                LOG_WARN("block %u: cannot remove our copy's object %s: %s", old->id, old->name,
-                         strerror(errno));
-            old->handed_off = 1; /* unlinked already: the destroy only unmaps and closes */
-            pthread_mutex_lock(&m->pf_lock);
-            old->retired_next = m->retired;
-            m->retired = old;
-            pthread_mutex_unlock(&m->pf_lock);
+            /* Its name goes now: take_name gives the same name to the block taken over. */
+            memd_block_retire(m, old);
         }
     }
     if (r == 0) {
@@ -518,8 +524,10 @@ static void op_reparent(struct dmce_memd *m, struct memd_conn *c, const uint8_t 
     struct memd_block *b = id < m->table->nids ? m->table->by_id[id] : NULL;
     if (!b || b->role != MEMD_MIRROR)
         r = DMCE_ENOBLOCK;
-    else
+    else {
         b->primary_daemon = primary;
+        b->primary_pid = 0; /* another process's now: it never asks for this copy again */
+    }
     pthread_mutex_unlock(&m->grow_lock);
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);

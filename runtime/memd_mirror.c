@@ -213,6 +213,30 @@ static uint64_t used_extent(const struct memd_block *b)
 static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id,
                               const char *path, uint64_t *copied);
 
+/* Ask the peer at path to drop its copy of block id (best effort: logged, not returned). */
+static void peer_drop(struct dmce_memd *m, const char *path, uint32_t id)
+{
+    uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE], resp[8];
+    size_t rl = 0;
+    unsigned nf = 0;
+    dmce_msmp_block_req_encode(id, rq);
+    int r = memd_peer_rpc(m, path, DMCE_MSMP_OP_DROP, rq, sizeof(rq), resp, sizeof(resp), &rl,
+                          NULL, 0, &nf);
+    if (r < 0)
+        LOG_WARN("block %u: the copy on %s could not be dropped: %s", id, path, dmce_strerror(r));
+}
+
+void memd_mirror_abandon(struct dmce_memd *m, struct memd_block *b)
+{
+    struct memd_mirror *mr = atomic_exchange(&b->mirror, NULL);
+    if (!mr)
+        return;
+    peer_drop(m, mr->peer, b->id);
+    munmap(mr->base, b->size);
+    close(mr->fd);
+    free(mr);
+}
+
 int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id, const char *path,
                        uint64_t *copied)
 {
@@ -256,6 +280,7 @@ static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_
                   strerror(-r));
         free(mr);
         close(fd);
+        peer_drop(m, path, b->id); /* the copy it made goes: nobody will use it */
         return r ? r : -EPROTO;
     }
     mr->daemon_id = peer_id;
@@ -428,12 +453,16 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
     pthread_mutex_lock(&m->grow_lock);
     struct memd_block *b = NULL, *stale;
     if (rq.block < m->table->nids && (stale = m->table->by_id[rq.block]) &&
-        atomic_load(&stale->role) == MEMD_MIRROR && stale->primary_daemon == rq.primary) {
+        atomic_load(&stale->role) == MEMD_MIRROR && stale->primary_daemon == rq.primary &&
+        stale->primary_pid != 0 && stale->primary_pid == c->pid) {
         /*
-         * Its primary asks again, so it does not use this copy: the first
-         * attach failed on its side after we made it (it could not map it),
-         * or it lost the mirror and forgot it. A new, zero copy replaces it;
-         * refusing (EEXIST) would leave the block single for good.
+         * The process that asked for this copy asks again, so it does not
+         * use it: its attach failed after we made it (it could not map it,
+         * or the answer was lost), and it attaches one block at a time. A
+         * new, zero copy replaces it; refusing (EEXIST) would leave the
+         * block single for good. Asked by another process (a restarted
+         * primary, or after the block moved: reparent forgets the pid), the
+         * copy may be someone's live mirror or newer data: EEXIST as before.
          */
         if ((r = memd_table_remove_locked(m, stale)) == 0) {
             pthread_mutex_lock(&m->sess_lock);
@@ -441,9 +470,9 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
             pthread_mutex_unlock(&m->sess_lock);
             LOG_WARN("memd[%u] asks again for a mirror of its block %u: the copy held here is "
                      "replaced", rq.primary, rq.block);
-            /* Unpublished and past a grace period: nobody uses it. Its object goes
-             * before the new one takes the same name. */
-            memd_block_destroy(m, stale);
+            /* Unpublished and past a grace period: nobody uses it. Its name goes
+             * before the new one takes it; the tick frees its pages. */
+            memd_block_retire(m, stale);
         }
     }
     if (r < 0)
@@ -467,6 +496,7 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
         r = memd_block_create(m, rq.block, rq.size, 0, &b);
         if (r == 0) {
             b->primary_daemon = rq.primary;
+            b->primary_pid = c->pid;
             r = memd_table_add_locked(m, b);
             if (r < 0)
                 memd_block_destroy(m, b);

@@ -524,8 +524,11 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
     r = DMCE_ENOMEM;
     if (t->count >= (uint32_t)m->cfg.max_blocks)
         goto out;
+    /* Without the directory (no dispatcher answers), an ID we handed off stays taken. */
     for (uint32_t i = m->block_first; i <= m->block_last && !id; i++)
-        if (!t->by_id[i] && !(elsewhere && elsewhere[i] && elsewhere[i] != (uint32_t)m->cfg.id))
+        if (!t->by_id[i] &&
+            !(elsewhere ? elsewhere[i] && elsewhere[i] != (uint32_t)m->cfg.id
+                        : m->moved_away && m->moved_away[i]))
             id = i;
     if (!id)
         goto out; /* every ID of the range names a block somewhere (mirrors, failovers) */
@@ -541,9 +544,14 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
     int peer = memd_disp_mirror_new_block(m, b);
     pthread_mutex_lock(&m->grow_lock);
     r = memd_table_add_locked(m, b);
-    if (r < 0) { /* its ID was taken meanwhile (a peer's copy): the dispatcher drops our mirror */
+    if (r < 0) { /* no memory for the new table: the block and its mirror go */
         LOG_WARN("new block %u not published: %s", id, dmce_strerror(r));
+        pthread_mutex_unlock(&m->grow_lock); /* a round trip to the peer */
+        memd_mirror_abandon(m, b);
+        pthread_mutex_lock(&m->grow_lock);
         memd_block_destroy(m, b);
+        /* The dispatcher may know it already (from mirror_peer): it forgets it. */
+        memd_disp_event(m, id, DMCE_DISP_EV_GONE, 0, 0);
         goto out;
     }
     prefault_enqueue(m, b);
@@ -552,8 +560,8 @@ static int table_grow(struct dmce_memd *m, uint32_t seen_count)
         memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, (uint32_t)peer, 0);
 out:
     pthread_mutex_unlock(&m->grow_lock);
-    if (id && r == 0)
-        memd_disp_flush_events(m); /* the dispatcher knows it before it is used */
+    if (id)
+        memd_disp_flush_events(m); /* the dispatcher knows it before it is used (or forgets it) */
     pthread_mutex_unlock(&m->grow_serial);
     free(elsewhere);
     return r;
@@ -1616,7 +1624,10 @@ static void conn_accept_locked(struct memd_worker *w);
 static void conn_accept(struct memd_worker *w)
 {
     struct dmce_memd *m = w->m;
-    pthread_mutex_lock(&m->accept_lock);
+    /* Another worker accepting drains the backlog: this one goes back to its clients (the
+     * listening socket is level-triggered: what is left wakes a worker again). */
+    if (pthread_mutex_trylock(&m->accept_lock) != 0)
+        return;
     if (m->spare_fd < 0) /* lost to a shortage of descriptors: take it back */
         m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     conn_accept_locked(w);
@@ -2378,6 +2389,7 @@ void dmce_memd_stop(dmce_memd_t *m)
     pthread_mutex_destroy(&m->grow_serial);
     pthread_mutex_destroy(&m->sess_lock);
     pthread_mutex_destroy(&m->accept_lock);
+    free(m->moved_away);
     if (m->spare_fd >= 0)
         close(m->spare_fd);
     pthread_mutex_destroy(&m->pf_lock);

@@ -45,6 +45,8 @@ enum { F_ALLOC, F_SHM_OPEN, F_FTRUNCATE, F_MMAP, F_SEND, F_RECV, F_FILE_WRITE, F
 static const char *const point_name[F_COUNT] = {"alloc", "shm_open", "ftruncate", "mmap",
                                                 "send",  "recv",     "file_write"};
 
+ssize_t __real_write(int, const void *, size_t);
+
 static atomic_uint_fast64_t calls[F_COUNT];
 static atomic_int fired[F_COUNT];
 static int armed = -1;   /* the point that fails, -1: none */
@@ -62,10 +64,11 @@ static int hit(int p)
     int len = snprintf(line, sizeof line, "dmce-fault: %s call %llu fails\n", point_name[p],
                        (unsigned long long)n);
     if (len > 0) {
-        ssize_t w = write(2, line, (size_t)len); /* not wrapped: this file is not */
+        ssize_t w = __real_write(2, line, (size_t)len); /* --wrap rewrites this file's calls too */
         (void)w;
     }
-    if (getenv("DMCE_FAULT_BACKTRACE")) {
+    const char *bt = getenv("DMCE_FAULT_BACKTRACE");
+    if (bt && *bt && strcmp(bt, "0") != 0) {
         void *pc[32];
         backtrace_symbols_fd(pc, backtrace(pc, 32), 2);
     }
@@ -85,7 +88,9 @@ static void write_counts(void)
     fclose(f);
 }
 
-__attribute__((constructor)) static void fault_init(void)
+/* First of the program's constructors (101: the first priority not reserved), so that
+ * calls other constructors make can fail too. */
+__attribute__((constructor(101))) static void fault_init(void)
 {
     const char *spec = getenv("DMCE_FAULT");
     counts_path = getenv("DMCE_FAULT_COUNTS");

@@ -246,6 +246,8 @@ static int start_setup(const char *fault)
     return 0;
 }
 
+static char healed_seen[200]; /* what the last look saw, for the failure message */
+
 /* Both daemons alive and every block with two copies (a cluster setup). */
 static int healed(void *unused)
 {
@@ -254,10 +256,15 @@ static int healed(void *unused)
     dmce_cluster_stats_t st;
     if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &c) < 0)
         return 0;
-    int ok = dmce_cluster_stats(c, &st) == 0 && st.daemons_alive == 2 && st.blocks > 0 &&
-             st.blocks_single == 0 && st.blocks_remirroring == 0 && st.blocks_mirrored == st.blocks;
+    int ok = dmce_cluster_stats(c, &st) == 0;
     dmce_disconnect(c);
-    return ok;
+    snprintf(healed_seen, sizeof(healed_seen),
+             "%u daemons alive, %llu blocks, %llu single, %llu re-mirroring, %llu mirrored",
+             (unsigned)st.daemons_alive, (unsigned long long)st.blocks,
+             (unsigned long long)st.blocks_single, (unsigned long long)st.blocks_remirroring,
+             (unsigned long long)st.blocks_mirrored);
+    return ok && st.daemons_alive == 2 && st.blocks > 0 && st.blocks_single == 0 &&
+           st.blocks_remirroring == 0 && st.blocks_mirrored == st.blocks;
 }
 
 /* shm objects of the target: daemon 1's in a cluster (none for the dispatcher). */
@@ -277,6 +284,39 @@ static int target_objects(void)
     if (d)
         closedir(d);
     return n;
+}
+
+/*
+ * A cluster at rest holds exactly two objects per block (the primary and its
+ * copy: a copy left over after a failed attach, or a live mirror replaced,
+ * would show), and no process of it holds a descriptor of an unlinked or
+ * doubled block object.
+ */
+static char copies_seen[600]; /* what the last look saw, for the failure message */
+
+static int copies_exact(void *unused)
+{
+    (void)unused;
+    dmce_client_t *c;
+    dmce_cluster_stats_t st;
+    if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &c) < 0)
+        return 0;
+    int ok = dmce_cluster_stats(c, &st) == 0;
+    dmce_disconnect(c);
+    int objects = harness_shm_count();
+    snprintf(copies_seen, sizeof(copies_seen), "%llu blocks, %llu mirrored, %d objects",
+             (unsigned long long)st.blocks, (unsigned long long)st.blocks_mirrored, objects);
+    ok = ok && st.blocks_mirrored == st.blocks && objects == (int)(2 * st.blocks);
+    for (int id = 0; id <= 2; id++) {
+        struct census k;
+        if (!H.pid[id] || census_of(H.pid[id], &k) < 0 || k.shm_bad) {
+            size_t n = strlen(copies_seen);
+            snprintf(copies_seen + n, sizeof(copies_seen) - n, "; %s %d: %s",
+                     id ? "daemon" : "dispatcher", id, H.pid[id] ? k.bad : "not running");
+            ok = 0;
+        }
+    }
+    return ok;
 }
 
 /* Stop every process of the run (the dispatcher first); the target's status. */
@@ -565,7 +605,8 @@ static void one_run(unsigned run, const char *fault, struct outcome *o)
     }
     o->started = 1;
     if (setup_kind != SOLO && !harness_wait(healed, NULL, 20000))
-        fail_msg("%s: the cluster did not come up whole (2 daemons, every block mirrored)", what);
+        fail_msg("%s: the cluster did not come up whole (2 daemons, every block mirrored): %s",
+                 what, healed_seen);
     pid_t pid = H.pid[target_slot()];
     struct acked a;
     dmce_client_t *c;
@@ -576,19 +617,23 @@ static void one_run(unsigned run, const char *fault, struct outcome *o)
     dmce_disconnect(c);
     if (setup_kind != SOLO && !harness_wait(healed, NULL, 20000))
         fail_msg("%s: after the scenario the cluster is not whole again within 20 s (2 daemons, "
-                 "every block with two copies)",
-                 what);
+                 "every block with two copies): %s",
+                 what, healed_seen);
+    if (setup_kind != SOLO && !harness_wait(copies_exact, NULL, 5000))
+        fail_msg("%s: the cluster at rest does not hold exactly two objects per block, or a "
+                 "process holds a descriptor of an unlinked object: %s",
+                 what, copies_seen);
 
     struct idle_arg ia = {.pid = pid, .want = &b->idle};
     if (!fault) {
-        /* Settled when two looks agree (closing connections is asynchronous). */
+        /* Settled when it has not changed for half a second (closing connections is
+         * asynchronous), within 10 s. */
         struct census prev = {-1, -1, -1, -1, -1, ""};
-        for (int i = 0; i < 400; i++) {
+        for (int i = 0, same = 0; i < 100 && same < 5; i++) {
             assert_int_equal(census_of(pid, &ia.got), 0);
-            if (!memcmp(&prev, &ia.got, sizeof prev))
-                break;
+            same = memcmp(&prev, &ia.got, sizeof prev) ? 0 : same + 1;
             prev = ia.got;
-            usleep(10000);
+            usleep(100000);
         }
         if (ia.got.shm_bad)
             fail_msg("baseline: %d descriptors of unlinked or doubled block objects",
