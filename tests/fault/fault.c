@@ -10,8 +10,17 @@
  *
  *   DMCE_FAULT=POINT:N    the Nth call (from 1, counted from the start of
  *                         the process) of POINT fails once
- *   DMCE_FAULT_COUNTS=F   at exit, write "POINT CALLS FIRED" lines to F
+ *   DMCE_FAULT=POINT:@K   the Kth call of POINT after the window opened
+ *                         (below) fails once
+ *   DMCE_FAULT_COUNTS=F   at exit, write "POINT CALLS FIRED START END"
+ *                         lines to F (START, END: the calls when the window
+ *                         opened and closed; 0 and CALLS without a window)
  *   DMCE_FAULT_BACKTRACE=1  print the stack of the failing call (addr2line)
+ *
+ * The window: the first SIGUSR2 the process gets opens it, the second
+ * closes it. A test opens it when its scenario starts and closes it when
+ * the scenario ends, so that it can aim at the calls made for its clients
+ * rather than those of start-up, heartbeats or shutdown.
  *
  * Points, and how a call fails:
  *   alloc       malloc, calloc, realloc: NULL, ENOMEM
@@ -31,6 +40,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,15 +59,31 @@ ssize_t __real_write(int, const void *, size_t);
 
 static atomic_uint_fast64_t calls[F_COUNT];
 static atomic_int fired[F_COUNT];
-static int armed = -1;   /* the point that fails, -1: none */
-static uint64_t armed_n; /* at its armed_n-th call */
+static int armed = -1;               /* the point that fails, -1: none */
+static atomic_uint_fast64_t armed_n; /* at its armed_n-th call (0: not known yet) */
+static uint64_t armed_k;             /* POINT:@K: K, resolved when the window opens */
+static atomic_uint_fast64_t win_start[F_COUNT], win_end[F_COUNT];
+static atomic_int window; /* 0 not opened, 1 open, 2 closed */
 static const char *counts_path;
+
+/* SIGUSR2: open the window, then close it (lock-free atomics only: signal-safe). */
+static void on_usr2(int sig)
+{
+    (void)sig;
+    int w = atomic_load(&window);
+    for (int p = 0; p < F_COUNT && w < 2; p++)
+        atomic_store(w == 0 ? &win_start[p] : &win_end[p], atomic_load(&calls[p]));
+    if (w == 0 && armed >= 0 && armed_k)
+        atomic_store(&armed_n, atomic_load(&win_start[armed]) + armed_k);
+    if (w < 2)
+        atomic_store(&window, w + 1);
+}
 
 /* Count a call of point p; 1 when this call is the one to fail. */
 static int hit(int p)
 {
     uint64_t n = atomic_fetch_add(&calls[p], 1) + 1;
-    if (p != armed || n != armed_n)
+    if (p != armed || n != atomic_load(&armed_n))
         return 0;
     atomic_store(&fired[p], 1);
     char line[96];
@@ -82,9 +108,13 @@ static void write_counts(void)
     FILE *f = fopen(counts_path, "w");
     if (!f)
         return;
-    for (int p = 0; p < F_COUNT; p++)
-        fprintf(f, "%s %llu %d\n", point_name[p], (unsigned long long)atomic_load(&calls[p]),
-                atomic_load(&fired[p]));
+    int w = atomic_load(&window);
+    for (int p = 0; p < F_COUNT; p++) {
+        uint64_t c = atomic_load(&calls[p]);
+        fprintf(f, "%s %llu %d %llu %llu\n", point_name[p], (unsigned long long)c,
+                atomic_load(&fired[p]), (unsigned long long)(w ? atomic_load(&win_start[p]) : 0),
+                (unsigned long long)(w == 2 ? atomic_load(&win_end[p]) : c));
+    }
     fclose(f);
 }
 
@@ -94,6 +124,9 @@ __attribute__((constructor(101))) static void fault_init(void)
 {
     const char *spec = getenv("DMCE_FAULT");
     counts_path = getenv("DMCE_FAULT_COUNTS");
+    struct sigaction sa = {.sa_handler = on_usr2, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
     if (counts_path && *counts_path)
         atexit(write_counts);
     else
@@ -105,15 +138,19 @@ __attribute__((constructor(101))) static void fault_init(void)
         if ((size_t)(colon - spec) == strlen(point_name[p]) &&
             !strncmp(spec, point_name[p], (size_t)(colon - spec))) {
             char *end;
-            unsigned long long n = strtoull(colon + 1, &end, 10);
+            int rel = colon[1] == '@';
+            unsigned long long n = strtoull(colon + 1 + rel, &end, 10);
             if (n > 0 && *end == '\0') {
                 armed = p;
-                armed_n = n;
+                if (rel)
+                    armed_k = n;
+                else
+                    atomic_store(&armed_n, n);
                 return;
             }
         }
     fprintf(stderr,
-            "dmce-fault: bad DMCE_FAULT '%s' (want POINT:N, POINT one of alloc "
+            "dmce-fault: bad DMCE_FAULT '%s' (want POINT:N or POINT:@K, POINT one of alloc "
             "shm_open ftruncate mmap send recv file_write)\n",
             spec);
     exit(64);

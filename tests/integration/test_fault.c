@@ -7,7 +7,10 @@
  * point, a baseline run of the scenario below counts the calls; then the
  * sweep starts a fresh daemon per N (every N when there are few calls,
  * else the first ones and an even spread of the rest), runs the scenario,
- * and checks:
+ * (the calls before the scenario, at most a quarter of the runs, then the
+ * calls made while it runs: the test opens and closes that window with
+ * SIGUSR2, see fault.c, so that most faults hit the serving of its clients
+ * rather than heartbeats or shutdown), and checks:
  *
  *   - a fault at start: the daemon exits with a status (not a signal) and
  *     leaves no shm object behind;
@@ -87,8 +90,9 @@ struct outcome {
     int started; /* the daemon came up */
     int fired;   /* the fault happened */
     uint64_t calls[NPOINTS];
-    struct census idle; /* descriptors once the clients left */
-    int client_errors;  /* operations of the scenario that failed */
+    uint64_t win_start[NPOINTS], win_end[NPOINTS]; /* calls when the scenario began, ended */
+    struct census idle;                            /* descriptors once the clients left */
+    int client_errors;                             /* operations of the scenario that failed */
 };
 
 /* ---- helpers ----------------------------------------------------------------------------------
@@ -115,12 +119,14 @@ static int read_counts(struct outcome *o)
     if (!f)
         return -errno;
     char name[32];
-    unsigned long long n;
+    unsigned long long n, ws, we;
     int fired, got = 0;
-    while (fscanf(f, "%31s %llu %d", name, &n, &fired) == 3)
+    while (fscanf(f, "%31s %llu %d %llu %llu", name, &n, &fired, &ws, &we) == 5)
         for (int p = 0; p < NPOINTS; p++)
             if (!strcmp(name, POINT[p])) {
                 o->calls[p] = n;
+                o->win_start[p] = ws;
+                o->win_end[p] = we;
                 o->fired |= fired;
                 got++;
             }
@@ -610,11 +616,13 @@ static void one_run(unsigned run, const char *fault, struct outcome *o)
     pid_t pid = H.pid[target_slot()];
     struct acked a;
     dmce_client_t *c;
+    kill(pid, SIGUSR2); /* the scenario's window opens (fault.c) */
     o->client_errors = scenario(run, &a, &c);
     if (!fault && o->client_errors)
         fail_msg("the baseline scenario had %d failed operations", o->client_errors);
     verify(run, &a);
     dmce_disconnect(c);
+    kill(pid, SIGUSR2); /* ... and closes */
     if (setup_kind != SOLO && !harness_wait(healed, NULL, 20000))
         fail_msg("%s: after the scenario the cluster is not whole again within 20 s (2 daemons, "
                  "every block with two copies): %s",
@@ -702,28 +710,44 @@ static void test_run(void **state)
     }
     const char *mx = getenv("DMCE_FAULT_SWEEP_MAX");
     uint64_t cap = mx && atoi(mx) > 0 ? (uint64_t)atoi(mx) : setup_kind == SOLO ? 64 : 16;
-    /* Every N up to cap; past that the first cap/3 and an even spread of the rest. */
-    uint64_t head = total <= cap ? total : cap / 3, rest = total <= cap ? 0 : cap - head;
+    /*
+     * Two phases: the calls before the scenario (start-up, registration:
+     * N counted from the start, at most a quarter of the runs) and the
+     * scenario's window (K counted from its start: "POINT:@K"), where the
+     * clients' requests are served. Each phase: every call while there are
+     * few, else the first third and an even spread of the rest.
+     */
+    const struct outcome *b = &base[setup_kind];
+    uint64_t before = b->win_start[p], inside = b->win_end[p] - b->win_start[p];
+    uint64_t cap_before = DMCE_MIN(before, cap / 4), cap_inside = cap - cap_before;
     unsigned fired = 0, at_start = 0, n_runs = 0;
     uint64_t errors = 0;
-    for (uint64_t i = 0; i < head + rest; i++) {
-        uint64_t n = i < head ? i + 1 : head + 1 + (i - head) * (total - head) / rest;
-        char spec[64];
-        const char *from = getenv("DMCE_FAULT_FROM");
-        if (from && n < strtoull(from, NULL, 10))
-            continue;
-        snprintf(spec, sizeof(spec), "%s:%llu", POINT[p], (unsigned long long)n);
-        struct outcome o;
-        one_run(++runs, spec, &o);
-        n_runs++;
-        fired += (unsigned)o.fired;
-        at_start += !o.started;
-        errors += (uint64_t)o.client_errors;
+    const char *from = getenv("DMCE_FAULT_FROM");
+    for (int phase = 0; phase < 2; phase++) {
+        uint64_t total1 = phase ? inside : before, cap1 = phase ? cap_inside : cap_before;
+        uint64_t head = total1 <= cap1 ? total1 : cap1 / 3;
+        uint64_t rest = total1 <= cap1 ? 0 : cap1 - head;
+        for (uint64_t i = 0; i < head + rest; i++) {
+            uint64_t n = i < head ? i + 1 : head + 1 + (i - head) * (total1 - head) / rest;
+            if (from && n < strtoull(from, NULL, 10))
+                continue;
+            char spec[64];
+            snprintf(spec, sizeof(spec), "%s:%s%llu", POINT[p], phase ? "@" : "",
+                     (unsigned long long)n);
+            struct outcome o;
+            one_run(++runs, spec, &o);
+            n_runs++;
+            fired += (unsigned)o.fired;
+            at_start += !o.started;
+            errors += (uint64_t)o.client_errors;
+        }
     }
-    print_message("%s %-10s: %llu calls in the baseline; %u runs, the fault fired in %u, %u of "
-                  "them at start; %llu client operations failed in all\n",
-                  SETUP_NAME[setup_kind], POINT[p], (unsigned long long)total, n_runs, fired,
-                  at_start, (unsigned long long)errors);
+    print_message("%s %-10s: %llu calls in the baseline (%llu before the scenario, %llu in it); "
+                  "%u runs, the fault fired in %u, %u of them at start; %llu client operations "
+                  "failed in all\n",
+                  SETUP_NAME[setup_kind], POINT[p], (unsigned long long)total,
+                  (unsigned long long)before, (unsigned long long)inside, n_runs, fired, at_start,
+                  (unsigned long long)errors);
     /* The fault must really have been met, in most runs at least. */
     assert_true(fired * 2 >= n_runs);
 }
