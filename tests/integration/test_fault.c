@@ -252,18 +252,29 @@ static int start_setup(const char *fault)
     return 0;
 }
 
+/*
+ * The dispatcher's cluster stats through a new client (each run has a new
+ * dispatcher: a kept client would speak to a dead one). 1 when they came.
+ */
+static int cluster_stats_now(dmce_cluster_stats_t *st)
+{
+    dmce_client_t *c;
+    memset(st, 0, sizeof *st);
+    if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &c) < 0)
+        return 0;
+    int ok = dmce_cluster_stats(c, st) == 0;
+    dmce_disconnect(c);
+    return ok;
+}
+
 static char healed_seen[200]; /* what the last look saw, for the failure message */
 
 /* Both daemons alive and every block with two copies (a cluster setup). */
 static int healed(void *unused)
 {
     (void)unused;
-    dmce_client_t *c;
     dmce_cluster_stats_t st;
-    if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &c) < 0)
-        return 0;
-    int ok = dmce_cluster_stats(c, &st) == 0;
-    dmce_disconnect(c);
+    int ok = cluster_stats_now(&st);
     snprintf(healed_seen, sizeof(healed_seen),
              "%u daemons alive, %llu blocks, %llu single, %llu re-mirroring, %llu mirrored",
              (unsigned)st.daemons_alive, (unsigned long long)st.blocks,
@@ -303,12 +314,8 @@ static char copies_seen[600]; /* what the last look saw, for the failure message
 static int copies_exact(void *unused)
 {
     (void)unused;
-    dmce_client_t *c;
     dmce_cluster_stats_t st;
-    if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &c) < 0)
-        return 0;
-    int ok = dmce_cluster_stats(c, &st) == 0;
-    dmce_disconnect(c);
+    int ok = cluster_stats_now(&st);
     int objects = harness_shm_count();
     snprintf(copies_seen, sizeof(copies_seen), "%llu blocks, %llu mirrored, %d objects",
              (unsigned long long)st.blocks, (unsigned long long)st.blocks_mirrored, objects);
