@@ -81,6 +81,7 @@ struct memd_block {
     atomic_int role;           /* enum memd_role; changed by promote under grow_lock */
     uint32_t primary_daemon;   /* MEMD_MIRROR: the daemon that holds the primary */
     pid_t primary_pid;         /* MEMD_MIRROR: the process that asked for it (0: unknown) */
+    uint64_t primary_conn;     /* MEMD_MIRROR: serial of the connection it asked on */
     /*
      * MEMD_PRIMARY: the mirror this daemon keeps in step, or NULL. Set and
      * cleared under `lock`; read by writers under their chunk's stripe.
@@ -146,6 +147,7 @@ struct memd_worker;
 
 struct memd_conn {
     int fd;
+    uint64_t serial;            /* order of acceptance: 1, 2, ... (m->conn_serial) */
     pid_t pid;
     uid_t uid;
     struct memd_worker *w;
@@ -242,6 +244,7 @@ struct dmce_memd {
     pthread_mutex_t accept_lock;
     int spare_fd; /* under accept_lock; -1: lost, taken back at the next accept */
     atomic_uint_fast64_t clients;
+    atomic_uint_fast64_t conn_serial; /* the last memd_conn.serial given */
     atomic_uint_fast64_t stat[DMCE_STAT_COUNT_];
     atomic_int stop;
     /*

@@ -527,6 +527,7 @@ static void op_reparent(struct dmce_memd *m, struct memd_conn *c, const uint8_t 
     else {
         b->primary_daemon = primary;
         b->primary_pid = 0; /* another process's now: it never asks for this copy again */
+        b->primary_conn = 0;
     }
     pthread_mutex_unlock(&m->grow_lock);
     if (r < 0)

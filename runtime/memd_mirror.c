@@ -464,7 +464,8 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
     struct memd_block *b = NULL, *stale;
     if (rq.block < m->table->nids && (stale = m->table->by_id[rq.block]) &&
         atomic_load(&stale->role) == MEMD_MIRROR && stale->primary_daemon == rq.primary &&
-        stale->primary_pid != 0 && stale->primary_pid == c->pid) {
+        stale->primary_pid != 0 && stale->primary_pid == c->pid &&
+        c->serial >= stale->primary_conn) {
         /*
          * The process that asked for this copy asks again, so it does not
          * use it: its attach failed after we made it (it could not map it,
@@ -473,6 +474,10 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
          * block single for good. Asked by another process (a restarted
          * primary, or after the block moved: reparent forgets the pid), the
          * copy may be someone's live mirror or newer data: EEXIST as before.
+         * Asked on an older connection than the copy was: that is the
+         * request the primary gave up on (its connection broke and it asked
+         * again on a new one, which our other worker served first), and the
+         * copy is the one it uses: EEXIST, to a connection nobody reads.
          */
         if ((r = memd_table_remove_locked(m, stale)) == 0) {
             pthread_mutex_lock(&m->sess_lock);
@@ -507,6 +512,7 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
         if (r == 0) {
             b->primary_daemon = rq.primary;
             b->primary_pid = c->pid;
+            b->primary_conn = c->serial;
             r = memd_table_add_locked(m, b);
             if (r < 0)
                 memd_block_destroy(m, b);

@@ -1665,6 +1665,7 @@ static void conn_accept_locked(struct memd_worker *w)
             close(fd);
             continue;
         }
+        c->serial = atomic_fetch_add(&m->conn_serial, 1) + 1;
         c->fd = fd;
         c->pid = pid;
         c->uid = uid;

@@ -163,7 +163,7 @@ static int census_of(pid_t pid, struct census *c)
             for (int i = 0; i < nseen; i++)
                 dup |= !strcmp(seen[i], link);
             if ((dup || strstr(link, "(deleted)")) && !c->shm_bad++)
-                snprintf(c->bad, sizeof(c->bad), "%s", link);
+                snprintf(c->bad, sizeof(c->bad), "fd %.16s: %.400s", e->d_name, link);
             else if (nseen < 256)
                 snprintf(seen[nseen++], sizeof(seen[0]), "%s", link);
         } else {

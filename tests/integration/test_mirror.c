@@ -39,9 +39,8 @@ static int setup_daemons(void **state)
     (void)state;
     assert_int_equal(harness_init(), 0);
     for (int id = 1; id <= 2; id++)
-        assert_int_equal(harness_start(id, "--block-size=4M", "--max-blocks=8", "--grace-ms=60000",
-                                       NULL),
-                         0);
+        assert_int_equal(
+            harness_start(id, "--block-size=4M", "--max-blocks=8", "--grace-ms=60000", NULL), 0);
     return 0;
 }
 
@@ -271,8 +270,8 @@ static void test_mirror_copy_under_writes_then_failover(void **state)
     close(f1);
     close(f2);
     dmce_abandon(c);
-    assert_int_equal(harness_start(1, "--block-size=4M", "--max-blocks=8", "--grace-ms=60000", NULL),
-                     0);
+    assert_int_equal(
+        harness_start(1, "--block-size=4M", "--max-blocks=8", "--grace-ms=60000", NULL), 0);
 }
 
 /* A mirror that stops being a copy (scribbled on) is dropped at the next change. */
@@ -320,6 +319,51 @@ static void test_diverged_mirror_is_dropped(void **state)
 }
 
 /* Every malformed or impossible mirroring request gets its own error. */
+/*
+ * mirror_create for a copy that exists: replaced only when the process that
+ * asked for it asks again on the same or a newer connection (it lost the
+ * answer, or could not map the copy). The same request on an older
+ * connection is the one the primary gave up on, served late by the peer's
+ * other worker: EEXIST, never a pull of the copy the primary uses (found by
+ * the fault sweep under ASan: the primary was left mirroring into an
+ * unlinked object).
+ */
+static void test_mirror_create_again(void **state)
+{
+    (void)state;
+    static uint8_t r[4096]; /* answers: stats, the 16 bytes of mirror_create */
+    dmce_msmp_mirror_create_t mc = {.block = 4001, .primary = 1, .size = 4 * MiB};
+    uint8_t p[DMCE_MSMP_MIRROR_CREATE_SIZE];
+    dmce_msmp_mirror_create_encode(&mc, p);
+    int older = raw_connect(2);
+    assert_true(older >= 0);
+    /* accepted before the next one: it has answered */
+    assert_int_equal(raw_call(older, DMCE_MSMP_OP_STATS, NULL, 0, r, sizeof(r), NULL), 0);
+    int newer = raw_connect(2);
+    assert_true(newer >= 0);
+    assert_int_equal(raw_call(newer, DMCE_MSMP_OP_STATS, NULL, 0, r, sizeof(r), NULL), 0);
+    assert_int_equal(raw_call(newer, DMCE_MSMP_OP_MIRROR_CREATE, p, sizeof(p), r, sizeof(r), NULL),
+                     0);
+    assert_int_equal(raw_call(older, DMCE_MSMP_OP_MIRROR_CREATE, p, sizeof(p), r, sizeof(r), NULL),
+                     -EEXIST);
+    assert_int_equal(raw_call(newer, DMCE_MSMP_OP_MIRROR_CREATE, p, sizeof(p), r, sizeof(r), NULL),
+                     0);
+    int newest = raw_connect(2);
+    assert_true(newest >= 0);
+    assert_int_equal(raw_call(newest, DMCE_MSMP_OP_MIRROR_CREATE, p, sizeof(p), r, sizeof(r), NULL),
+                     0);
+    /* another primary's ID: never its copy to replace */
+    mc.primary = 3;
+    dmce_msmp_mirror_create_encode(&mc, p);
+    assert_int_equal(raw_call(newest, DMCE_MSMP_OP_MIRROR_CREATE, p, sizeof(p), r, sizeof(r), NULL),
+                     -EEXIST);
+    assert_int_equal(block_op(newest, DMCE_MSMP_OP_DROP, 4001, NULL, 0), 0);
+    assert_int_equal(block_op(newest, DMCE_MSMP_OP_DROP, 4001, NULL, 0), DMCE_ENOBLOCK);
+    close(older);
+    close(newer);
+    close(newest);
+}
+
 static void test_mirror_bad_requests(void **state)
 {
     (void)state;
@@ -333,14 +377,13 @@ static void test_mirror_bad_requests(void **state)
     uint32_t block = block_of(c, a);
     int f1 = raw_connect(1);
     assert_int_equal(mirror_start(f1, 4000, 2), DMCE_ENOBLOCK); /* no such block */
-    assert_int_equal(mirror_start(f1, block, 1), -EINVAL);     /* onto itself */
+    assert_int_equal(mirror_start(f1, block, 1), -EINVAL);      /* onto itself */
     assert_int_equal(block_op(f1, DMCE_MSMP_OP_PROMOTE, block, NULL, 0), -EALREADY);
     assert_int_equal(block_op(f1, DMCE_MSMP_OP_PROMOTE, 4000, NULL, 0), DMCE_ENOBLOCK);
     assert_int_equal(block_op(f1, DMCE_MSMP_OP_DROP, 4000, NULL, 0), DMCE_ENOBLOCK);
     assert_int_equal(block_op(f1, DMCE_MSMP_OP_DROP, block, NULL, 0), -ENOENT); /* no mirror */
     uint8_t bad[8] = {1, 0, 0, 0, 9, 0, 0, 0}; /* reserved word not 0 */
-    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PROMOTE, bad, sizeof(bad), NULL, 0, NULL),
-                     -EBADMSG);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PROMOTE, bad, sizeof(bad), NULL, 0, NULL), -EBADMSG);
     /* mirror_create: the block is its own daemon's, or exists, or is malformed. */
     dmce_msmp_mirror_create_t mc = {.block = block, .primary = 1, .size = 4 * MiB};
     uint8_t p[DMCE_MSMP_MIRROR_CREATE_SIZE];
@@ -377,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_mirror_copy_under_writes_then_failover),
         cmocka_unit_test(test_diverged_mirror_is_dropped),
         cmocka_unit_test(test_mirror_bad_requests),
+        cmocka_unit_test(test_mirror_create_again),
     };
     return cmocka_run_group_tests(tests, setup_daemons, teardown_daemons);
 }
