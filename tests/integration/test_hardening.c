@@ -138,7 +138,9 @@ static int own_ready(void *arg)
         d->pid = -1; /* exited: d->status says how */
         return 1;
     }
-    return sock_stats(d->sock, NULL) == 0;
+    /* Answering stats is not enough: it answers while it makes its initial blocks. */
+    dmce_stats_t st;
+    return sock_stats(d->sock, &st) == 0 && !st.starting;
 }
 
 /*
