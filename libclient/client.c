@@ -670,17 +670,26 @@ int dmce_write(dmce_client_t *c, dmce_addr_t addr, const void *buf, size_t len)
     return r;
 }
 
+/* Block of addr, or 0 when it does not decode (the daemon says why). */
+static uint64_t block_key(const dmce_client_t *c, dmce_addr_t addr)
+{
+    dmce_addr_parts_t p;
+    if (dmce_addr_decode(c->layout, addr, &p) < 0)
+        return 0;
+    return ((uint64_t)p.server << 32) | p.block;
+}
+
 /*
+ * One persist request for v[0..n) (n <= DMCE_MSMP_PERSIST_MAX, one block).
  * Not sent again after a failover: the stores it was to copy were in the
  * dead primary's memory, so the new primary cannot persist them.
  */
-int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len)
+static int persist_run(dmce_client_t *c, const dmce_range_t *v, size_t n)
 {
-    if (!c || len == 0)
-        return -EINVAL;
-    dmce_msmp_range_t rq = {.addr = addr, .len = len};
-    uint8_t p[DMCE_MSMP_RANGE_SIZE];
-    dmce_msmp_range_encode(&rq, p);
+    uint8_t p[DMCE_MSMP_PERSIST_MAX * DMCE_MSMP_RANGE_SIZE];
+    for (size_t i = 0; i < n; i++)
+        dmce_msmp_range_encode(&(dmce_msmp_range_t){.addr = v[i].addr, .len = v[i].len},
+                               p + i * DMCE_MSMP_RANGE_SIZE);
     /*
      * A block being moved (DMCE_EMOVING), or moved already (a live daemon
      * that no longer holds it: DMCE_ENOBLOCK; a primary is never replaced
@@ -692,15 +701,41 @@ int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len)
     int moving = 0, r;
     do {
         struct dmce_conn *k;
-        r = dmce__route(c, addr, &k);
+        r = dmce__route(c, v[0].addr, &k);
         if (r < 0)
             return r;
-        r = rpc(c, k, DMCE_MSMP_OP_PERSIST, p, sizeof(p), NULL, 0, NULL, 0, NULL);
+        r = rpc(c, k, DMCE_MSMP_OP_PERSIST, p, n * DMCE_MSMP_RANGE_SIZE, NULL, 0, NULL, 0, NULL);
         moving |= r == DMCE_EMOVING || r == DMCE_ENOBLOCK;
-    } while (r < 0 && moving && dmce__disp_retry(c, addr, &r, &st));
+    } while (r < 0 && moving && dmce__disp_retry(c, v[0].addr, &r, &st));
     if (r < 0 && c->disp && (r == DMCE_ECLOSED || r == -ECONNREFUSED))
         dmce__disp_refresh(c); /* the block's next access goes to its new primary */
     return r;
+}
+
+int dmce_persistv(dmce_client_t *c, const dmce_range_t *v, size_t n)
+{
+    if (!c || !v || n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].len == 0)
+            return -EINVAL;
+    /* One request per run of ranges in one block: one round trip for a store's set. */
+    for (size_t i = 0; i < n;) {
+        uint64_t key = block_key(c, v[i].addr);
+        size_t m = 1;
+        while (i + m < n && m < DMCE_MSMP_PERSIST_MAX && key && block_key(c, v[i + m].addr) == key)
+            m++;
+        int r = persist_run(c, v + i, m);
+        if (r < 0)
+            return r;
+        i += m;
+    }
+    return 0;
+}
+
+int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len)
+{
+    return dmce_persistv(c, &(dmce_range_t){.addr = addr, .len = len}, 1);
 }
 
 /* ---- stats ---------------------------------------------------------------------------- */

@@ -152,13 +152,23 @@ static void info_from_params(dmce_store_info_t *out, uint64_t size, const dmce_s
     out->flags = p->flags;
 }
 
-/* The table's persist hook (mirrored clusters): copy one changed range to the mirror. */
-static int persist_range(void *ctx, uint64_t off, uint64_t len)
+/*
+ * The table's persist hook (mirrored clusters): copy the ranges one
+ * mutation changed to the mirror, in one round trip (the store is one
+ * allocation, so one block).
+ */
+static int persist_range(void *ctx, const dmce_stab_range_t *rg, uint32_t n)
 {
     struct dmce_store *s = ctx;
-    dmce_addr_t a;
-    int r = dmce_addr_add(dmce_client_layout(s->c), s->addr, off, &a);
-    return r < 0 ? DMCE_ECORRUPT : dmce_persist(s->c, a, (size_t)len);
+    dmce_range_t v[DMCE_STAB_PERSIST_MAX];
+    if (n > DMCE_STAB_PERSIST_MAX)
+        return -EINVAL; /* the table never reports more */
+    for (uint32_t i = 0; i < n; i++) {
+        if (dmce_addr_add(dmce_client_layout(s->c), s->addr, rg[i].off, &v[i].addr) < 0)
+            return DMCE_ECORRUPT;
+        v[i].len = (size_t)rg[i].len;
+    }
+    return dmce_persistv(s->c, v, n);
 }
 
 /*
@@ -199,8 +209,8 @@ static int open_in_process(struct dmce_store *s)
         return r;
     /*
      * In a cluster that mirrors, every change reaches the mirror before the
-     * operation returns: each range the table reports goes to the primary
-     * as an MSMP persist (one round trip per range).
+     * operation returns: the ranges the table reports go to the primary
+     * as one MSMP persist (one round trip per mutation).
      */
     dmce_stab_opts_t o = {0};
     if (dmce__writes_via_daemon(s->c)) {

@@ -1317,9 +1317,14 @@ static int fwd_handle(struct fwd *f, dmce_client_t **c, const dmce_msmp_hdr_t *h
         break;
     }
     case DMCE_MSMP_OP_PERSIST: {
-        dmce_msmp_range_t rq;
-        if ((r = dmce_msmp_range_decode(p, h->len, &rq)) == 0)
-            r = dmce_persist(*c, rq.addr, (size_t)rq.len);
+        dmce_msmp_range_t rq[DMCE_MSMP_PERSIST_MAX];
+        dmce_range_t v[DMCE_MSMP_PERSIST_MAX];
+        unsigned n = 0;
+        if ((r = dmce_msmp_ranges_decode(p, h->len, rq, DMCE_MSMP_PERSIST_MAX, &n)) == 0) {
+            for (unsigned i = 0; i < n; i++)
+                v[i] = (dmce_range_t){.addr = rq[i].addr, .len = (size_t)rq[i].len};
+            r = dmce_persistv(*c, v, n);
+        }
         break;
     }
     case DMCE_MSMP_OP_STATS: {

@@ -427,20 +427,24 @@ static struct memd_block *block_by_id(struct dmce_memd *m, uint32_t id)
 /* persist: copy a range of a live allocation to the mirror. */
 static void op_persist(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
 {
-    dmce_msmp_range_t rq;
-    int r = dmce_msmp_range_decode(p, len, &rq);
+    dmce_msmp_range_t rq[DMCE_MSMP_PERSIST_MAX];
+    unsigned n = 0;
+    int r = dmce_msmp_ranges_decode(p, len, rq, DMCE_MSMP_PERSIST_MAX, &n);
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
     if (!c->sess)
         return memd_reply_error(m, c, &c->h, DMCE_ENOSETUP);
+    /* All or nothing: every range is checked before any is copied. */
+    struct memd_block *b[DMCE_MSMP_PERSIST_MAX];
+    uint64_t cell[DMCE_MSMP_PERSIST_MAX];
     rcu_read_lock();
-    struct memd_block *b;
-    uint64_t cell;
-    r = memd_resolve_primary(m, rq.addr, &b, &cell);
-    if (r == 0)
-        r = dmce_alloc_check(b->base, cell, rq.len);
-    if (r == 0)
-        memd_block_persist(b, cell, rq.len);
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        r = memd_resolve_primary(m, rq[i].addr, &b[i], &cell[i]);
+        if (r == 0)
+            r = dmce_alloc_check(b[i]->base, cell[i], rq[i].len);
+    }
+    for (unsigned i = 0; i < n && r == 0; i++)
+        memd_block_persist(b[i], cell[i], rq[i].len);
     rcu_read_unlock();
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);

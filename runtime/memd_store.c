@@ -90,11 +90,12 @@ struct persist_ctx {
     uint64_t cell;
 };
 
-/* Copy one changed range of the table to the block's mirror, if it has one. */
-static int persist_range(void *ctx, uint64_t off, uint64_t len)
+/* Copy the changed ranges of the table to the block's mirror, if it has one. */
+static int persist_range(void *ctx, const dmce_stab_range_t *r, uint32_t n)
 {
     struct persist_ctx *pc = ctx;
-    memd_block_persist(pc->b, pc->cell + off, len);
+    for (uint32_t i = 0; i < n; i++)
+        memd_block_persist(pc->b, pc->cell + r[i].off, r[i].len);
     return 0;
 }
 

@@ -277,6 +277,17 @@ int dmce_msmp_range_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *m)
     return 0;
 }
 
+int dmce_msmp_ranges_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *out, unsigned max,
+                            unsigned *n)
+{
+    if (len == 0 || len % DMCE_MSMP_RANGE_SIZE || len / DMCE_MSMP_RANGE_SIZE > max)
+        return -EBADMSG;
+    *n = (unsigned)(len / DMCE_MSMP_RANGE_SIZE);
+    for (unsigned i = 0; i < *n; i++)
+        dmce_msmp_range_decode(in + (size_t)i * DMCE_MSMP_RANGE_SIZE, DMCE_MSMP_RANGE_SIZE, &out[i]);
+    return 0;
+}
+
 void dmce_msmp_mirror_create_encode(const dmce_msmp_mirror_create_t *m, uint8_t *out)
 {
     dmce_put_le32(out, m->block);

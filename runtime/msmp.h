@@ -182,14 +182,16 @@ typedef struct dmce_msmp_ring_resp {
 #define DMCE_MSMP_RING_RESP_SIZE 16u
 
 /*
- * persist request: 16 bytes: u64 address, u64 length (the range must lie in
- * one live allocation, as for a write). Response: none.
+ * persist request: 1 to DMCE_MSMP_PERSIST_MAX ranges of 16 bytes each: u64
+ * address, u64 length (each range must lie in one live allocation of the
+ * daemon, as for a write). Response: none.
  */
 typedef struct dmce_msmp_range {
     uint64_t addr;
     uint64_t len;
 } dmce_msmp_range_t;
 #define DMCE_MSMP_RANGE_SIZE 16u
+#define DMCE_MSMP_PERSIST_MAX 64u
 
 /*
  * mirror_create request: 16 bytes: u32 block, u32 primary daemon ID, u64
@@ -320,6 +322,9 @@ void dmce_msmp_ring_resp_encode(const dmce_msmp_ring_resp_t *m, uint8_t *out);
 int dmce_msmp_ring_resp_decode(const uint8_t *in, size_t len, dmce_msmp_ring_resp_t *m);
 void dmce_msmp_range_encode(const dmce_msmp_range_t *m, uint8_t *out);
 int dmce_msmp_range_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *m);
+/* A persist request: 1..max ranges into out[], their count in *n; -EBADMSG otherwise. */
+int dmce_msmp_ranges_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *out, unsigned max,
+                            unsigned *n);
 void dmce_msmp_mirror_create_encode(const dmce_msmp_mirror_create_t *m, uint8_t *out);
 int dmce_msmp_mirror_create_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_create_t *m);
 /* Returns the encoded length (16 + path length), or -EINVAL for a bad path. */

@@ -64,7 +64,6 @@ typedef dmce_stab_hdr_t hdr_t;
 #define WAIT_SPINS 128u /* waits: pause this often, then yield, then sleep */
 #define WAIT_YIELDS 32u
 #define ALLOC_FIT_SCAN 16u /* first-fit steps in the exact bin */
-#define DIRTY_MAX 64u      /* changed ranges kept before the persist hook is called */
 
 #define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define LDA(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -102,14 +101,12 @@ struct dmce_stab {
     void *fault_arg;
     /* Mirroring hook: byte ranges changed under the current stripe lock,
      * reported (and emptied) at unlock or when the array fills. */
-    int (*persist)(void *, uint64_t, uint64_t);
+    int (*persist)(void *, const dmce_stab_range_t *, uint32_t);
     void *persist_ctx;
     int persist_err; /* first error the hook returned since the last unlock */
     stripe_t snap;   /* the locked stripe as it was when the lock was taken */
     uint32_t ndirty;
-    struct dirty {
-        uint64_t off, len;
-    } dirty[DIRTY_MAX];
+    dmce_stab_range_t dirty[DMCE_STAB_PERSIST_MAX];
 };
 
 #define FAULT(t, pt)                                                                               \
@@ -123,11 +120,11 @@ struct dmce_stab {
 /* Report every range collected so far and forget them. */
 static void dirty_flush(dmce_stab_t *t)
 {
-    for (uint32_t i = 0; i < t->ndirty; i++) {
-        int rc = t->persist(t->persist_ctx, t->dirty[i].off, t->dirty[i].len);
-        if (rc < 0 && t->persist_err == 0)
-            t->persist_err = rc;
-    }
+    if (t->ndirty == 0)
+        return;
+    int rc = t->persist(t->persist_ctx, t->dirty, t->ndirty);
+    if (rc < 0 && t->persist_err == 0)
+        t->persist_err = rc;
     t->ndirty = 0;
 }
 
@@ -136,7 +133,7 @@ static void dirty_add(dmce_stab_t *t, const void *p, uint64_t len)
     uint64_t off = (uint64_t)((const uint8_t *)p - t->base), end = off + len;
     /* Merge with a recent range that overlaps or touches this one. */
     for (uint32_t i = t->ndirty, k = 0; i-- > 0 && k < 8; k++) {
-        struct dirty *d = &t->dirty[i];
+        dmce_stab_range_t *d = &t->dirty[i];
         if (off <= d->off + d->len && end >= d->off) {
             uint64_t lo = DMCE_MIN(off, d->off), hi = DMCE_MAX(end, d->off + d->len);
             d->off = lo;
@@ -144,9 +141,9 @@ static void dirty_add(dmce_stab_t *t, const void *p, uint64_t len)
             return;
         }
     }
-    if (t->ndirty == DIRTY_MAX)
+    if (t->ndirty == DMCE_STAB_PERSIST_MAX)
         dirty_flush(t); /* still under the lock: the copy just gets these earlier */
-    t->dirty[t->ndirty++] = (struct dirty){off, len};
+    t->dirty[t->ndirty++] = (dmce_stab_range_t){off, len};
 }
 
 /* Bytes [p, p+len) of the region changed (under a stripe lock). */

@@ -262,6 +262,12 @@ enum {
     DMCE_STAB_FP_COUNT
 };
 
+/* A byte range of a table's region, reported to the persist hook. */
+typedef struct dmce_stab_range {
+    uint64_t off, len;
+} dmce_stab_range_t;
+#define DMCE_STAB_PERSIST_MAX 64u /* ranges per call of the persist hook */
+
 typedef struct dmce_stab_opts {
     /* Wall-clock ms for TTLs; NULL = CLOCK_REALTIME. Tests inject theirs. */
     uint64_t (*now_ms)(void *arg);
@@ -280,8 +286,10 @@ typedef struct dmce_stab_opts {
      * Mirroring hook (NULL = none). Called by this handle, with the
      * stripe lock still held, after each mutation (set, del, touch, the
      * removals, evictions, reclaims, repairs and rebuilds it does on the
-     * way, sweep, recover), once for every byte range of the region the
-     * mutation changed: records and chunk headers, bucket and chain
+     * way, sweep, recover), with the byte ranges of the region the
+     * mutation changed, n (1..DMCE_STAB_PERSIST_MAX) at a time: usually
+     * all of them in one call, more calls when a mutation changes more
+     * places than that. The ranges cover records and chunk headers, bucket and chain
      * links, limbo links, the stripe's metadata (bytes [8, 256) of the
      * stripe: everything but its lock word), the global epoch. Copying
      * exactly those ranges from this region to a copy that was equal to
@@ -302,7 +310,7 @@ typedef struct dmce_stab_opts {
      * that must survive the loss of this region is acknowledged only
      * when the operation returns 0.
      */
-    int (*persist)(void *ctx, uint64_t off, uint64_t len);
+    int (*persist)(void *ctx, const dmce_stab_range_t *r, uint32_t n);
     void *persist_ctx;
 } dmce_stab_opts_t;
 

@@ -89,6 +89,23 @@ DMCE_API int dmce_addr_of(dmce_client_t *c, const void *ptr, dmce_addr_t *out);
  */
 DMCE_API int dmce_persist(dmce_client_t *c, dmce_addr_t addr, size_t len);
 
+/* A byte range of DMCE memory (dmce_persistv). */
+typedef struct dmce_range {
+    dmce_addr_t addr;
+    size_t len;
+} dmce_range_t;
+
+/*
+ * dmce_persist of n ranges, in one round trip per run of consecutive ranges
+ * in one block (at most 64 ranges a request): the way to persist the several
+ * places one update changed. Each range as for dmce_persist (len > 0, inside
+ * one live allocation). A request is all or nothing on the daemon: every
+ * range of it is checked before any is copied. Runs are sent in order and
+ * the first error stops the call: earlier runs have reached the mirror,
+ * later ones were not sent. 0, or the errors of dmce_persist.
+ */
+DMCE_API int dmce_persistv(dmce_client_t *c, const dmce_range_t *ranges, size_t n);
+
 /*
  * Write back every dirty cached copy of remote memory (write-back policy).
  * Local memory needs no flush: its windows are the memory itself. 0 or the

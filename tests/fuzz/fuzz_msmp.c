@@ -210,6 +210,25 @@ static void range(const uint8_t *p, size_t n)
     }
 }
 
+/* A persist request: 1..DMCE_MSMP_PERSIST_MAX ranges, each encodes back to its bytes. */
+static void ranges(const uint8_t *p, size_t n)
+{
+    dmce_msmp_range_t m[DMCE_MSMP_PERSIST_MAX];
+    unsigned k = 0;
+    int r = dmce_msmp_ranges_decode(p, n, m, DMCE_MSMP_PERSIST_MAX, &k);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r == 0) {
+        FZ_CHECK(k >= 1 && k <= DMCE_MSMP_PERSIST_MAX);
+        FZ_CHECK_EQ(n, (size_t)k * DMCE_MSMP_RANGE_SIZE);
+        for (unsigned i = 0; i < k; i++) {
+            uint8_t b[DMCE_MSMP_RANGE_SIZE];
+            dmce_msmp_range_encode(&m[i], b);
+            FZ_CHECK(memcmp(b, p + (size_t)i * DMCE_MSMP_RANGE_SIZE, sizeof b) == 0);
+        }
+    }
+    range(p, n); /* the one-range decoder takes exactly one */
+}
+
 static void mirror_create(const uint8_t *p, size_t n)
 {
     dmce_msmp_mirror_create_t m;
@@ -687,7 +706,7 @@ static void frame_payload(const dmce_msmp_hdr_t *h, const uint8_t *p, size_t n)
     case DMCE_MSMP_OP_RING_OPEN: resp ? ring_resp(p, n) : ring_req(p, n); break;
     case DMCE_MSMP_OP_PERSIST:
         if (!resp)
-            range(p, n);
+            ranges(p, n);
         break;
     case DMCE_MSMP_OP_MIRROR_CREATE: mirror_create(p, n); break; /* the response repeats it */
     case DMCE_MSMP_OP_MIRROR_START:

@@ -183,6 +183,12 @@ static void corpus_msmp_dispatch(void)
     dmce_msmp_range_t rg = {.addr = 0x0010010000001010ull, .len = 4096};
     dmce_msmp_range_encode(&rg, p);
     frame("persist_req", DMCE_MSMP_OP_PERSIST, 0, 0, p, DMCE_MSMP_RANGE_SIZE);
+    for (unsigned i = 1; i < 3; i++) {
+        rg.addr += 8192 * i;
+        rg.len = 64 * i;
+        dmce_msmp_range_encode(&rg, p + i * DMCE_MSMP_RANGE_SIZE);
+    }
+    frame("persist_req3", DMCE_MSMP_OP_PERSIST, 0, 0, p, 3 * DMCE_MSMP_RANGE_SIZE);
     frame("persist_resp", DMCE_MSMP_OP_PERSIST, 1, 0, NULL, 0);
     dmce_msmp_mirror_create_t mc = {.block = 9, .primary = 1, .size = 64 << 20};
     dmce_msmp_mirror_create_encode(&mc, p);

@@ -383,8 +383,23 @@ static void persist_survives(void **state)
     memset(p, 0xab, 4096);            /* persisted */
     assert_int_equal(dmce_persist(c, a, 4096), 0);
     int d = dmce_daemon_of(c, a);
-    dmce_stats_t st;
+    dmce_stats_t st, st2;
     assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st), 0);
+    /* persistv: three ranges in one request; all or nothing. */
+    memset(p + 4096, 0xcd, 100);
+    memset(p + 6000, 0xef, 16);
+    memset(p + 8000, 0x5a, 192);
+    dmce_range_t v[3] = {{a + 4096, 100}, {a + 6000, 16}, {a + 8000, 192}};
+    assert_int_equal(dmce_persistv(c, v, 3), 0);
+    assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st2), 0);
+    assert_int_equal(st2.ops_persist, st.ops_persist + 1);
+    memset(p, 0x11, 1024); /* not persisted: the second range crosses the end */
+    dmce_range_t bad[2] = {{a, 1024}, {a + 8000, 193}};
+    assert_int_equal(dmce_persistv(c, bad, 2), DMCE_ECROSSEND);
+    bad[1].len = 0;
+    assert_int_equal(dmce_persistv(c, bad, 2), -EINVAL);
+    assert_int_equal(dmce_persistv(c, bad, 0), -EINVAL);
+    assert_int_equal(dmce_persistv(c, NULL, 1), -EINVAL);
     assert_int_equal(dmce_unmap(c, p), 0);
     dmce_cluster_stats_t before;
     assert_int_equal(stats(&before), 0);
@@ -395,8 +410,12 @@ static void persist_survives(void **state)
     dmce_client_t *c2;
     assert_int_equal(harness_client_dir(&c2, 0), 0);
     assert_int_equal(dmce_setup(c2, 0, 0, NULL, NULL), 0);
-    uint8_t back[4096], want[4096];
-    memset(want, 0xab, sizeof(want));
+    uint8_t back[8192], want[8192];
+    memset(want, 0xab, 4096);
+    memset(want + 4096, 0, 4096);
+    memset(want + 4096, 0xcd, 100);
+    memset(want + 6000, 0xef, 16);
+    memset(want + 8000, 0x5a, 192);
     assert_int_equal(dmce_read(c2, a, back, sizeof(back)), 0);
     assert_memory_equal(back, want, sizeof(back));
     assert_int_equal(dmce_disconnect(c2), 0);

@@ -410,6 +410,28 @@ static void test_mirror_bad_requests(void **state)
     dmce_msmp_range_encode(&rg, rp);
     assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rp, sizeof(rp), NULL, 0, NULL),
                      DMCE_ECROSSEND);
+    /* Several ranges: 1..64 of 16 bytes; one bad range fails the request. */
+    uint8_t rv[(DMCE_MSMP_PERSIST_MAX + 1) * DMCE_MSMP_RANGE_SIZE];
+    for (unsigned i = 0; i <= DMCE_MSMP_PERSIST_MAX; i++) {
+        rg = (dmce_msmp_range_t){.addr = a + i, .len = 100 - i % 64};
+        dmce_msmp_range_encode(&rg, rv + i * DMCE_MSMP_RANGE_SIZE);
+    }
+    const uint32_t one_rg = DMCE_MSMP_RANGE_SIZE, all = DMCE_MSMP_PERSIST_MAX * one_rg;
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, 2 * one_rg, NULL, 0, NULL), 0);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, all, NULL, 0, NULL), 0);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, all + one_rg, NULL, 0, NULL),
+                     -EBADMSG); /* 65 ranges */
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, one_rg + 1, NULL, 0, NULL), -EBADMSG);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, 0, NULL, 0, NULL), -EBADMSG);
+    rg = (dmce_msmp_range_t){.addr = a + 50, .len = 51}; /* ends at 101 */
+    dmce_msmp_range_encode(&rg, rv + 3 * one_rg);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, 4 * one_rg, NULL, 0, NULL),
+                     DMCE_ECROSSEND);
+    rg = (dmce_msmp_range_t){.addr = a, .len = 1}; /* then a range in no block */
+    assert_int_equal(dmce_addr_encode(dmce_client_layout(c), 0, 4000, 128, &rg.addr), 0);
+    dmce_msmp_range_encode(&rg, rv + 3 * one_rg);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_PERSIST, rv, 4 * one_rg, NULL, 0, NULL),
+                     DMCE_ENOBLOCK);
     close(f1);
     assert_int_equal(dmce_disconnect(c), 0);
 }
