@@ -448,8 +448,9 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
         role == DMCE_RING_CONSUMER ? &r->ctl->data_futex : &r->ctl->space_futex;
     _Atomic uint64_t *sleeps =
         role == DMCE_RING_CONSUMER ? &r->ctl->cons_sleeps : &r->ctl->prod_sleeps;
-    uint64_t slice_ns =
+    uint64_t max_slice_ns =
         (uint64_t)(p->slice_ms ? p->slice_ms : DMCE_RING_SLICE_MS_DEFAULT) * 1000000u;
+    uint64_t slice_ns = DMCE_MIN(max_slice_ns, 1000000u); /* doubles per slice: ring.h */
     uint64_t deadline = p->timeout_ms ? start + (uint64_t)p->timeout_ms * 1000000u : 0;
     uint64_t last_alive = start;
     for (;;) {
@@ -489,6 +490,8 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
             n = -ETIMEDOUT;
             break;
         }
+        if (fr == -ETIMEDOUT) /* a whole slice with no wake-up: the next one is longer */
+            slice_ns = DMCE_MIN(slice_ns * 2, max_slice_ns);
     }
     unregister(word);
     return (int)n;

@@ -865,6 +865,26 @@ static void test_alive_failure_ends_wait(void **state)
     seg_free(&s);
 }
 
+/*
+ * The first slice of a wait is 1 ms whatever slice_ms says: a peer that
+ * dies just after the request is noticed at once, not a whole slice later
+ * (the alive check runs once 1 ms has passed, here before the 5 ms
+ * timeout, with slices of a second).
+ */
+static void test_first_alive_check_after_one_ms(void **state)
+{
+    (void)state;
+    seg_t s = seg_new(CAP);
+    alive_state_t a = {.fail_after = 1000000, .err = DMCE_ECLOSED};
+    dmce_ring_wait_t w = {.slice_ms = 1000, .alive = alive_cb, .alive_arg = &a, .timeout_ms = 5};
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), -ETIMEDOUT);
+    assert_true(a.calls >= 1);
+    a = (alive_state_t){.fail_after = 1, .err = DMCE_ECLOSED};
+    w.timeout_ms = WAIT_BOUND_MS;
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), DMCE_ECLOSED);
+    seg_free(&s);
+}
+
 typedef struct waiter_job {
     dmce_ring_t *r;
     size_t min;
@@ -1255,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_close_by_consumer_fails_producer),
         cmocka_unit_test(test_wait_timeout_is_bounded),
         cmocka_unit_test(test_alive_failure_ends_wait),
+        cmocka_unit_test(test_first_alive_check_after_one_ms),
         cmocka_unit_test(test_commit_wakes_sleeping_reader),
         cmocka_unit_test(test_consume_wakes_sleeping_writer),
         cmocka_unit_test(test_close_wakes_sleeping_reader),
