@@ -450,7 +450,8 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
         role == DMCE_RING_CONSUMER ? &r->ctl->cons_sleeps : &r->ctl->prod_sleeps;
     uint64_t max_slice_ns =
         (uint64_t)(p->slice_ms ? p->slice_ms : DMCE_RING_SLICE_MS_DEFAULT) * 1000000u;
-    uint64_t slice_ns = DMCE_MIN(max_slice_ns, 1000000u); /* doubles per slice: ring.h */
+    /* With a liveness check: 1 ms, doubling per check up to the maximum (ring.h). */
+    uint64_t slice_ns = p->alive ? DMCE_MIN(max_slice_ns, 1000000u) : max_slice_ns;
     uint64_t deadline = p->timeout_ms ? start + (uint64_t)p->timeout_ms * 1000000u : 0;
     uint64_t last_alive = start;
     for (;;) {
@@ -480,6 +481,7 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
         now = dmce_now_ns();
         if (p->alive && now - last_alive >= slice_ns) {
             last_alive = now;
+            slice_ns = DMCE_MIN(slice_ns * 2, max_slice_ns);
             int a = p->alive(p->alive_arg);
             if (a != 0) {
                 n = a < 0 ? a : DMCE_ECLOSED;
@@ -490,8 +492,6 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
             n = -ETIMEDOUT;
             break;
         }
-        if (fr == -ETIMEDOUT) /* a whole slice with no wake-up: the next one is longer */
-            slice_ns = DMCE_MIN(slice_ns * 2, max_slice_ns);
     }
     unregister(word);
     return (int)n;

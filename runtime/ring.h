@@ -194,11 +194,13 @@ typedef struct dmce_ring_pair {
  *               0 = sleep at once. The caller decides: spin only when the
  *               peer runs on another free CPU (dmce_ring_default_spin_ns).
  *   slice_ms    sleep on the futex in slices of at most this long (0 =
- *               default), so that `alive` runs at least this often. The
- *               first slice of a wait is 1 ms and each next one doubles
- *               up to slice_ms: a peer that dies just after the request
- *               is noticed within 1-2 ms, and a long wait still costs
- *               one wake-up per slice_ms.
+ *               default), so that `alive` runs at least this often. With
+ *               `alive`, the first check comes 1 ms into the wait and
+ *               the gap doubles after each check up to slice_ms: a peer
+ *               that dies just after the request is noticed within 1-2
+ *               ms, one that dies later within the gap of the moment
+ *               (at most slice_ms), and a long wait still costs one
+ *               check per slice_ms. Without it, slices are slice_ms.
  *   timeout_ms  give up after this long with -ETIMEDOUT (0 = never).
  *   alive       optional; called about once per slice while sleeping. 0 =
  *               the peer is alive, keep waiting; negative = the wait

@@ -65,6 +65,10 @@ int main(void)
     dmce_msmp_map_resp_t mr = {17, DMCE_MSMP_MAP_FD, 3ull << 30, 4096 * 3, 4096, 0, 1ull << 31, 5ull << 28};
     dmce_msmp_map_resp_encode(&mr, b);
     hex("map response", b, DMCE_MSMP_MAP_RESP_SIZE);
+    dmce_msmp_range_t rg[2] = {{0x0000100200003000ull, 4096}, {0x0000100200005000ull, 1ull << 33}};
+    for (unsigned i = 0; i < 2; i++)
+        dmce_msmp_range_encode(&rg[i], b + i * DMCE_MSMP_RANGE_SIZE);
+    hex("persist request, 2 ranges", b, 2 * DMCE_MSMP_RANGE_SIZE);
     uint64_t st[DMCE_STAT_COUNT_];
     for (unsigned i = 0; i < DMCE_STAT_COUNT_; i++)
         st[i] = 0x1111111111111111ull * (i % 15 + 1);
