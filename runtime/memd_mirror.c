@@ -290,16 +290,6 @@ static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_
     atomic_store(&mr->state, MEMD_MIRROR_COPYING);
 
     uint64_t t0 = dmce_now_ns();
-    /*
-     * The copy's pages exist (the peer fallocate()d them); map the part we
-     * are about to fill in one call instead of taking a fault per page in
-     * the copy below. Before b->lock: mallocs do not wait for it. Best
-     * effort: an older kernel (before 5.14) answers EINVAL, and the copy
-     * faults the pages in as before.
-     */
-#ifdef MADV_POPULATE_WRITE
-    (void)madvise(base, used_extent(b), MADV_POPULATE_WRITE);
-#endif
     pthread_mutex_lock(&b->lock); /* mallocs and frees wait: the allocator's state is one snapshot */
     mr->to_copy = used_extent(b);
     atomic_store_explicit(&b->mirror, mr, memory_order_release); /* writes now reach it too */
@@ -307,7 +297,26 @@ static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_
         uint64_t n = DMCE_MIN((uint64_t)MEMD_CHUNK, mr->to_copy - off);
         pthread_mutex_t *st = stripe_of(b, off);
         pthread_mutex_lock(st);
-        memcpy((uint8_t *)base + off, (const uint8_t *)b->base + off, n);
+        /*
+         * Into the object through its descriptor, not through our mapping
+         * of it: the kernel copies into the pages the peer fallocate()d,
+         * and this process builds no page table for them (on this kind of
+         * machine mapping a page costs as much as copying four: docs/perf.md,
+         * re-mirror). The mapping and the object are the same pages, so a
+         * writer storing through the mapping in another chunk meanwhile, or
+         * in this one later, is coherent with it. Whatever pwrite does not
+         * take (an error, a short write) is copied through the mapping.
+         */
+        uint64_t done = 0;
+        while (done < n) {
+            ssize_t w = pwrite(fd, (const uint8_t *)b->base + off + done, n - done,
+                               (off_t)(off + done));
+            if (w <= 0)
+                break;
+            done += (uint64_t)w;
+        }
+        if (done < n)
+            memcpy((uint8_t *)base + off + done, (const uint8_t *)b->base + off + done, n - done);
         pthread_mutex_unlock(st);
         atomic_fetch_add(&mr->copied, n);
         STAT_ADD(m, DMCE_STAT_MIRROR_BYTES_COPIED, n);
