@@ -44,6 +44,7 @@ enum memd_role {
 /* Chunks of a block that a write and the copy to a new mirror serialize on. */
 #define MEMD_CHUNK (64u << 10)
 #define MEMD_STRIPES 64u
+#define MEMD_MIRROR_THREADS 2u /* mirroring threads: see struct dmce_memd */
 
 /* The mirror of one of this daemon's primary blocks, as the primary sees it. */
 enum memd_mirror_state {
@@ -269,15 +270,20 @@ struct dmce_memd {
     atomic_uint_fast64_t pf_pending; /* bytes not yet prefaulted */
     /*
      * Mirroring (memd_mirror.c): jobs that copy a block to a new mirror run
-     * on one thread, one at a time; connections to peer daemons are cached
-     * by socket path (under peer_lock).
+     * on MEMD_MIRROR_THREADS threads, one job each at a time (one asks the
+     * peer for its copy, which allocates it, while the other copies);
+     * connections to peer daemons are cached by socket path (under
+     * peer_lock).
      */
-    pthread_t mr_thread;
-    int mr_on;
+    struct memd_mirror_thread {
+        struct dmce_memd *m;
+        pthread_t thread;
+        uint32_t current; /* the block it copies now, 0 for none (under mr_lock) */
+    } mr_threads[MEMD_MIRROR_THREADS];
+    unsigned mr_on; /* threads started */
     pthread_mutex_t mr_lock;
     pthread_cond_t mr_cond;
     struct memd_mirror_job *mr_jobs;
-    uint32_t mr_current;         /* the block the mirroring thread copies now (under mr_lock) */
     pthread_mutex_t peer_lock;
     struct memd_peer *peers;
     uint64_t mirror_bytes;       /* data bytes held as mirrors (under sess_lock) */
@@ -453,9 +459,11 @@ int memd_peer_rpc(struct dmce_memd *m, const char *path, uint16_t op, const void
 int memd_sessions_take(struct dmce_memd *m, struct memd_block *b, int sign, uint64_t *allocs,
                        uint64_t *bytes, size_t *owners);
 
-/* Start / stop the mirroring thread; release mirrors and peer connections. */
+/* Start / stop the mirroring threads; release mirrors and peer connections. */
 int memd_mirror_start(struct dmce_memd *m);
 void memd_mirror_stop(struct dmce_memd *m);
+/* Block `block` is queued or being copied to a new mirror (mr_lock held). */
+int memd_mirror_busy_locked(const struct dmce_memd *m, uint32_t block);
 
 /*
  * Attach a mirror of primary block b on the daemon at path (id peer): have

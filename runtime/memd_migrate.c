@@ -108,10 +108,7 @@ static int freeze(struct dmce_memd *m, uint32_t id, struct memd_block **out)
         if (mr && atomic_load(&mr->state) != MEMD_MIRROR_SYNCED)
             r = -EBUSY;
         pthread_mutex_lock(&m->mr_lock);
-        for (struct memd_mirror_job *j = m->mr_jobs; j && r == 0; j = j->next)
-            if (j->block == id)
-                r = -EBUSY;
-        if (m->mr_current == id)
+        if (r == 0 && memd_mirror_busy_locked(m, id))
             r = -EBUSY;
         if (r == 0)
             r = memd_backup_busy(m, id); /* a backup copying it gives it up: ask again */

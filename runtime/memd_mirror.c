@@ -11,7 +11,7 @@
  *     under its lock and are then replayed on the mirror, which is
  *     identical, so the results must be identical: any difference drops the
  *     mirror rather than keep a copy that is not one;
- *   - a new mirror is filled by the mirroring thread: it publishes the
+ *   - a new mirror is filled by a mirroring thread: it publishes the
  *     mirror (so writes from then on reach it), then copies the block chunk
  *     by chunk under each chunk's stripe lock, holding the block's allocator
  *     lock throughout. A write and the copy of its chunk are ordered by the
@@ -344,7 +344,8 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
     struct memd_block *b = j->block < t->nids ? t->by_id[j->block] : NULL;
     /*
      * A primary stays until the daemon stops (this thread stops first) or
-     * it is handed off, which never happens to mr_current's block.
+     * it is handed off, which never happens to a block a mirroring
+     * thread copies (memd_mirror_busy_locked).
      */
     rcu_read_unlock();
     if (b && atomic_load(&b->frozen)) {
@@ -366,7 +367,8 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
 
 static void *mirror_main(void *arg)
 {
-    struct dmce_memd *m = arg;
+    struct memd_mirror_thread *me = arg;
+    struct dmce_memd *m = me->m;
     rcu_register_thread(); /* it reads the block table (mirror_job) */
     pthread_mutex_lock(&m->mr_lock);
     for (;;) {
@@ -376,16 +378,27 @@ static void *mirror_main(void *arg)
             break;
         struct memd_mirror_job *j = m->mr_jobs;
         m->mr_jobs = j->next;
-        m->mr_current = j->block; /* not handed off while we copy it (memd_migrate.c) */
+        me->current = j->block; /* not handed off while we copy it (memd_migrate.c) */
         pthread_mutex_unlock(&m->mr_lock);
         mirror_job(m, j);
         free(j);
         pthread_mutex_lock(&m->mr_lock);
-        m->mr_current = 0;
+        me->current = 0;
     }
     pthread_mutex_unlock(&m->mr_lock);
     rcu_unregister_thread();
     return NULL;
+}
+
+int memd_mirror_busy_locked(const struct dmce_memd *m, uint32_t block)
+{
+    for (const struct memd_mirror_job *j = m->mr_jobs; j; j = j->next)
+        if (j->block == block)
+            return 1;
+    for (unsigned i = 0; i < m->mr_on; i++)
+        if (m->mr_threads[i].current == block)
+            return 1;
+    return 0;
 }
 
 int memd_mirror_start(struct dmce_memd *m)
@@ -393,10 +406,13 @@ int memd_mirror_start(struct dmce_memd *m)
     pthread_mutex_init(&m->mr_lock, NULL);
     pthread_cond_init(&m->mr_cond, NULL);
     pthread_mutex_init(&m->peer_lock, NULL);
-    int r = pthread_create(&m->mr_thread, NULL, mirror_main, m);
-    if (r)
-        return -r;
-    m->mr_on = 1;
+    for (unsigned i = 0; i < MEMD_MIRROR_THREADS; i++) {
+        m->mr_threads[i].m = m;
+        int r = pthread_create(&m->mr_threads[i].thread, NULL, mirror_main, &m->mr_threads[i]);
+        if (r)
+            return -r; /* memd_mirror_stop joins those started */
+        m->mr_on = i + 1;
+    }
     return 0;
 }
 
@@ -406,7 +422,8 @@ void memd_mirror_stop(struct dmce_memd *m)
         pthread_mutex_lock(&m->mr_lock);
         pthread_cond_broadcast(&m->mr_cond);
         pthread_mutex_unlock(&m->mr_lock);
-        pthread_join(m->mr_thread, NULL);
+        for (unsigned i = 0; i < m->mr_on; i++)
+            pthread_join(m->mr_threads[i].thread, NULL);
         m->mr_on = 0;
         while (m->mr_jobs) {
             struct memd_mirror_job *j = m->mr_jobs;

@@ -2265,7 +2265,7 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     }
     r = memd_mirror_start(m);
     if (r < 0) {
-        LOG_ERROR("cannot start the mirroring thread: %s", strerror(-r));
+        LOG_ERROR("cannot start the mirroring threads: %s", strerror(-r));
         goto fail;
     }
     if (m->cfg.prefault) {
