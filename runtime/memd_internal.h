@@ -23,6 +23,7 @@
 #include "log.h"
 #include "memd_server.h"
 #include "msmp.h"
+#include "msmp_admin.h"
 #include "msmp_conn.h"
 #include "util.h"
 #include "msmp_io.h"
@@ -449,6 +450,19 @@ int memd_mirror_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t
 int memd_peer_rpc(struct dmce_memd *m, const char *path, uint16_t op, const void *p, size_t l,
                   void *resp, size_t cap, size_t *rlen, int *fds, unsigned maxfds,
                   unsigned *nfds);
+
+/* A block's allocations by owner (o[0..n), free() it), and their totals. */
+struct memd_tally {
+    dmce_adm_owner_t *o;
+    size_t n, cap;
+    uint64_t allocs, bytes;
+};
+/* Add allocs allocations of `bytes` in all for owner: 0 or -ENOMEM. */
+int memd_tally_add(struct memd_tally *t, uint32_t owner, uint64_t bytes, uint64_t allocs);
+/* Count b's allocations into t (takes b->lock): 0 or DMCE_ECORRUPT, -ENOMEM. */
+int memd_block_tally(struct memd_block *b, struct memd_tally *t);
+/* Add (sign > 0) or take away (sign < 0) t to its owners' sessions, as memd_sessions_take. */
+int memd_sessions_apply(struct dmce_memd *m, const struct memd_tally *t, int sign);
 
 /*
  * Account the allocations of b to their owners' sessions: sign > 0 adds

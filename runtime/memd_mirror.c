@@ -605,64 +605,68 @@ static void op_mirror_start(struct dmce_memd *m, struct memd_conn *c, const uint
     memd_reply_begin(c, &c->h, 0, 0);
 }
 
-struct owner_tally {
-    uint32_t owner;
-    uint64_t bytes, n;
-};
-
-struct tally {
-    struct owner_tally *o;
-    size_t n, cap;
-    uint64_t allocs, bytes;
-};
-
 static int tally_one(const dmce_alloc_info_t *ai, void *arg)
 {
-    struct tally *t = arg;
-    t->allocs++;
-    t->bytes += ai->size;
+    return memd_tally_add(arg, ai->owner, ai->size, 1);
+}
+
+int memd_tally_add(struct memd_tally *t, uint32_t owner, uint64_t bytes, uint64_t allocs)
+{
+    t->allocs += allocs;
+    t->bytes += bytes;
     for (size_t i = 0; i < t->n; i++) {
-        if (t->o[i].owner == ai->owner) {
-            t->o[i].bytes += ai->size;
-            t->o[i].n++;
+        if (t->o[i].owner == owner) {
+            t->o[i].bytes += bytes;
+            t->o[i].allocs += allocs;
             return 0;
         }
     }
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 16;
-        struct owner_tally *p = realloc(t->o, cap * sizeof(*p));
+        dmce_adm_owner_t *p = realloc(t->o, cap * sizeof(*p));
         if (!p)
             return -ENOMEM;
         t->o = p;
         t->cap = cap;
     }
-    t->o[t->n++] = (struct owner_tally){ai->owner, ai->size, 1};
+    t->o[t->n++] = (dmce_adm_owner_t){owner, bytes, allocs};
     return 0;
+}
+
+int memd_block_tally(struct memd_block *b, struct memd_tally *t)
+{
+    pthread_mutex_lock(&b->lock);
+    int r = dmce_alloc_foreach(b->base, tally_one, t);
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+int memd_sessions_apply(struct dmce_memd *m, const struct memd_tally *t, int sign)
+{
+    int r = 0;
+    pthread_mutex_lock(&m->sess_lock);
+    for (size_t i = 0; i < t->n && r == 0; i++) {
+        struct memd_session *s = memd_sess_by_id_locked(m, t->o[i].owner);
+        if (sign > 0) { /* the owners' sessions, orphaned until their clients return */
+            if (!s && !(s = memd_sess_orphan_locked(m, t->o[i].owner)))
+                r = -ENOMEM;
+            else
+                memd_sess_account_locked(m, s, s->reserved, s->used + t->o[i].bytes);
+        } else if (s) {
+            memd_sess_account_locked(m, s, s->reserved, s->used - DMCE_MIN(s->used, t->o[i].bytes));
+        }
+    }
+    pthread_mutex_unlock(&m->sess_lock);
+    return r;
 }
 
 int memd_sessions_take(struct dmce_memd *m, struct memd_block *b, int sign, uint64_t *allocs,
                        uint64_t *bytes, size_t *owners)
 {
-    struct tally t = {0};
-    pthread_mutex_lock(&b->lock);
-    int r = dmce_alloc_foreach(b->base, tally_one, &t);
-    pthread_mutex_unlock(&b->lock);
-    if (r == 0) {
-        pthread_mutex_lock(&m->sess_lock);
-        for (size_t i = 0; i < t.n && r == 0; i++) {
-            struct memd_session *s = memd_sess_by_id_locked(m, t.o[i].owner);
-            if (sign > 0) { /* the owners' sessions, orphaned until their clients return */
-                if (!s && !(s = memd_sess_orphan_locked(m, t.o[i].owner)))
-                    r = -ENOMEM;
-                else
-                    memd_sess_account_locked(m, s, s->reserved, s->used + t.o[i].bytes);
-            } else if (s) {
-                memd_sess_account_locked(m, s, s->reserved,
-                                         s->used - DMCE_MIN(s->used, t.o[i].bytes));
-            }
-        }
-        pthread_mutex_unlock(&m->sess_lock);
-    }
+    struct memd_tally t = {0};
+    int r = memd_block_tally(b, &t);
+    if (r == 0)
+        r = memd_sessions_apply(m, &t, sign);
     *allocs = t.allocs;
     *bytes = t.bytes;
     *owners = t.n;

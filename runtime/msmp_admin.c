@@ -106,8 +106,12 @@ int dmce_adm_handoff_req_decode(const uint8_t *in, size_t len, uint32_t *block, 
 int dmce_adm_handoff_encode(const dmce_adm_handoff_t *m, uint8_t *out, size_t cap)
 {
     size_t nn = strnlen(m->name, sizeof(m->name)), np = strnlen(m->peer, sizeof(m->peer));
+    size_t len = DMCE_ADM_HANDOFF_RESP_HDR + nn + np;
+    if (m->has_owners)
+        len += DMCE_ADM_OWNERS_HDR + (size_t)m->nowners * DMCE_ADM_OWNER_SIZE;
     if (nn == 0 || nn > DMCE_ADM_NAME_MAX || np > DMCE_MSMP_PATH_MAX ||
-        (np == 0) != (m->mirror_daemon == 0) || cap < DMCE_ADM_HANDOFF_RESP_HDR + nn + np)
+        (np == 0) != (m->mirror_daemon == 0) || cap < len ||
+        (m->has_owners && (m->nowners == 0 || m->nowners > DMCE_ADM_OWNERS_MAX || !m->owners)))
         return -EINVAL;
     dmce_put_le32(out, m->block);
     dmce_put_le32(out + 4, m->mirror_daemon);
@@ -116,7 +120,21 @@ int dmce_adm_handoff_encode(const dmce_adm_handoff_t *m, uint8_t *out, size_t ca
     dmce_put_le32(out + 20, (uint32_t)np);
     memcpy(out + DMCE_ADM_HANDOFF_RESP_HDR, m->name, nn);
     memcpy(out + DMCE_ADM_HANDOFF_RESP_HDR + nn, m->peer, np);
-    return (int)(DMCE_ADM_HANDOFF_RESP_HDR + nn + np);
+    if (m->has_owners) {
+        uint8_t *o = out + DMCE_ADM_HANDOFF_RESP_HDR + nn + np;
+        dmce_put_le32(o, m->nowners);
+        dmce_put_le32(o + 4, 0);
+        o += DMCE_ADM_OWNERS_HDR;
+        for (uint32_t i = 0; i < m->nowners; i++, o += DMCE_ADM_OWNER_SIZE) {
+            if (m->owners[i].owner == 0)
+                return -EINVAL;
+            dmce_put_le32(o, m->owners[i].owner);
+            dmce_put_le32(o + 4, 0);
+            dmce_put_le64(o + 8, m->owners[i].bytes);
+            dmce_put_le64(o + 16, m->owners[i].allocs);
+        }
+    }
+    return (int)len;
 }
 
 int dmce_adm_handoff_decode(const uint8_t *in, size_t len, dmce_adm_handoff_t *m)
@@ -127,14 +145,43 @@ int dmce_adm_handoff_decode(const uint8_t *in, size_t len, dmce_adm_handoff_t *m
     m->mirror_daemon = dmce_get_le32(in + 4);
     m->size = dmce_get_le64(in + 8);
     uint32_t nn = dmce_get_le32(in + 16), np = dmce_get_le32(in + 20);
+    uint64_t base = DMCE_ADM_HANDOFF_RESP_HDR + (uint64_t)nn + np;
     if (m->block == 0 || m->size == 0 || nn > DMCE_ADM_NAME_MAX || np > DMCE_MSMP_PATH_MAX ||
-        (uint64_t)len != DMCE_ADM_HANDOFF_RESP_HDR + (uint64_t)nn + np ||
-        (np == 0) != (m->mirror_daemon == 0))
+        (uint64_t)len < base || (np == 0) != (m->mirror_daemon == 0))
         return -EBADMSG;
+    m->has_owners = 0;
+    m->nowners = 0;
+    m->owners = NULL;
+    m->owners_raw = NULL;
+    if ((uint64_t)len > base) {
+        const uint8_t *o = in + base;
+        if ((uint64_t)len < base + DMCE_ADM_OWNERS_HDR)
+            return -EBADMSG;
+        uint32_t count = dmce_get_le32(o);
+        if (count == 0 || count > DMCE_ADM_OWNERS_MAX || dmce_get_le32(o + 4) != 0 ||
+            (uint64_t)len != base + DMCE_ADM_OWNERS_HDR + (uint64_t)count * DMCE_ADM_OWNER_SIZE)
+            return -EBADMSG;
+        o += DMCE_ADM_OWNERS_HDR;
+        for (uint32_t i = 0; i < count; i++)
+            if (dmce_get_le32(o + (size_t)i * DMCE_ADM_OWNER_SIZE) == 0 ||
+                dmce_get_le32(o + (size_t)i * DMCE_ADM_OWNER_SIZE + 4) != 0)
+                return -EBADMSG;
+        m->has_owners = 1;
+        m->nowners = count;
+        m->owners_raw = o;
+    }
     int r = str_in(in + DMCE_ADM_HANDOFF_RESP_HDR, nn, DMCE_ADM_NAME_MAX, 0, m->name);
     if (r == 0)
         r = str_in(in + DMCE_ADM_HANDOFF_RESP_HDR + nn, np, DMCE_MSMP_PATH_MAX, 1, m->peer);
     return r;
+}
+
+void dmce_adm_handoff_owner(const dmce_adm_handoff_t *m, uint32_t i, dmce_adm_owner_t *out)
+{
+    const uint8_t *o = m->owners_raw + (size_t)i * DMCE_ADM_OWNER_SIZE;
+    out->owner = dmce_get_le32(o);
+    out->bytes = dmce_get_le64(o + 8);
+    out->allocs = dmce_get_le64(o + 16);
 }
 
 /* ---- adopt ------------------------------------------------------------------------------- */

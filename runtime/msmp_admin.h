@@ -84,20 +84,45 @@ int dmce_adm_handoff_req_decode(const uint8_t *in, size_t len, uint32_t *block, 
  * Response, with the block's object (first descriptor) and, when
  * mirror_daemon != 0, its mirror's object (second descriptor):
  *   u32 block, u32 mirror_daemon, u64 size, u32 name_len, u32 peer_len,
- *   name (the object's name at the source), peer (the mirror holder's socket).
+ *   name (the object's name at the source), peer (the mirror holder's socket),
+ * then, optionally, the block's allocations by owner (the source counts
+ * them while the block is frozen, so the target need not walk a mapping
+ * it has just made, a page fault per allocation):
+ *   u32 count (1..DMCE_ADM_OWNERS_MAX), u32 reserved (0),
+ *   count x { u32 owner (session ID, not 0), u32 reserved (0), u64 bytes, u64 allocations }.
+ * Without that section the target counts them itself.
  */
 #define DMCE_ADM_HANDOFF_RESP_HDR 24u
 #define DMCE_ADM_NAME_MAX 1024u
+#define DMCE_ADM_OWNERS_HDR 8u
+#define DMCE_ADM_OWNER_SIZE 24u
+#define DMCE_ADM_OWNERS_MAX 4096u
+typedef struct dmce_adm_owner {
+    uint32_t owner;
+    uint64_t bytes, allocs;
+} dmce_adm_owner_t;
 typedef struct dmce_adm_handoff {
     uint32_t block;
     uint32_t mirror_daemon;
     uint64_t size;
     char name[DMCE_ADM_NAME_MAX + 1];
     char peer[DMCE_MSMP_PATH_MAX + 1]; /* "" when no mirror */
+    /* Encode: owners[0..nowners) when has_owners. Decode: has_owners, nowners, and
+     * owners_raw pointing into the decoded bytes (dmce_adm_handoff_owner reads one). */
+    int has_owners;
+    uint32_t nowners;
+    const dmce_adm_owner_t *owners;
+    const uint8_t *owners_raw;
 } dmce_adm_handoff_t;
+/* Largest response: with DMCE_ADM_OWNERS_MAX owners. */
+#define DMCE_ADM_HANDOFF_RESP_MAX                                                                  \
+    (DMCE_ADM_HANDOFF_RESP_HDR + DMCE_ADM_NAME_MAX + DMCE_MSMP_PATH_MAX + DMCE_ADM_OWNERS_HDR +  \
+     DMCE_ADM_OWNERS_MAX * DMCE_ADM_OWNER_SIZE)
 /* Returns the encoded length or -EINVAL. */
 int dmce_adm_handoff_encode(const dmce_adm_handoff_t *m, uint8_t *out, size_t cap);
 int dmce_adm_handoff_decode(const uint8_t *in, size_t len, dmce_adm_handoff_t *m);
+/* Owner i (< m->nowners) of a decoded response. */
+void dmce_adm_handoff_owner(const dmce_adm_handoff_t *m, uint32_t i, dmce_adm_owner_t *out);
 
 /* ---- adopt (dispatcher -> target memd) ------------------------------------------------- */
 

@@ -543,7 +543,14 @@ static void adm_handoff(const uint8_t *p, size_t n)
     FZ_CHECK(r == 0 || r == -EBADMSG);
     if (r != 0)
         return;
-    static uint8_t b[DMCE_ADM_HANDOFF_RESP_HDR + DMCE_ADM_NAME_MAX + DMCE_MSMP_PATH_MAX];
+    static dmce_adm_owner_t o[DMCE_ADM_OWNERS_MAX];
+    FZ_CHECK(h.has_owners ? h.nowners >= 1 && h.nowners <= DMCE_ADM_OWNERS_MAX : h.nowners == 0);
+    for (uint32_t i = 0; i < h.nowners; i++) {
+        dmce_adm_handoff_owner(&h, i, &o[i]);
+        FZ_CHECK(o[i].owner != 0);
+    }
+    h.owners = o;
+    static uint8_t b[DMCE_ADM_HANDOFF_RESP_MAX];
     int k = dmce_adm_handoff_encode(&h, b, sizeof b);
     FZ_CHECK_EQ(k, n);
     FZ_CHECK(memcmp(b, p, n) == 0);

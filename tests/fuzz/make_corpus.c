@@ -343,6 +343,13 @@ static void corpus_msmp_dispatch(void)
     n = dmce_adm_handoff_encode(&ho, p, sizeof p);
     need(n > 0, "handoff encode");
     frame("handoff_resp", DMCE_MSMP_OP_HANDOFF, 1, 0, p, (uint32_t)n);
+    const dmce_adm_owner_t owners[3] = {{5, 1u << 20, 1}, {9, 3u << 20, 12}, {77, 4096, 2}};
+    ho.has_owners = 1;
+    ho.nowners = 3;
+    ho.owners = owners;
+    n = dmce_adm_handoff_encode(&ho, p, sizeof p);
+    need(n > 0, "handoff encode (owners)");
+    frame("handoff_resp_owners", DMCE_MSMP_OP_HANDOFF, 1, 0, p, (uint32_t)n);
     dmce_adm_adopt_t ad = {.block = 7, .from = 1};
     snprintf(ad.path, sizeof ad.path, "%s", sock);
     n = dmce_adm_adopt_encode(&ad, p, sizeof p);

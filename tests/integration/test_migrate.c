@@ -710,6 +710,90 @@ static void to_mirror_holder(void **state)
     dmce_disconnect(c);
 }
 
+/* ---- sessions follow the block --------------------------------------------------------------- */
+
+/* Sum of `used` over memd[id]'s sessions, or -1. */
+static int64_t sessions_used(uint32_t id)
+{
+    dmce_mconn_t k;
+    static uint8_t buf[DMCE_ADM_SESSIONS_HDR + 256 * DMCE_ADM_SESSION_SIZE];
+    size_t n = 0;
+    uint32_t count = 0;
+    int r = dmce_mconn_init(&k, harness_sock((int)id), 5000, DMCE_MCONN_NO_RING);
+    if (r == 0)
+        r = dmce_mconn_rpc(&k, DMCE_MSMP_OP_SESSIONS, NULL, 0, NULL, 0, buf, sizeof(buf), &n, NULL);
+    dmce_mconn_close(&k);
+    if (r < 0 || dmce_adm_sessions_count(buf, n, &count) < 0)
+        return -1;
+    int64_t sum = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        dmce_adm_session_t e;
+        if (dmce_adm_session_decode(buf, n, i, &e) < 0)
+            return -1;
+        sum += (int64_t)e.used;
+    }
+    return sum;
+}
+
+struct used_is {
+    uint32_t id;
+    int64_t want;
+};
+
+static int used_is(void *arg)
+{
+    struct used_is *u = arg;
+    return sessions_used(u->id) == u->want;
+}
+
+/*
+ * The allocations of a moved block are accounted to their owners' sessions
+ * on the new owner (the source counts them by owner and hands the count
+ * over with the block) and leave them on the old one: two clients' bytes in
+ * the block, before and after, on both daemons.
+ */
+static void sessions_follow_the_block(void **state)
+{
+    (void)state;
+    dmce_client_t *c[2] = {client(0), client(0)};
+    static const uint32_t sizes[2][3] = {{100000, 200000, 300}, {50000, 7000, 1}};
+    dmce_addr_t a[2][3];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(dmce_malloc(c[k], sizes[k][i], &a[k][i]), 0);
+    assert_true(harness_wait(two_copies, NULL, 60000));
+    dmce_disp_block_t e;
+    assert_int_equal(dir_entry(a[0][0], &e), 0);
+    uint32_t from = e.primary, to = 0;
+    for (uint32_t id = 1; id <= 3 && !to; id++)
+        if (id != from && id != e.mirror)
+            to = id;
+    assert_true(to != 0);
+    int64_t moved = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++) {
+            dmce_disp_block_t x;
+            assert_int_equal(dir_entry(a[k][i], &x), 0);
+            moved += x.block == e.block ? sizes[k][i] : 0;
+        }
+    int64_t used_from = sessions_used(from), used_to = sessions_used(to);
+    assert_true(used_from >= moved && used_to >= 0);
+    struct job_wait w;
+    assert_int_equal(migrate(e.block, to, &w.id), 0);
+    assert_true(harness_wait(job_finished, &w, 30000));
+    assert_int_equal(w.j.state, DMCE_ADM_JOB_DONE);
+    assert_int_equal(primary_of(a[0][0]), to);
+    struct used_is at_to = {to, used_to + moved}, at_from = {from, used_from - moved};
+    assert_true(harness_wait(used_is, &at_to, 10000));
+    assert_true(harness_wait(used_is, &at_from, 10000)); /* once the source forgets it */
+    /* And a free there takes the bytes away again. */
+    assert_int_equal(dmce_free(c[0], a[0][0]), 0);
+    at_to.want -= sizes[0][0];
+    assert_true(harness_wait(used_is, &at_to, 10000));
+    for (int k = 0; k < 2; k++)
+        dmce_disconnect(c[k]);
+}
+
 /* ---- abort: the target dies holding the block ------------------------------------------------ */
 
 static void abort_move(void **state)
@@ -1154,6 +1238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(unsettled_move, setup_small, teardown),
         cmocka_unit_test_setup_teardown(drain_daemon, setup_small, teardown),
         cmocka_unit_test_setup_teardown(to_mirror_holder, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(sessions_follow_the_block, setup_small, teardown),
         cmocka_unit_test_setup_teardown(enoblock_after_move_back, setup_small, teardown),
         cmocka_unit_test_setup_teardown(load_outlasts_budget, setup_small, teardown),
         cmocka_unit_test_setup_teardown(under_load, setup_big, teardown),
