@@ -2298,9 +2298,28 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     r = memd_backup_start(m);
     if (r < 0)
         goto fail;
-    /* blocks_initial counts the blocks recovery brought back. */
-    for (int64_t i = m->table->count; i < cfg->blocks_initial; i++) {
-        r = table_grow(m, m->table->count); /* the path every new block takes */
+    memd_test_pause("DMCE_TEST_START_PAUSE_MS", "before making the initial blocks");
+    /*
+     * blocks_initial counts the blocks recovery brought back: primaries,
+     * not the mirror copies peers may have asked for meanwhile (mirror_create
+     * is served while starting), which are not ours to use.
+     */
+    for (int64_t tries = 0;; tries++) {
+        pthread_mutex_lock(&m->grow_lock);
+        int64_t own = 0;
+        uint32_t seen = m->table->count;
+        for (uint32_t i = 0; i < seen; i++)
+            own += m->table->list[i]->role == MEMD_PRIMARY;
+        pthread_mutex_unlock(&m->grow_lock);
+        if (own >= cfg->blocks_initial)
+            break;
+        /* Each copy made meanwhile changes the count, and table_grow then makes nothing. */
+        if (tries > 2 * cfg->max_blocks + cfg->blocks_initial) {
+            LOG_ERROR("cannot make the initial blocks: the block table keeps changing");
+            r = -EAGAIN;
+            goto fail;
+        }
+        r = table_grow(m, seen); /* the path every new block takes */
         if (r < 0)
             goto fail;
     }

@@ -436,6 +436,93 @@ static void test_mirror_bad_requests(void **state)
     assert_int_equal(dmce_disconnect(c), 0);
 }
 
+/* ---- a copy asked for while a daemon starts ---- */
+
+struct during_start {
+    int32_t status;   /* mirror_create's answer */
+    int was_starting; /* the daemon still said so after answering */
+};
+
+/* raw_call without cmocka's asserts (they must not run on another thread): status or 1. */
+static int32_t quiet_call(int fd, uint16_t op, const void *p, uint32_t len, void *resp,
+                          size_t cap, int *rlen)
+{
+    int32_t st = 1;
+    if (raw_send(fd, op, 7, p, len) < 0)
+        return 1;
+    int n = raw_recv(fd, &st, NULL, NULL, resp, cap);
+    if (n < 0)
+        return 1;
+    if (rlen)
+        *rlen = n;
+    return st;
+}
+
+static int starting_of(int fd)
+{
+    uint8_t buf[DMCE_MSMP_STATS_SIZE + 512];
+    int n = 0;
+    if (quiet_call(fd, DMCE_MSMP_OP_STATS, NULL, 0, buf, sizeof(buf), &n) != 0)
+        return -1;
+    uint64_t v[DMCE_STAT_COUNT_];
+    return dmce_msmp_stats_decode(buf, (size_t)n, v) == 0 ? (int)v[DMCE_STAT_STARTING] : -1;
+}
+
+/* Daemon 3 as soon as it answers, while it starts: a mirror_create for block 4000 of memd[1]. */
+static void *create_during_start(void *arg)
+{
+    struct during_start *d = arg;
+    uint64_t deadline = dmce_now_ms() + 10000;
+    int fd = -1;
+    while (fd < 0 && dmce_now_ms() < deadline)
+        if ((fd = raw_connect(3)) < 0)
+            usleep(2000);
+    if (fd < 0)
+        return NULL;
+    dmce_msmp_mirror_create_t mc = {.block = 4000, .primary = 1, .size = 4 * MiB};
+    uint8_t p[DMCE_MSMP_MIRROR_CREATE_SIZE];
+    dmce_msmp_mirror_create_encode(&mc, p);
+    uint8_t resp[DMCE_MSMP_MIRROR_CREATE_SIZE]; /* (the descriptor is dropped by read()) */
+    d->status = quiet_call(fd, DMCE_MSMP_OP_MIRROR_CREATE, p, sizeof(p), resp, sizeof(resp), NULL);
+    d->was_starting = starting_of(fd) == 1;
+    close(fd);
+    return NULL;
+}
+
+/*
+ * A peer's mirror_create is served while a daemon starts (the dispatcher
+ * asks for copies as soon as it registers), and the copy is not one of the
+ * daemon's initial blocks: it still makes its own (found by the failover
+ * benchmark: a restarted daemon that got a copy before its first block
+ * served with no block of its own, and the cluster never looked healed).
+ */
+static void test_mirror_copy_during_start(void **state)
+{
+    (void)state;
+    struct during_start d = {.status = 1};
+    pthread_t t;
+    setenv("DMCE_TEST_START_PAUSE_MS", "2000", 1);
+    assert_int_equal(pthread_create(&t, NULL, create_during_start, &d), 0);
+    int r = harness_start(3, "--block-size=4M", "--max-blocks=8", NULL);
+    unsetenv("DMCE_TEST_START_PAUSE_MS");
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r, 0);
+    assert_int_equal(d.status, 0);
+    if (!d.was_starting)
+        fail_msg("the copy was made after the start (the 2 s pause was over): nothing proved");
+    int fd = raw_connect(3);
+    assert_true(fd >= 0);
+    uint8_t buf[DMCE_MSMP_STATS_SIZE + 512];
+    int n = 0;
+    assert_int_equal(raw_call(fd, DMCE_MSMP_OP_STATS, NULL, 0, buf, sizeof(buf), &n), 0);
+    uint64_t v[DMCE_STAT_COUNT_];
+    assert_int_equal(dmce_msmp_stats_decode(buf, (size_t)n, v), 0);
+    assert_int_equal(v[DMCE_STAT_BLOCKS], 1);        /* its own */
+    assert_int_equal(v[DMCE_STAT_MIRROR_COPIES], 1); /* and the copy */
+    close(fd);
+    assert_int_equal(harness_stop(3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_diverged_mirror_is_dropped),
         cmocka_unit_test(test_mirror_bad_requests),
         cmocka_unit_test(test_mirror_create_again),
+        cmocka_unit_test(test_mirror_copy_during_start),
     };
     return cmocka_run_group_tests(tests, setup_daemons, teardown_daemons);
 }
