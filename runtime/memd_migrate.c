@@ -441,13 +441,16 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
 
     uint8_t hq[DMCE_ADM_HANDOFF_REQ_SIZE];
     dmce_adm_handoff_req_encode(rq.block, (uint32_t)m->cfg.id, hq);
-    static _Thread_local uint8_t resp[DMCE_ADM_HANDOFF_RESP_MAX]; /* ~100 KiB: not on the stack */
+    uint8_t *resp = malloc(DMCE_ADM_HANDOFF_RESP_MAX); /* ~100 KiB: not on the stack */
+    if (!resp)
+        return memd_reply_error(m, c, &c->h, -ENOMEM);
     int fds[2] = {-1, -1};
     unsigned nfd = 0;
     size_t rlen = 0;
-    r = memd_peer_rpc(m, rq.path, DMCE_MSMP_OP_HANDOFF, hq, sizeof(hq), resp, sizeof(resp), &rlen,
-                      fds, 2, &nfd);
+    r = memd_peer_rpc(m, rq.path, DMCE_MSMP_OP_HANDOFF, hq, sizeof(hq), resp,
+                      DMCE_ADM_HANDOFF_RESP_MAX, &rlen, fds, 2, &nfd);
     if (r < 0) {
+        free(resp);
         LOG_WARN("block %u: memd[%u] would not hand it over: %s", rq.block, rq.from,
                  dmce_strerror(r));
         return memd_reply_error(m, c, &c->h, r);
@@ -463,6 +466,8 @@ static void op_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
         dmce_adm_handoff_owner(&h, i, &o);
         r = memd_tally_add(&t, o.owner, o.bytes, o.allocs);
     }
+    free(resp); /* h.owners_raw pointed into it: not used from here on */
+    h.owners_raw = NULL;
     if (r < 0) {
         free(t.o);
         for (unsigned i = 0; i < nfd; i++)
