@@ -65,14 +65,12 @@ static int block_map(void *ctx, dmce_cache_key_t key, uint64_t off, uint64_t len
     if (len > SIZE_MAX || off > (uint64_t)INT64_MAX)
         return -ENOMEM;
     /*
-     * Fill the page tables now: one pass costs ~0.5 us per 4 KiB page (and
-     * far less with 2 MiB pages) where faulting them one by one costs
-     * ~12 us each on the reference machine. Huge windows (whole blocks of
-     * more than POPULATE_MAX) fault on demand instead.
+     * Lazily: a window mapped for a random read of a few KiB costs ~12 us
+     * so, ~310 us with MAP_POPULATE (4 MiB, docs/perf.md, mapping); reads
+     * fault 16 pages at a time (the kernel's fault-around). A window is
+     * filled at its first write instead (window_prepare).
      */
-    int populate = len <= POPULATE_MAX ? MAP_POPULATE : 0;
-    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | populate, b->fd,
-                   (off_t)off);
+    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, (off_t)off);
     if (p == MAP_FAILED)
         return -errno;
     /* The block header and allocation map: read-only, safe from stray stores. */
@@ -88,6 +86,30 @@ static int block_map(void *ctx, dmce_cache_key_t key, uint64_t off, uint64_t len
     *ptr = p;
     *shared = 1;
     return 0;
+}
+
+/*
+ * A window's first write (or dmce_map): fill its page tables in one pass,
+ * ~2.5x cheaper than a fault per 4 KiB page (stores get no fault-around).
+ * Not the block's read-only header and allocation map (block_map), which a
+ * write populate would fail on; not huge windows (whole blocks of more than
+ * POPULATE_MAX), which fault on demand. Best effort: before Linux 5.14 the
+ * pages fault as touched.
+ */
+static void window_prepare(void *ctx, dmce_cache_key_t key, uint64_t off, void *ptr, uint64_t len)
+{
+#ifdef MADV_POPULATE_READ
+    struct dmce_blk *b = blk_get(ctx, key.block);
+    if (!b || len > POPULATE_MAX)
+        return;
+    uint64_t meta_end = b->data_offset - b->data_offset % PAGE, skip = 0;
+    if (off < meta_end)
+        skip = DMCE_MIN(len, meta_end - off);
+    if (skip < len)
+        (void)madvise((uint8_t *)ptr + skip, (size_t)(len - skip), MADV_POPULATE_READ);
+#else
+    (void)ctx, (void)key, (void)off, (void)ptr, (void)len;
+#endif
 }
 
 static void block_unmap(void *ctx, dmce_cache_key_t key, uint64_t off, uint64_t len, void *ptr,
@@ -129,7 +151,8 @@ int dmce__map_init(struct dmce_client *c, const dmce_connect_opts_t *opts)
     c->blocks = calloc(c->nblocks, sizeof(c->blocks[0]));
     if (!c->blocks)
         return -ENOMEM;
-    dmce_cache_backend_t be = {.ctx = c, .map = block_map, .unmap = block_unmap};
+    dmce_cache_backend_t be = {
+        .ctx = c, .map = block_map, .unmap = block_unmap, .prepare_write = window_prepare};
     int r = dmce_cache_create(&cc, &be, &c->cache);
     if (r < 0) {
         free((void *)c->blocks);
@@ -452,7 +475,8 @@ static int copy_through(struct dmce_client *c, struct dmce_blk *b, uint64_t cell
     uint8_t *u = buf;
     for (size_t done = 0; done < len;) {
         dmce_cache_ref_t ref;
-        int r = dmce_cache_acquire(c->cache, key, b->size, cell + done, len - done, 0, &ref);
+        int r = dmce_cache_acquire(c->cache, key, b->size, cell + done, len - done,
+                                   write ? DMCE_CACHE_WRITE : 0, &ref);
         if (r < 0)
             return r;
         if (write)
@@ -528,7 +552,7 @@ int dmce_map(dmce_client_t *c, dmce_addr_t addr, size_t len, unsigned flags, voi
         return r;
     struct dmce_mapping m = {.len = len, .addr = addr};
     r = dmce_cache_acquire(c->cache, (dmce_cache_key_t){DMCE_SERVER_LOCAL, b->id}, b->size, cell,
-                           len, DMCE_CACHE_CONTIG, &m.ref);
+                           len, DMCE_CACHE_CONTIG | DMCE_CACHE_WRITE, &m.ref);
     if (r < 0)
         return r;
     m.ptr = m.ref.ptr;

@@ -38,6 +38,7 @@ struct dmce_cache_window {
     int shared;
     int contig;
     int stale;
+    int prepared; /* prepare_write has been called (or is being called) for it */
     unsigned pins;
     uint64_t dirty_lo, dirty_hi; /* block offsets; lo >= hi: clean */
     struct dmce_cache_window *lru_prev, *lru_next;
@@ -353,7 +354,7 @@ int dmce_cache_destroy(dmce_cache_t *c)
 int dmce_cache_acquire(dmce_cache_t *c, dmce_cache_key_t key, uint64_t block_size, uint64_t off,
                        uint64_t len, unsigned flags, dmce_cache_ref_t *ref)
 {
-    if (len == 0 || (flags & ~(unsigned)DMCE_CACHE_CONTIG))
+    if (len == 0 || (flags & ~(unsigned)(DMCE_CACHE_CONTIG | DMCE_CACHE_WRITE)))
         return -EINVAL;
     if (off >= block_size || len > block_size - off)
         return -ERANGE;
@@ -377,13 +378,19 @@ int dmce_cache_acquire(dmce_cache_t *c, dmce_cache_key_t key, uint64_t block_siz
         }
         r = win_new(c, key, start, wlen, contig, &w);
     }
+    int prepare = 0;
     if (r == 0) {
         c->st.pinned += w->pins == 1;
         ref->w = w;
         ref->ptr = w->ptr + (off - w->off);
         ref->len = DMCE_MIN(len, w->off + w->len - off);
+        prepare = (flags & DMCE_CACHE_WRITE) && w->shared && !w->prepared && c->be.prepare_write;
+        if (prepare)
+            w->prepared = 1; /* another writer meanwhile goes on unprepared: slower, not wrong */
     }
     pthread_mutex_unlock(&c->lock);
+    if (prepare) /* pinned: the window stays */
+        c->be.prepare_write(c->be.ctx, w->key, w->off, w->ptr, w->len);
     return r;
 }
 

@@ -62,6 +62,15 @@ typedef struct dmce_cache_backend {
                   int shared);
     /* Store bytes of a copy back to the block. NULL when there are no copies. */
     int (*store)(void *ctx, dmce_cache_key_t key, uint64_t off, const void *src, uint64_t len);
+    /*
+     * Optional: get a shared window ready to be written, e.g. fill its page
+     * tables at once. Called once per window ([off, off+len) of block key,
+     * mapped at ptr), with all of it, by the first
+     * dmce_cache_acquire with DMCE_CACHE_WRITE (outside the cache's lock,
+     * the window pinned), before that acquire returns. Windows only read
+     * never get it.
+     */
+    void (*prepare_write)(void *ctx, dmce_cache_key_t key, uint64_t off, void *ptr, uint64_t len);
 } dmce_cache_backend_t;
 
 typedef enum dmce_cache_policy {
@@ -105,6 +114,8 @@ int dmce_cache_destroy(dmce_cache_t *c);
 enum dmce_cache_flags {
     /* The whole [off, off+len) in one window (a contiguous window if need be). */
     DMCE_CACHE_CONTIG = 1u << 0,
+    /* The caller will write: the backend's prepare_write runs first (once a window). */
+    DMCE_CACHE_WRITE = 1u << 1,
 };
 
 /*

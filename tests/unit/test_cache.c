@@ -1711,12 +1711,77 @@ static void test_threads_write_back_copies(void **state)
     done(c, f);
 }
 
+/* ---- prepare_write: once per shared window, at its first write ---------- */
+
+static struct {
+    unsigned calls;
+    dmce_cache_key_t key;
+    uint64_t off, len;
+    void *ptr;
+} prep;
+
+static void fake_prepare(void *ctx, dmce_cache_key_t key, uint64_t off, void *ptr, uint64_t len)
+{
+    (void)ctx;
+    prep.calls++;
+    prep.key = key;
+    prep.off = off;
+    prep.ptr = ptr;
+    prep.len = len;
+}
+
+static void test_prepare_write_once_per_window(void **state)
+{
+    (void)state;
+    memset(&prep, 0, sizeof(prep));
+    const uint64_t bs = 64 * KiB;
+    dmce_cache_config_t cfg = {.window_size = 16 * KiB, .max_windows = 1};
+    for (int mode = 0; mode < 2; mode++) {
+        fake_t *f = fake_new(mode ? FAKE_COPY : FAKE_MMAP);
+        fake_add_block(f, A, bs);
+        dmce_cache_backend_t be = fake_backend(f);
+        be.prepare_write = fake_prepare;
+        dmce_cache_t *c = NULL;
+        assert_int_equal(dmce_cache_create(&cfg, &be, &c), 0);
+        unsigned base = prep.calls;
+        dmce_cache_ref_t r;
+        assert_int_equal(dmce_cache_acquire(c, A, bs, 20 * KiB, 8, 0, &r), 0); /* a read */
+        rel(c, &r);
+        assert_int_equal(prep.calls, base);
+        assert_int_equal(dmce_cache_acquire(c, A, bs, 20 * KiB, 8, DMCE_CACHE_WRITE, &r), 0);
+        void *win = r.ptr - 4 * KiB;
+        assert_int_equal(dmce_cache_release(c, &r, 0, 8), 0);
+        if (mode) { /* copies are not the block: nothing to prepare */
+            assert_int_equal(prep.calls, base);
+        } else {
+            assert_int_equal(prep.calls, base + 1); /* the whole window, once */
+            assert_true(prep.key.server == A.server && prep.key.block == A.block);
+            assert_int_equal(prep.off, 16 * KiB);
+            assert_int_equal(prep.len, 16 * KiB);
+            assert_ptr_equal(prep.ptr, win);
+            assert_int_equal(dmce_cache_acquire(c, A, bs, 30 * KiB, 8, DMCE_CACHE_WRITE, &r), 0);
+            rel(c, &r);
+            assert_int_equal(prep.calls, base + 1); /* prepared already */
+            /* Another window evicts it (max_windows 1); written again, it is a new one. */
+            assert_int_equal(dmce_cache_acquire(c, A, bs, 40 * KiB, 8, 0, &r), 0);
+            rel(c, &r);
+            assert_int_equal(dmce_cache_acquire(c, A, bs, 20 * KiB, 8, DMCE_CACHE_WRITE, &r), 0);
+            rel(c, &r);
+            assert_int_equal(prep.calls, base + 2);
+        }
+        assert_int_equal(dmce_cache_acquire(c, A, bs, 0, 8, 1u << 5, &r), -EINVAL); /* unknown flag */
+        assert_int_equal(dmce_cache_destroy(c), 0);
+        fake_free(f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_rejects_bad_config),
         cmocka_unit_test(test_acquire_argument_errors),
         cmocka_unit_test(test_hit_miss_counting),
+        cmocka_unit_test(test_prepare_write_once_per_window),
         cmocka_unit_test(test_standard_windows_aligned),
         cmocka_unit_test(test_window_clamped_at_block_end),
         cmocka_unit_test(test_window_size_zero_whole_block),
