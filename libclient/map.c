@@ -91,10 +91,12 @@ static int block_map(void *ctx, dmce_cache_key_t key, uint64_t off, uint64_t len
 /*
  * A window's first write (or dmce_map): fill its page tables in one pass,
  * ~2.5x cheaper than a fault per 4 KiB page (stores get no fault-around).
- * Not the block's read-only header and allocation map (block_map), which a
- * write populate would fail on; not huge windows (whole blocks of more than
- * POPULATE_MAX), which fault on demand. Best effort: before Linux 5.14 the
- * pages fault as touched.
+ * MADV_POPULATE_READ: on a shared shmem mapping it maps the pages writable,
+ * and it does not simulate write faults as MADV_POPULATE_WRITE does (2x
+ * slower here). From the first data page on (the header and allocation map
+ * are read-only and read rarely); not huge windows (whole blocks of more
+ * than POPULATE_MAX), which fault on demand. Best effort: before Linux 5.14
+ * the pages fault as touched.
  */
 static void window_prepare(void *ctx, dmce_cache_key_t key, uint64_t off, void *ptr, uint64_t len)
 {

@@ -190,7 +190,10 @@ static void op_handoff(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
      * none (too many owners, no memory, a corrupt map) it counts them itself.
      */
     struct memd_tally t = {0};
-    if (memd_block_tally(b, &t) == 0 && t.n >= 1 && t.n <= DMCE_ADM_OWNERS_MAX) {
+    int owners_ok = memd_block_tally(b, &t) == 0 && t.n >= 1 && t.n <= DMCE_ADM_OWNERS_MAX;
+    for (size_t i = 0; owners_ok && i < t.n; i++)
+        owners_ok = t.o[i].owner != 0; /* "no owner" has no session: let the target count */
+    if (owners_ok) {
         h.has_owners = 1;
         h.nowners = (uint32_t)t.n;
         h.owners = t.o;

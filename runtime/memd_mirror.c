@@ -644,8 +644,9 @@ int memd_block_tally(struct memd_block *b, struct memd_tally *t)
 int memd_sessions_apply(struct dmce_memd *m, const struct memd_tally *t, int sign)
 {
     int r = 0;
+    size_t i;
     pthread_mutex_lock(&m->sess_lock);
-    for (size_t i = 0; i < t->n && r == 0; i++) {
+    for (i = 0; i < t->n && r == 0; i++) {
         struct memd_session *s = memd_sess_by_id_locked(m, t->o[i].owner);
         if (sign > 0) { /* the owners' sessions, orphaned until their clients return */
             if (!s && !(s = memd_sess_orphan_locked(m, t->o[i].owner)))
@@ -655,6 +656,12 @@ int memd_sessions_apply(struct dmce_memd *m, const struct memd_tally *t, int sig
         } else if (s) {
             memd_sess_account_locked(m, s, s->reserved, s->used - DMCE_MIN(s->used, t->o[i].bytes));
         }
+    }
+    /* All or nothing: owners added before a failure are taken away again. */
+    for (size_t k = 0; r < 0 && k + 1 < i; k++) {
+        struct memd_session *s = memd_sess_by_id_locked(m, t->o[k].owner);
+        if (s)
+            memd_sess_account_locked(m, s, s->reserved, s->used - DMCE_MIN(s->used, t->o[k].bytes));
     }
     pthread_mutex_unlock(&m->sess_lock);
     return r;
