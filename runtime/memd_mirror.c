@@ -309,8 +309,8 @@ static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_
          */
         uint64_t done = 0;
         while (done < n) {
-            ssize_t w = pwrite(fd, (const uint8_t *)b->base + off + done, n - done,
-                               (off_t)(off + done));
+            ssize_t w =
+                pwrite(fd, (const uint8_t *)b->base + off + done, n - done, (off_t)(off + done));
             if (w <= 0)
                 break;
             done += (uint64_t)w;

@@ -2320,7 +2320,7 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
             goto fail;
         }
         r = table_grow(m, seen); /* the path every new block takes */
-        if (r == DMCE_ENOMEM) { /* copies held for peers took the room: serve them anyway */
+        if (r == DMCE_ENOMEM) {  /* copies held for peers took the room: serve them anyway */
             LOG_WARN("made %lld of %lld initial block(s): no room left (%u mirror copies held "
                      "for other daemons)",
                      (long long)own, (long long)cfg->blocks_initial, seen - (uint32_t)own);

@@ -284,7 +284,8 @@ int dmce_msmp_ranges_decode(const uint8_t *in, size_t len, dmce_msmp_range_t *ou
         return -EBADMSG;
     *n = (unsigned)(len / DMCE_MSMP_RANGE_SIZE);
     for (unsigned i = 0; i < *n; i++)
-        dmce_msmp_range_decode(in + (size_t)i * DMCE_MSMP_RANGE_SIZE, DMCE_MSMP_RANGE_SIZE, &out[i]);
+        dmce_msmp_range_decode(in + (size_t)i * DMCE_MSMP_RANGE_SIZE, DMCE_MSMP_RANGE_SIZE,
+                               &out[i]);
     return 0;
 }
 

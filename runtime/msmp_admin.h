@@ -116,7 +116,7 @@ typedef struct dmce_adm_handoff {
 } dmce_adm_handoff_t;
 /* Largest response: with DMCE_ADM_OWNERS_MAX owners. */
 #define DMCE_ADM_HANDOFF_RESP_MAX                                                                  \
-    (DMCE_ADM_HANDOFF_RESP_HDR + DMCE_ADM_NAME_MAX + DMCE_MSMP_PATH_MAX + DMCE_ADM_OWNERS_HDR +  \
+    (DMCE_ADM_HANDOFF_RESP_HDR + DMCE_ADM_NAME_MAX + DMCE_MSMP_PATH_MAX + DMCE_ADM_OWNERS_HDR +    \
      DMCE_ADM_OWNERS_MAX * DMCE_ADM_OWNER_SIZE)
 /* Returns the encoded length or -EINVAL. */
 int dmce_adm_handoff_encode(const dmce_adm_handoff_t *m, uint8_t *out, size_t cap);

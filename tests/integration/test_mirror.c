@@ -444,8 +444,8 @@ struct during_start {
 };
 
 /* raw_call without cmocka's asserts (they must not run on another thread): status or 1. */
-static int32_t quiet_call(int fd, uint16_t op, const void *p, uint32_t len, void *resp,
-                          size_t cap, int *rlen)
+static int32_t quiet_call(int fd, uint16_t op, const void *p, uint32_t len, void *resp, size_t cap,
+                          int *rlen)
 {
     int32_t st = 1;
     if (raw_send(fd, op, 7, p, len) < 0)

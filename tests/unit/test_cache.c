@@ -1769,7 +1769,8 @@ static void test_prepare_write_once_per_window(void **state)
             rel(c, &r);
             assert_int_equal(prep.calls, base + 2);
         }
-        assert_int_equal(dmce_cache_acquire(c, A, bs, 0, 8, 1u << 5, &r), -EINVAL); /* unknown flag */
+        assert_int_equal(dmce_cache_acquire(c, A, bs, 0, 8, 1u << 5, &r),
+                         -EINVAL); /* unknown flag */
         assert_int_equal(dmce_cache_destroy(c), 0);
         fake_free(f);
     }
