@@ -30,6 +30,7 @@
 #include <dmce/error.h>
 
 #include "alloc.h"
+#include "hash.h"
 #include "msmp.h"
 #include "util.h"
 
@@ -53,7 +54,7 @@
 
 uint64_t dmce_bk_hash(const void *p, size_t len)
 {
-    return XXH3_64bits(p, len);
+    return dmce_xxh3(p, len, 0); /* = XXH3_64bits: files of older builds still check */
 }
 
 static uint64_t zero_page_hash(void)

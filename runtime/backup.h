@@ -58,7 +58,7 @@ enum dmce_bk_kind {
     DMCE_BK_DELTA = 2,
 };
 
-/* 64-bit XXH3 of len bytes: page hashes and checksums. */
+/* 64-bit XXH3 of len bytes (dmce_xxh3, seed 0): page hashes and checksums. */
 uint64_t dmce_bk_hash(const void *p, size_t len);
 
 /* ---- the table ----------------------------------------------------------------------------- */

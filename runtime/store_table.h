@@ -10,7 +10,7 @@
  *
  *   [ hdr | reader slots | stripes | buckets | arena 0 | arena 1 | ... ]
  *
- * - A key hashes (XXH32, per-table seed) to one stripe and one bucket of
+ * - A key hashes (XXH3, low 32 bits, per-table seed) to one stripe and one bucket of
  *   that stripe. A stripe owns its buckets, its arena (the bytes its
  *   records live in), a free-space allocator, a limbo list and a CLOCK
  *   hand, and is guarded by one writer lock word. A writer touches one
@@ -48,7 +48,7 @@
 /* ---- frozen format ------------------------------------------------------ */
 
 #define DMCE_STAB_MAGIC 0x4241545345434d44ull /* "DMCESTAB" */
-#define DMCE_STAB_VERSION 1u
+#define DMCE_STAB_VERSION 2u /* 2: XXH3 hashes, checksums (1: XXH32) */
 
 #define DMCE_STAB_UNIT 16u        /* arena offsets and chunk sizes count 16-byte units */
 #define DMCE_STAB_BINS 32u        /* free-list bins per stripe: floor(log2(units)) */
@@ -107,7 +107,7 @@ typedef struct dmce_stab_hdr {
     uint64_t table_id;    /* random, never 0: tells this table from a later one formatted
                              over the same bytes (handles cached by address check it) */
     uint8_t reserved0[124 - 96];
-    uint32_t geom_csum;     /* XXH32 of bytes [8, 124) */
+    uint32_t geom_csum;     /* low 32 bits of XXH3 of bytes [8, 124) */
     dmce_stab_u64a epoch;   /* global reclamation epoch, starts at 1 */
     dmce_stab_u64a reaped;  /* reader slots reclaimed from dead processes */
     dmce_stab_u64a reap_ms; /* monotonic ms of the last lazy reap scan */
@@ -177,10 +177,10 @@ typedef struct dmce_stab_rec {
     uint16_t klen;
     uint32_t vlen;
     uint32_t next; /* bucket chain: unit offset of the next record, 0 = end */
-    uint32_t hash; /* XXH32(key, seed) */
+    uint32_t hash; /* low 32 bits of XXH3(key, seed) */
     uint64_t version;
     dmce_stab_u64a expire_ms; /* wall-clock ms, 0 = never */
-    uint32_t csum; /* XXH32 over key, pad, value; seeded with klen, vlen, hash, version */
+    uint32_t csum; /* low 32 bits of XXH3 over key, pad, value, seeded with the fields */
     uint32_t link; /* limbo list / free list: next chunk */
     uint64_t retire_epoch;
     uint32_t fprev; /* free list: previous chunk */
@@ -237,6 +237,13 @@ int dmce_stab_format(void *base, uint64_t size, const dmce_stab_params_t *p);
  * misaligned base. Read-only, never blocks.
  */
 int dmce_stab_attach(const void *base, uint64_t size);
+
+/*
+ * The header's geometry checksum as format writes it and attach checks it
+ * (low 32 bits of XXH3 over header bytes [8, 124)). For tools and tests
+ * that build or forge headers; pure, reads only *h.
+ */
+uint32_t dmce_stab_geom_csum(const dmce_stab_hdr_t *h);
 
 /* Read the format parameters of an attached table back. */
 void dmce_stab_params_get(const void *base, dmce_stab_params_t *out);

@@ -100,48 +100,9 @@ static inline uint8_t *fz_image(const uint8_t *img, size_t len, size_t size, siz
     return p;
 }
 
-/* ---- XXH32 (the store table's hash, same algorithm as store_table.c) -------- */
-
-static inline uint32_t fz_rotl32(uint32_t x, int r)
-{
-    return (x << r) | (x >> (32 - r));
-}
-
 static inline uint32_t fz_rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint32_t fz_xxh32(const void *data, size_t len, uint32_t seed)
-{
-    const uint32_t P1 = 0x9E3779B1u, P2 = 0x85EBCA77u, P3 = 0xC2B2AE3Du, P4 = 0x27D4EB2Fu,
-                   P5 = 0x165667B1u;
-    const uint8_t *p = data, *end = p + len;
-    uint32_t h;
-    if (len >= 16) {
-        uint32_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
-        do {
-            v1 = fz_rotl32(v1 + fz_rd32(p) * P2, 13) * P1;
-            v2 = fz_rotl32(v2 + fz_rd32(p + 4) * P2, 13) * P1;
-            v3 = fz_rotl32(v3 + fz_rd32(p + 8) * P2, 13) * P1;
-            v4 = fz_rotl32(v4 + fz_rd32(p + 12) * P2, 13) * P1;
-            p += 16;
-        } while (p + 16 <= end);
-        h = fz_rotl32(v1, 1) + fz_rotl32(v2, 7) + fz_rotl32(v3, 12) + fz_rotl32(v4, 18);
-    } else {
-        h = seed + P5;
-    }
-    h += (uint32_t)len;
-    for (; p + 4 <= end; p += 4)
-        h = fz_rotl32(h + fz_rd32(p) * P3, 17) * P4;
-    for (; p < end; p++)
-        h = fz_rotl32(h + *p * P5, 11) * P1;
-    h ^= h >> 15;
-    h *= P2;
-    h ^= h >> 13;
-    h *= P3;
-    h ^= h >> 16;
-    return h;
 }
 
 #endif /* DMCE_TESTS_FUZZ_COMMON_H */

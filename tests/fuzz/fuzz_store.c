@@ -445,7 +445,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.size = rsize;
     s.b = fz_image(img, ilen, (size_t)rsize, 16);
     if ((script[0] & 1) && rsize >= sizeof(dmce_stab_hdr_t)) {
-        uint32_t c = fz_xxh32(s.b + 8, offsetof(dmce_stab_hdr_t, geom_csum) - 8, 0x47454f4du);
+        uint32_t c = dmce_stab_geom_csum((const dmce_stab_hdr_t *)s.b);
         memcpy(s.b + offsetof(dmce_stab_hdr_t, geom_csum), &c, 4);
     }
     n_inputs++;

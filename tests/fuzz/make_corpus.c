@@ -601,7 +601,7 @@ static void store_format(uint8_t *b, uint64_t size, const dmce_stab_params_t *p)
     need(dmce_stab_format(b, size, p) == 0, "store format");
     dmce_stab_hdr_t *h = (dmce_stab_hdr_t *)b;
     h->seed = 0x5eed1234u;
-    h->geom_csum = fz_xxh32(b + 8, offsetof(dmce_stab_hdr_t, geom_csum) - 8, 0x47454f4du);
+    h->geom_csum = dmce_stab_geom_csum(h);
     need(dmce_stab_attach(b, size) == 0, "store attach");
 }
 

@@ -248,6 +248,8 @@ static void test_attach_errors(void **state)
     *h = saved;
     h->version = DMCE_STAB_VERSION + 1;
     assert_int_equal(dmce_stab_attach(b, size), DMCE_EVERSION);
+    h->version = 1; /* format 1 hashed with XXH32: refused, never misread */
+    assert_int_equal(dmce_stab_attach(b, size), DMCE_EVERSION);
     *h = saved;
     h->layout ^= 0x100;
     assert_int_equal(dmce_stab_attach(b, size), DMCE_ELAYOUT);
@@ -695,6 +697,42 @@ static void test_corrupted_entry_detected_by_checksum(void **state)
     assert_int_equal(sets(t, "victim", "new"), 0);
     assert_int_equal(gets(t, "victim", buf, sizeof buf), 0);
     assert_string_equal(buf, "new");
+    assert_int_equal(dmce_stab_verify(t), 0);
+    dmce_stab_close(t);
+    unregion(b, size);
+}
+
+/*
+ * Values longer than 240 bytes take XXH3's long path (and its AVX2 build
+ * where the CPU has one): a flipped bit anywhere in them, first byte, a
+ * middle stripe, the last byte, is caught.
+ */
+static void test_corrupted_long_value_detected(void **state)
+{
+    (void)state;
+    const uint64_t size = 1 << 20;
+    dmce_stab_t *t;
+    void *b = new_table(size, NULL, &t);
+    static const uint32_t lens[] = {241, 1024, 4096};
+    static uint8_t val[4096], buf[4096];
+    for (uint32_t i = 0; i < sizeof val; i++)
+        val[i] = (uint8_t)(i * 31 + 7);
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        uint32_t len = lens[k], got;
+        uint64_t rec_off, val_off;
+        assert_int_equal(dmce_stab_set(t, "long", 4, val, len, 0, 0, 0, NULL), 0);
+        assert_int_equal(dmce_stab_debug_locate(t, "long", 4, &rec_off, &val_off), 0);
+        const uint32_t at[] = {0, len / 2, len - 1};
+        for (size_t j = 0; j < 3; j++) {
+            ((uint8_t *)b)[val_off + at[j]] ^= 0x04;
+            assert_int_equal(dmce_stab_get(t, "long", 4, buf, sizeof buf, &got, NULL),
+                             DMCE_ECORRUPT);
+            ((uint8_t *)b)[val_off + at[j]] ^= 0x04;
+            assert_int_equal(dmce_stab_get(t, "long", 4, buf, sizeof buf, &got, NULL), 0);
+            assert_int_equal(got, len);
+            assert_memory_equal(buf, val, len);
+        }
+    }
     assert_int_equal(dmce_stab_verify(t), 0);
     dmce_stab_close(t);
     unregion(b, size);
@@ -1642,6 +1680,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_collisions_in_one_bucket, time_setup, time_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_changes_nothing, time_setup, time_teardown),
         cmocka_unit_test_setup_teardown(test_corrupted_entry_detected_by_checksum, time_setup,
+                                        time_teardown),
+        cmocka_unit_test_setup_teardown(test_corrupted_long_value_detected, time_setup,
                                         time_teardown),
         cmocka_unit_test_setup_teardown(test_corrupted_chain_link_bounded, time_setup,
                                         time_teardown),
