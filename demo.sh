@@ -7,6 +7,8 @@
 # check that no block object is left behind.
 set -euo pipefail
 cd "$(dirname "$0")"
+. daemons/cluster.sh
+cluster_private_mounts "$(pwd)/demo.sh" "$@" # its huge-page tmpfs never outlives it
 . .ci/deps.sh
 dmce_install_deps
 
@@ -22,7 +24,6 @@ else
 fi
 echo "getconf LONG_BIT for this host: $(getconf LONG_BIT); the demo process is 32-bit: 4 GiB of address space"
 
-. daemons/cluster.sh
 cluster_init "$BUILD"
 cluster_hugetmpfs 10G
 for id in 1 2 3; do

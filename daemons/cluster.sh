@@ -2,6 +2,7 @@
 # script. Sourced by demo.sh, test scripts and the perf harness:
 #
 #   . daemons/cluster.sh
+#   cluster_private_mounts "$0" "$@"  # optional, first: re-run in a private mount namespace
 #   cluster_init BUILD_DIR            # private runtime dir (0700), cluster name, EXIT trap
 #   cluster_hugetmpfs 8G              # optional, root only: blocks on 2 MiB pages
 #   cluster_start_memd ID [flags...]  # start dmce-memd --id ID, wait for its socket
@@ -14,6 +15,20 @@
 CLUSTER_PIDS=()
 CLUSTER_SHM_DIR=""
 CLUSTER_MOUNT=""
+
+# Re-run the calling script ("$0" "$@") in a private mount namespace when
+# root and unshare(1) can make one. The tmpfs of cluster_hugetmpfs then
+# lives only in that namespace and goes away with its last process, even
+# when the script is killed with SIGKILL and its EXIT trap never runs (a
+# mount in the host's namespace would hold its blocks' memory, gigabytes,
+# until someone unmounts it). Does nothing otherwise, or when already done.
+cluster_private_mounts() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    [ -z "${DMCE_PRIVATE_MOUNTS:-}" ] || return 0
+    command -v unshare >/dev/null || return 0
+    unshare --mount --propagation private true 2>/dev/null || return 0
+    DMCE_PRIVATE_MOUNTS=1 exec unshare --mount --propagation private -- "${BASH:-bash}" "$@"
+}
 
 cluster_init() {
     CLUSTER_BUILD=$1

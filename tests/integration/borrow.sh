@@ -9,6 +9,7 @@ set -euo pipefail
 BUILD=$1 BIN=$2 N=$3 BS=$4 MB=$5
 shift 5
 . "$(dirname "$0")/../../daemons/cluster.sh"
+cluster_private_mounts "$0" "$BUILD" "$BIN" "$N" "$BS" "$MB" "$@" # the tmpfs dies with the test
 cluster_init "$BUILD"
 if [ "${DMCE_TEST_HUGE:-1}" = 1 ]; then cluster_hugetmpfs "$(( N * 4 ))G"; fi
 for id in $(seq "$N"); do
