@@ -44,6 +44,7 @@ enum {
     OPT_REPS,
     OPT_WARMUP,
     OPT_CLIENTS,
+    OPT_BUSY,
     OPT_JSON,
     OPT_HELP,
     OPT_OWN = 100
@@ -64,10 +65,11 @@ static void usage(const dmce_bench_prog_t *p, FILE *f)
             "  --reps R               timed repetitions, 1..%d (default %u)\n"
             "  --warmup N             untimed ops before the first repetition (default %llu)\n"
             "  --clients N            processes doing the op at once, 1..%d (default 1)\n"
+            "  --busy N               N processes burning CPU beside them, 0..%d (default 0)\n"
             "  --json                 one JSON object per result on stdout; human lines on stderr\n"
             "  --help\n",
             (unsigned long long)p->ops, p->duration_s, DMCE_PERF_MAX_REPS, p->reps,
-            (unsigned long long)p->warmup, DMCE_BENCH_MAX_CLIENTS);
+            (unsigned long long)p->warmup, DMCE_BENCH_MAX_CLIENTS, DMCE_BENCH_MAX_BUSY);
 }
 
 static int parse_count(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max,
@@ -99,6 +101,7 @@ int dmce_bench_parse(const dmce_bench_prog_t *p, int argc, char **argv, dmce_ben
         {"reps", required_argument, NULL, OPT_REPS},
         {"warmup", required_argument, NULL, OPT_WARMUP},
         {"clients", required_argument, NULL, OPT_CLIENTS},
+        {"busy", required_argument, NULL, OPT_BUSY},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, OPT_HELP},
     };
@@ -143,6 +146,10 @@ int dmce_bench_parse(const dmce_bench_prog_t *p, int argc, char **argv, dmce_ben
         case OPT_CLIENTS:
             rc = parse_count(p->name, "clients", optarg, 1, DMCE_BENCH_MAX_CLIENTS, &v);
             o->clients = (unsigned)v;
+            break;
+        case OPT_BUSY:
+            rc = parse_count(p->name, "busy", optarg, 0, DMCE_BENCH_MAX_BUSY, &v);
+            o->busy = (unsigned)v;
             break;
         case OPT_JSON: o->json = 1; break;
         case OPT_HELP:
@@ -655,7 +662,66 @@ stop:
     return rc;
 }
 
+static void busy_stop(unsigned n, const pid_t *pids)
+{
+    for (unsigned i = 0; i < n; i++)
+        kill(pids[i], SIGKILL);
+    for (unsigned i = 0; i < n; i++)
+        while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
+            ;
+}
+
+/*
+ * --busy: n processes that burn a CPU each until killed, and at the latest
+ * when the program dies (PDEATHSIG) or after max_s (alarm). 0 or -errno
+ * (the ones started are stopped again).
+ */
+static int busy_start(unsigned n, double max_s, pid_t *pids)
+{
+    for (unsigned i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            int e = -errno;
+            busy_stop(i, pids);
+            return e;
+        }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            alarm((unsigned)DMCE_MIN(max_s + 60.0, 86400.0));
+            for (volatile uint64_t spin = 0;; spin++)
+                ;
+        }
+        pids[i] = pid;
+    }
+    return 0;
+}
+
+static int run_case(dmce_bench_case_t *c, const dmce_bench_opts_t *o);
+
 int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
+{
+    pid_t busy[DMCE_BENCH_MAX_BUSY];
+    if (o->busy) {
+        int e = dmce_perf_param_num(&c->res, "busy", o->busy);
+        char tail[48];
+        snprintf(tail, sizeof(tail), "; beside %u busy process%s", o->busy,
+                 o->busy == 1 ? "" : "es");
+        size_t nl = strlen(c->res.note);
+        if (!strstr(c->res.note, tail) && nl + strlen(tail) < sizeof(c->res.note))
+            memcpy(c->res.note + nl, tail, strlen(tail) + 1);
+        if (e == 0)
+            e = busy_start(o->busy, o->duration_s * (o->reps + 1), busy);
+        if (e < 0) {
+            fprintf(stderr, "%s: --busy %u: %s\n", o->prog, o->busy, strerror(-e));
+            return e;
+        }
+    }
+    int rc = run_case(c, o);
+    busy_stop(o->busy, busy);
+    return rc;
+}
+
+static int run_case(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
 {
     /* Owner: this function (two 58 KiB histograms do not belong on the stack). */
     dmce_hist_t *h = malloc(sizeof(*h)), *all = malloc(sizeof(*all));

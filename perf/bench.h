@@ -57,6 +57,7 @@
 #include "report.h"
 
 #define DMCE_BENCH_MAX_CLIENTS 64
+#define DMCE_BENCH_MAX_BUSY 16 /* --busy */
 /* rep_begin's rep argument before the warm-up. */
 #define DMCE_BENCH_WARMUP ((unsigned)-1)
 
@@ -68,6 +69,7 @@ typedef struct dmce_bench_opts {
     unsigned reps;     /* --reps: timed repetitions */
     uint64_t warmup;   /* --warmup: untimed ops before the first repetition (per client) */
     unsigned clients;  /* --clients: processes doing the op at once */
+    unsigned busy;     /* --busy: CPU-bound processes running beside the clients */
     int json;          /* --json: JSON lines on stdout, human lines on stderr */
     FILE *human;       /* where human lines go */
 } dmce_bench_opts_t;
@@ -94,7 +96,11 @@ typedef struct dmce_bench_prog {
 
 /*
  * Parse argv: the common options (--ops N, --duration S (or --duration-s),
- * --reps R, --warmup N, --clients N, --json, --help) and the program's.
+ * --reps R, --warmup N, --clients N, --busy N, --json, --help) and the
+ * program's. --busy N runs N processes that only burn CPU beside the case
+ * (from before its warm-up to its end; they die with the program): how
+ * the path behaves on a machine whose CPUs are taken by other work. A
+ * result measured so gets the param busy = N.
  * Returns 0, 1 when --help was printed (exit 0), -1 on bad usage after
  * printing the reason (exit 2).
  */

@@ -192,6 +192,7 @@ struct memd_worker {
     void *store;                /* memd_store.c's state for this worker; owner: memd_store.c */
     dmce_ratelimit_t refuse_rl; /* "refused connection" warnings: one a second */
     uint64_t next_frame_check_ms; /* half-sent frames: next look (frame_check) */
+    dmce_spin_adapt_t spin;       /* how long this worker polls its rings now (ring.h) */
 };
 
 struct dmce_memd {

@@ -1802,8 +1802,10 @@ static void *worker_main(void *arg)
     rcu_register_thread(); /* on the daemon's node: affinity inherited from start */
     struct epoll_event evs[64];
     const uint64_t spin_ns = (uint64_t)m->cfg.spin_us * 1000u;
+    const uint32_t spin_max = (uint32_t)DMCE_MIN(spin_ns, UINT32_MAX); /* for w->spin */
     uint64_t last_work = 0;
     int spinning = 0; /* counted in m->spinning */
+    int polled = 0;   /* polled its rings without work since the last request */
     while (!atomic_load(&m->stop)) {
         int timeout = -1, parked = 0;
         if (w->nrings) {
@@ -1811,28 +1813,40 @@ static void *worker_main(void *arg)
              * Ring connections: poll them for up to POLL_SLICE_NS while there
              * is work or recent work and the CPUs allow a spinner (with a
              * CPU pause; yielding when clients outnumber the CPUs), then
-             * look at the sockets. Idle: park and sleep in epoll.
+             * look at the sockets. Idle: park and sleep in epoll. How long
+             * to poll after the last request adapts to what polling
+             * achieved (dmce_spin_adapt_t): with the CPUs taken by other
+             * work, a poll for a client that cannot run only delays it.
              */
             uint64_t now = dmce_now_ns(), slice_end = now + POLL_SLICE_NS;
+            uint32_t budget = dmce_spin_budget(&w->spin, spin_max);
             for (;;) {
-                if (rings_service(w, now))
+                if (rings_service(w, now)) {
+                    if (polled) /* the poll caught a request: it paid off */
+                        dmce_spin_update(&w->spin, spin_max, budget, 1);
+                    polled = 0;
                     last_work = now;
+                }
                 now = dmce_now_ns();
-                int want = spin_ns && now - last_work < spin_ns && m->ncpus > 1;
+                int want = budget && now - last_work < budget && m->ncpus > 1;
                 if (want && !spinning) {
                     atomic_fetch_add(&m->spinning, 1);
                     spinning = 1;
                 }
                 if (!want || now >= slice_end)
                     break;
+                polled = 1;
                 if (may_spin(m, 0))
                     cpu_relax();
                 else
                     sched_yield();
             }
-            if (spinning && now - last_work < spin_ns) {
+            if (spinning && now - last_work < budget) {
                 timeout = 0;
             } else {
+                /* The poll ran out (or there was none): the adapter learns it. */
+                dmce_spin_update(&w->spin, spin_max, polled ? budget : 0, 0);
+                polled = 0;
                 if (spinning) {
                     atomic_fetch_sub(&m->spinning, 1);
                     spinning = 0;

@@ -207,12 +207,19 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
     uint64_t now = dmce_now_ms();
     if (now >= deadline)
         return -ETIMEDOUT;
-    dmce_ring_wait_t pol = {.spin_ns = mode == DMCE_RT_SPIN_PAUSE ? DMCE_MIN(spin, 1000000u) : 0,
+    /* The daemon grants the spin; what it achieved lately decides how much of it to use. */
+    uint32_t max = mode == DMCE_RT_SPIN_PAUSE ? DMCE_MIN(spin, 1000000u) : 0;
+    uint32_t budget = dmce_spin_budget(&k->spin, max), how = DMCE_RING_WAITED_NOT;
+    dmce_ring_wait_t pol = {.spin_ns = budget,
                             .slice_ms = 20,
                             .timeout_ms = (uint32_t)DMCE_MIN(deadline - now, (uint64_t)UINT32_MAX),
                             .alive = ring_alive,
-                            .alive_arg = k};
-    return tx ? dmce_ring_wait_writable(r, min, &pol) : dmce_ring_wait_readable(r, min, &pol);
+                            .alive_arg = k,
+                            .how = &how};
+    int n = tx ? dmce_ring_wait_writable(r, min, &pol) : dmce_ring_wait_readable(r, min, &pol);
+    if (how != DMCE_RING_WAITED_NOT)
+        dmce_spin_update(&k->spin, max, budget, how == DMCE_RING_WAITED_SPUN);
+    return n;
 }
 
 /* Put len bytes into the request ring, waiting for room as needed. */

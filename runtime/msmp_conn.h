@@ -38,6 +38,7 @@ typedef struct dmce_mconn {
     int ring;               /* 1 after ring_open */
     dmce_rt_t rt;           /* owner: this struct */
     int bell;               /* the peer worker's doorbell; owner: this struct */
+    dmce_spin_adapt_t spin; /* how long ring waits spin now (ring.h) */
 } dmce_mconn_t;
 
 /*

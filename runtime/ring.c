@@ -426,6 +426,8 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
     if (min > r->capacity)
         return -EINVAL;
 
+    if (p->how)
+        *p->how = DMCE_RING_WAITED_NOT;
     int64_t n = ready(r, min);
     if (n != 0)
         return (int)n;
@@ -436,12 +438,17 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
         for (unsigned i = 1;; i++) {
             cpu_relax();
             n = ready(r, min);
-            if (n != 0)
+            if (n != 0) {
+                if (p->how)
+                    *p->how = DMCE_RING_WAITED_SPUN;
                 return (int)n;
+            }
             if ((i & 63) == 0 && dmce_now_ns() - start >= p->spin_ns)
                 break;
         }
     }
+    if (p->how)
+        *p->how = DMCE_RING_WAITED_SLEPT;
 
     /* Phase 2: sleep on the futex in slices (eventcount, docs/ring.md). */
     _Atomic uint32_t *word =
@@ -513,6 +520,50 @@ uint32_t dmce_ring_default_spin_ns(void)
     if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) <= 1)
         return 0;
     return DMCE_RING_SPIN_NS_DEFAULT;
+}
+
+#define SPIN_MIN_NS 1000u    /* a budget below this is no spin */
+#define SPIN_REGROW_NS 2000u /* a spin that paid off grows the budget to at least this */
+#define SPIN_PROBE_FIRST 16u /* waits without a spin between probes, at first */
+#define SPIN_PROBE_MAX 1024u /* ... and at most */
+
+uint32_t dmce_spin_budget(dmce_spin_adapt_t *a, uint32_t max)
+{
+    if (!a->init) {
+        a->cur = max;
+        a->every = SPIN_PROBE_FIRST;
+        a->init = 1;
+    }
+    return DMCE_MIN(a->cur, max);
+}
+
+void dmce_spin_update(dmce_spin_adapt_t *a, uint32_t max, uint32_t budget, int spun)
+{
+    if (!a->init)
+        (void)dmce_spin_budget(a, max);
+    int probe = a->probing;
+    a->probing = 0;
+    if (spun) {
+        uint64_t grown = DMCE_MAX((uint64_t)budget * 2, (uint64_t)SPIN_REGROW_NS);
+        a->cur = (uint32_t)DMCE_MIN(grown, (uint64_t)max);
+        a->every = SPIN_PROBE_FIRST;
+        a->skips = 0;
+    } else if (budget) {
+        a->cur = budget / 4 < SPIN_MIN_NS ? 0 : budget / 4;
+        if (probe)
+            a->every = DMCE_MIN(a->every * 2, SPIN_PROBE_MAX);
+        a->skips = 0;
+    } else if (max && a->cur == 0 && ++a->skips >= a->every) {
+        a->skips = 0;
+        /*
+         * The next wait probes with the whole budget: a short probe fails
+         * when the peer is parked too and must be woken (tens of us from
+         * an idle CPU), and two waiters that each probe briefly would
+         * never learn that the CPUs are free again.
+         */
+        a->cur = max;
+        a->probing = 1;
+    }
 }
 
 /* ---- sleepers, close, stats --------------------------------------------------------- */

@@ -206,6 +206,10 @@ typedef struct dmce_ring_pair {
  *               the peer is alive, keep waiting; negative = the wait
  *               returns that error; positive = the wait returns
  *               DMCE_ECLOSED. E.g. poll the control socket for POLLHUP.
+ *   how         optional out: how the wait ended (DMCE_RING_WAITED_*), so
+ *               that a caller can tune its next spin_ns to what spinning
+ *               achieved (a spin that keeps running out means the peer is
+ *               not running meanwhile: the CPUs are taken).
  */
 typedef struct dmce_ring_wait {
     uint32_t spin_ns;
@@ -213,7 +217,12 @@ typedef struct dmce_ring_wait {
     uint32_t timeout_ms;
     int (*alive)(void *arg);
     void *alive_arg;
+    uint32_t *how;
 } dmce_ring_wait_t;
+
+#define DMCE_RING_WAITED_NOT 0u   /* ready at once (or an error before any wait) */
+#define DMCE_RING_WAITED_SPUN 1u  /* ready during the spin */
+#define DMCE_RING_WAITED_SLEPT 2u /* the spin (if any) ran out: slept on the futex */
 
 typedef struct dmce_ring_stats {
     uint64_t head; /* bytes ever committed */
@@ -341,6 +350,39 @@ int dmce_ring_wait_writable(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wa
  * keep the result. Thread-safe.
  */
 uint32_t dmce_ring_default_spin_ns(void);
+
+/*
+ * An adaptive spin budget, for a waiter that may spin up to `max` ns
+ * before it sleeps (a ring client waiting for its response, a daemon
+ * worker polling its rings for the next request). Spinning pays only
+ * while the peer runs on another CPU at the same time; when other work
+ * takes the CPUs (one busy process on a 2-CPU machine is enough), a spin
+ * runs out its budget while the peer waits for the CPU it burns, and
+ * every request costs the whole budget. So: a spin that ran out divides
+ * the budget by 4 (under 1 us: no spin at all), one that paid off doubles
+ * it (at least 2 us, at most max); with no spin, every `every`-th wait
+ * (16, doubling after each probe that fails, up to 1024) spins the whole
+ * max again to see whether the CPUs are free again (the whole of it: a
+ * parked peer takes tens of microseconds to wake). Zero-initialize; one
+ * per waiter (not shared between threads).
+ */
+typedef struct dmce_spin_adapt {
+    uint32_t cur;   /* budget, ns (valid once init) */
+    uint32_t skips; /* waits without a spin since the last probe */
+    uint32_t every; /* probe once per this many waits without a spin */
+    uint8_t init;
+    uint8_t probing; /* cur was set by a probe */
+} dmce_spin_adapt_t;
+
+/* The budget for the next wait, at most max (0 = do not spin). */
+uint32_t dmce_spin_budget(dmce_spin_adapt_t *a, uint32_t max);
+
+/*
+ * After a wait given `budget` by dmce_spin_budget(a, max): spun = 1 if
+ * what it waited for came while it spun, 0 if it slept (the budget ran
+ * out, or was 0).
+ */
+void dmce_spin_update(dmce_spin_adapt_t *a, uint32_t max, uint32_t budget, int spun);
 
 /* ---- sleepers, close, stats ---------------------------------------------------- */
 

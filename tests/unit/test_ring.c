@@ -1020,6 +1020,138 @@ static void test_default_spin_is_zero_on_one_cpu(void **state)
     assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
 }
 
+/* ---- how a wait ended, and the adaptive spin budget ---------------------------------------- */
+
+typedef struct late_writer {
+    dmce_ring_t *tx;
+    unsigned delay_us;
+} late_writer_t;
+
+static void *late_write(void *arg)
+{
+    late_writer_t *lw = arg;
+    usleep(lw->delay_us);
+    static const uint8_t one = 1;
+    assert_int_equal(dmce_ring_write(lw->tx, &one, 1), 1);
+    dmce_ring_notify(lw->tx);
+    return NULL;
+}
+
+/* dmce_ring_wait_t.how says whether the data was there, came during the
+ * spin, or came after the waiter had gone to sleep (or never). */
+static void test_wait_reports_how_it_ended(void **state)
+{
+    (void)state;
+    seg_t s = seg_new(CAP);
+    uint8_t b;
+    uint32_t how = 99;
+    /* Nothing there, no spin: it sleeps and times out. */
+    dmce_ring_wait_t w = wait_policy(0, 10);
+    w.how = &how;
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), -ETIMEDOUT);
+    assert_int_equal(how, DMCE_RING_WAITED_SLEPT);
+    /* Already there. */
+    assert_int_equal(dmce_ring_write(&s.client.tx, "x", 1), 1);
+    assert_true(dmce_ring_wait_readable(&s.server.rx, 1, &w) >= 1);
+    assert_int_equal(how, DMCE_RING_WAITED_NOT);
+    assert_int_equal(dmce_ring_read(&s.server.rx, &b, 1), 1);
+    /* Written 1 ms into a spin of up to 2 s: caught by the spin. */
+    late_writer_t lw = {.tx = &s.client.tx, .delay_us = 1000};
+    pthread_t th;
+    w = wait_policy(2000000000u, WAIT_BOUND_MS);
+    w.how = &how;
+    assert_int_equal(pthread_create(&th, NULL, late_write, &lw), 0);
+    assert_true(dmce_ring_wait_readable(&s.server.rx, 1, &w) >= 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(how, DMCE_RING_WAITED_SPUN);
+    assert_int_equal(dmce_ring_read(&s.server.rx, &b, 1), 1);
+    /* Written 20 ms into a wait that spins 1 ms: it came while asleep. */
+    lw.delay_us = 20000;
+    w = wait_policy(1000000, WAIT_BOUND_MS);
+    w.how = &how;
+    assert_int_equal(pthread_create(&th, NULL, late_write, &lw), 0);
+    assert_true(dmce_ring_wait_readable(&s.server.rx, 1, &w) >= 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(how, DMCE_RING_WAITED_SLEPT);
+    seg_free(&s);
+}
+
+/* The budget: a quarter after each spin that ran out, nothing under 1 us,
+ * a probe of the whole budget every 16 waits without a spin (32, 64, ...
+ * after probes that fail), back up by doubling after spins that pay. */
+static void test_spin_adapt_backs_off_probes_and_regrows(void **state)
+{
+    (void)state;
+    const uint32_t max = 50000;
+    dmce_spin_adapt_t a = {0};
+    assert_int_equal(dmce_spin_budget(&a, max), max);
+    dmce_spin_update(&a, max, max, 1); /* paid off: stays at max */
+    assert_int_equal(dmce_spin_budget(&a, max), max);
+    dmce_spin_update(&a, max, max, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), 12500);
+    dmce_spin_update(&a, max, 12500, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), 3125);
+    dmce_spin_update(&a, max, 3125, 0); /* 781 ns: under 1 us, no spin */
+    assert_int_equal(dmce_spin_budget(&a, max), 0);
+    /* No spin: the 16th wait probes with everything. */
+    for (unsigned i = 1; i < 16; i++) {
+        dmce_spin_update(&a, max, 0, 0);
+        assert_int_equal(dmce_spin_budget(&a, max), 0);
+    }
+    dmce_spin_update(&a, max, 0, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), max);
+    /* The probe fails: back off, and the next probe waits twice as long. */
+    dmce_spin_update(&a, max, max, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), 12500);
+    dmce_spin_update(&a, max, 12500, 0);
+    dmce_spin_update(&a, max, 3125, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), 0);
+    for (unsigned i = 1; i < 32; i++) {
+        dmce_spin_update(&a, max, 0, 0);
+        assert_int_equal(dmce_spin_budget(&a, max), 0);
+    }
+    dmce_spin_update(&a, max, 0, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), max);
+    /* This probe pays off: the budget stays, and probes are every 16 again. */
+    dmce_spin_update(&a, max, max, 1);
+    assert_int_equal(dmce_spin_budget(&a, max), max);
+    /* Regrowth from a small budget: at least 2 us, then doubling, capped. */
+    dmce_spin_update(&a, max, max, 0);
+    dmce_spin_update(&a, max, 12500, 0);
+    dmce_spin_update(&a, max, 3125, 0);
+    for (unsigned i = 0; i < 16; i++)
+        dmce_spin_update(&a, max, 0, 0);
+    assert_int_equal(dmce_spin_budget(&a, max), max); /* 16, not 64: reset by the success */
+    dmce_spin_update(&a, max, 1500, 1);
+    assert_int_equal(dmce_spin_budget(&a, max), 3000);
+    dmce_spin_update(&a, max, 300, 1);
+    assert_int_equal(dmce_spin_budget(&a, max), 2000);
+    dmce_spin_update(&a, max, 30000, 1);
+    assert_int_equal(dmce_spin_budget(&a, max), max);
+    /* A smaller grant caps the budget; no grant, no spin and no probe. */
+    assert_int_equal(dmce_spin_budget(&a, 20000), 20000);
+    dmce_spin_adapt_t z = {0};
+    for (unsigned i = 0; i < 2000; i++) {
+        assert_int_equal(dmce_spin_budget(&z, 0), 0);
+        dmce_spin_update(&z, 0, 0, 0);
+    }
+    /* Probe intervals stop doubling at 1024. */
+    dmce_spin_adapt_t p = {0};
+    (void)dmce_spin_budget(&p, max);
+    unsigned waits = 0;
+    for (unsigned round = 0; round < 12; round++) {
+        dmce_spin_update(&p, max, dmce_spin_budget(&p, max), 0); /* a failing spin or probe */
+        while (dmce_spin_budget(&p, max) != 0)
+            dmce_spin_update(&p, max, dmce_spin_budget(&p, max), 0);
+        waits = 0;
+        while (dmce_spin_budget(&p, max) == 0) {
+            dmce_spin_update(&p, max, 0, 0);
+            waits++;
+        }
+    }
+    assert_int_equal(waits, 1024);
+}
+
 /* ---- two processes ------------------------------------------------------------------------ */
 
 static void *shared_segment(uint32_t cap, size_t *size)
@@ -1280,6 +1412,8 @@ int main(void)
         cmocka_unit_test(test_close_wakes_sleeping_reader),
         cmocka_unit_test(test_notify_only_syscalls_for_a_sleeper),
         cmocka_unit_test(test_default_spin_is_zero_on_one_cpu),
+        cmocka_unit_test(test_wait_reports_how_it_ended),
+        cmocka_unit_test(test_spin_adapt_backs_off_probes_and_regrows),
         cmocka_unit_test(test_stress_two_processes_4k_spin),
         cmocka_unit_test(test_stress_two_processes_4k_futex_only),
         cmocka_unit_test(test_stress_two_processes_64k_spin),
