@@ -594,13 +594,14 @@ static void store_file(const char *name, const void *reg, size_t size, uint32_t 
     put("store", name, s, sizeof s, reg, size);
 }
 
-/* Format, then a fixed hash seed (so that the file is the same every time). */
+/* Format, then a fixed hash seed and table id (so that the file is the same every time). */
 static void store_format(uint8_t *b, uint64_t size, const dmce_stab_params_t *p)
 {
     memset(b, 0, size);
     need(dmce_stab_format(b, size, p) == 0, "store format");
     dmce_stab_hdr_t *h = (dmce_stab_hdr_t *)b;
     h->seed = 0x5eed1234u;
+    h->table_id = 0x7ab1e1d0c0ffee01ull; /* format draws it at random, like the seed */
     h->geom_csum = dmce_stab_geom_csum(h);
     need(dmce_stab_attach(b, size) == 0, "store attach");
 }
