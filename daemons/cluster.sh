@@ -56,13 +56,22 @@ cluster_hugetmpfs() {
     fi
 }
 
+# The daemons die with the script (setpriv --pdeathsig, util-linux) when it
+# is killed with SIGKILL and its EXIT trap cannot stop them: they would
+# otherwise run on, and in a private mount namespace keep its tmpfs (and
+# their blocks' memory) alive where the host cannot see it.
+CLUSTER_PDEATH=()
+if command -v setpriv >/dev/null && setpriv --pdeathsig KILL true 2>/dev/null; then
+    CLUSTER_PDEATH=(setpriv --pdeathsig KILL --)
+fi
+
 cluster_start_memd() {
     local id=$1
     shift
     local extra=()
     [ -n "$CLUSTER_SHM_DIR" ] && extra+=(--shm-dir "$CLUSTER_SHM_DIR")
-    "$CLUSTER_BUILD"/dmce-memd --runtime-dir "$DMCE_RUNTIME_DIR" --cluster "$CLUSTER_NAME" \
-        --id "$id" "${extra[@]}" "$@" &
+    "${CLUSTER_PDEATH[@]}" "$CLUSTER_BUILD"/dmce-memd --runtime-dir "$DMCE_RUNTIME_DIR" \
+        --cluster "$CLUSTER_NAME" --id "$id" "${extra[@]}" "$@" &
     CLUSTER_PIDS+=($!)
     local sock="$DMCE_RUNTIME_DIR/memd-$id.sock"
     for _ in $(seq 200); do

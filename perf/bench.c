@@ -672,12 +672,13 @@ static void busy_stop(unsigned n, const pid_t *pids)
 }
 
 /*
- * --busy: n processes that burn a CPU each until killed, and at the latest
- * when the program dies (PDEATHSIG) or after max_s (alarm). 0 or -errno
- * (the ones started are stopped again).
+ * --busy: n processes that burn a CPU each until killed, or until the
+ * program dies (PDEATHSIG; a parent gone before that was set is seen by
+ * getppid). 0 or -errno (the ones started are stopped again).
  */
-static int busy_start(unsigned n, double max_s, pid_t *pids)
+static int busy_start(unsigned n, pid_t *pids)
 {
+    pid_t parent = getpid();
     for (unsigned i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid < 0) {
@@ -686,8 +687,8 @@ static int busy_start(unsigned n, double max_s, pid_t *pids)
             return e;
         }
         if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            alarm((unsigned)DMCE_MIN(max_s + 60.0, 86400.0));
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(1);
             for (volatile uint64_t spin = 0;; spin++)
                 ;
         }
@@ -710,7 +711,7 @@ int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
         if (!strstr(c->res.note, tail) && nl + strlen(tail) < sizeof(c->res.note))
             memcpy(c->res.note + nl, tail, strlen(tail) + 1);
         if (e == 0)
-            e = busy_start(o->busy, o->duration_s * (o->reps + 1), busy);
+            e = busy_start(o->busy, busy);
         if (e < 0) {
             fprintf(stderr, "%s: --busy %u: %s\n", o->prog, o->busy, strerror(-e));
             return e;

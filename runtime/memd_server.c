@@ -1738,6 +1738,19 @@ static int rings_pending(struct memd_worker *w)
     return 0;
 }
 
+/* A response of w is still in its ring, untaken: its client has not run since. */
+static int rings_unread(struct memd_worker *w)
+{
+    for (struct memd_conn *c = w->conns; c; c = c->next) {
+        if (!c->ring)
+            continue;
+        int room = dmce_ring_writable(&c->rt.rp.tx);
+        if (room >= 0 && (uint32_t)room < c->rt.rp.tx.capacity)
+            return 1;
+    }
+    return 0;
+}
+
 /* Tell every ring client of w whether this worker sleeps (doorbell needed). */
 static void rings_park(struct memd_worker *w, uint32_t parked)
 {
@@ -1844,8 +1857,16 @@ static void *worker_main(void *arg)
             if (spinning && now - last_work < budget) {
                 timeout = 0;
             } else {
-                /* The poll ran out (or there was none): the adapter learns it. */
-                dmce_spin_update(&w->spin, spin_max, polled ? budget : 0, 0);
+                /*
+                 * The poll ran out (or there was none). It says the CPUs
+                 * are taken only if a response still waits for its client:
+                 * a client that took it and has not asked again is
+                 * thinking, or sleeping, which no poll should learn from.
+                 */
+                if (!polled || !budget)
+                    dmce_spin_update(&w->spin, spin_max, 0, 0);
+                else if (rings_unread(w))
+                    dmce_spin_update(&w->spin, spin_max, budget, 0);
                 polled = 0;
                 if (spinning) {
                     atomic_fetch_sub(&m->spinning, 1);

@@ -184,6 +184,13 @@ static int ring_alive(void *arg)
     return 0;
 }
 
+/* spin_over of a response wait: how much of our request the worker has taken. */
+static void note_request_room(void *arg)
+{
+    dmce_mconn_t *k = arg;
+    k->spin_end_free = dmce_ring_writable(&k->rt.rp.tx);
+}
+
 /*
  * Wait for min bytes in the response ring (or room for min bytes in the
  * request ring, when tx), the way the daemon allows: poll with a CPU pause
@@ -216,9 +223,25 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
                             .alive = ring_alive,
                             .alive_arg = k,
                             .how = &how};
+    int before = tx ? 0 : dmce_ring_writable(&k->rt.rp.tx);
+    k->spin_end_free = -1;
+    if (!tx)
+        pol.spin_over = note_request_room;
     int n = tx ? dmce_ring_wait_writable(r, min, &pol) : dmce_ring_wait_readable(r, min, &pol);
-    if (how != DMCE_RING_WAITED_NOT)
-        dmce_spin_update(&k->spin, max, budget, how == DMCE_RING_WAITED_SPUN);
+    if (how == DMCE_RING_WAITED_SPUN) {
+        dmce_spin_update(&k->spin, max, budget, 1);
+    } else if (how == DMCE_RING_WAITED_SLEPT) {
+        /*
+         * A spin for a response that ran out says the CPUs are taken only
+         * if the worker was awake (no doorbell) and still had not taken
+         * all of our request when the spin ended: a worker woken by the
+         * bell, or one busy with a long request, tells nothing.
+         */
+        int stuck = tx || (!k->kicked && k->spin_end_free >= 0 && k->spin_end_free == before &&
+                           before < (int)k->rt.rp.tx.capacity);
+        if (!budget || stuck)
+            dmce_spin_update(&k->spin, max, budget, 0);
+    }
     return n;
 }
 
@@ -312,7 +335,7 @@ static int ring_rpc(dmce_mconn_t *k, const uint8_t *hb, uint16_t op, uint64_t id
         r = ring_put(k, p2, l2, deadline);
     if (r < 0)
         return r;
-    dmce_rt_kick(&k->rt, k->bell);
+    k->kicked = dmce_rt_kick(&k->rt, k->bell) == 1;
     uint8_t rb[DMCE_MSMP_HDR_SIZE];
     r = ring_get(k, rb, sizeof(rb), deadline);
     if (r < 0)

@@ -39,6 +39,8 @@ typedef struct dmce_mconn {
     dmce_rt_t rt;           /* owner: this struct */
     int bell;               /* the peer worker's doorbell; owner: this struct */
     dmce_spin_adapt_t spin; /* how long ring waits spin now (ring.h) */
+    int kicked;             /* the last request rang a parked worker's doorbell */
+    int spin_end_free;      /* room in the request ring when the last spin ran out */
 } dmce_mconn_t;
 
 /*

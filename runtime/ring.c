@@ -446,6 +446,8 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
             if ((i & 63) == 0 && dmce_now_ns() - start >= p->spin_ns)
                 break;
         }
+        if (p->spin_over)
+            p->spin_over(p->alive_arg);
     }
     if (p->how)
         *p->how = DMCE_RING_WAITED_SLEPT;
@@ -529,7 +531,7 @@ uint32_t dmce_ring_default_spin_ns(void)
 
 uint32_t dmce_spin_budget(dmce_spin_adapt_t *a, uint32_t max)
 {
-    if (!a->init) {
+    if (!a->init && max) { /* no grant yet: nothing learned, start at the grant when one comes */
         a->cur = max;
         a->every = SPIN_PROBE_FIRST;
         a->init = 1;
@@ -539,21 +541,25 @@ uint32_t dmce_spin_budget(dmce_spin_adapt_t *a, uint32_t max)
 
 void dmce_spin_update(dmce_spin_adapt_t *a, uint32_t max, uint32_t budget, int spun)
 {
-    if (!a->init)
-        (void)dmce_spin_budget(a, max);
-    int probe = a->probing;
-    a->probing = 0;
+    if (!max)
+        return; /* no grant: no spin, nothing to learn */
+    (void)dmce_spin_budget(a, max);
     if (spun) {
         uint64_t grown = DMCE_MAX((uint64_t)budget * 2, (uint64_t)SPIN_REGROW_NS);
         a->cur = (uint32_t)DMCE_MIN(grown, (uint64_t)max);
         a->every = SPIN_PROBE_FIRST;
         a->skips = 0;
+        a->probing = 0;
     } else if (budget) {
-        a->cur = budget / 4 < SPIN_MIN_NS ? 0 : budget / 4;
-        if (probe)
+        if (a->probing) { /* a failed probe: straight back to no spin, probe less often */
+            a->cur = 0;
             a->every = DMCE_MIN(a->every * 2, SPIN_PROBE_MAX);
+        } else {
+            a->cur = budget / 4 < SPIN_MIN_NS ? 0 : budget / 4;
+        }
         a->skips = 0;
-    } else if (max && a->cur == 0 && ++a->skips >= a->every) {
+        a->probing = 0;
+    } else if (a->cur == 0 && ++a->skips >= a->every) {
         a->skips = 0;
         /*
          * The next wait probes with the whole budget: a short probe fails

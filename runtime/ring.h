@@ -208,8 +208,10 @@ typedef struct dmce_ring_pair {
  *               DMCE_ECLOSED. E.g. poll the control socket for POLLHUP.
  *   how         optional out: how the wait ended (DMCE_RING_WAITED_*), so
  *               that a caller can tune its next spin_ns to what spinning
- *               achieved (a spin that keeps running out means the peer is
- *               not running meanwhile: the CPUs are taken).
+ *               achieved (dmce_spin_adapt_t).
+ *   spin_over   optional; called once with alive_arg when a spin ran out
+ *               and the waiter is about to sleep: the moment to look at
+ *               what the peer did meanwhile.
  */
 typedef struct dmce_ring_wait {
     uint32_t spin_ns;
@@ -218,6 +220,7 @@ typedef struct dmce_ring_wait {
     int (*alive)(void *arg);
     void *alive_arg;
     uint32_t *how;
+    void (*spin_over)(void *arg);
 } dmce_ring_wait_t;
 
 #define DMCE_RING_WAITED_NOT 0u   /* ready at once (or an error before any wait) */
@@ -363,8 +366,17 @@ uint32_t dmce_ring_default_spin_ns(void);
  * it (at least 2 us, at most max); with no spin, every `every`-th wait
  * (16, doubling after each probe that fails, up to 1024) spins the whole
  * max again to see whether the CPUs are free again (the whole of it: a
- * parked peer takes tens of microseconds to wake). Zero-initialize; one
- * per waiter (not shared between threads).
+ * parked peer takes tens of microseconds to wake); a probe that fails
+ * goes straight back to no spin. Zero-initialize; one per waiter (not
+ * shared between threads).
+ *
+ * Only a spin that ran out *because the peer could not run* may be
+ * reported as one (spun = 0 with a budget): the caller checks that the
+ * peer made no progress (it did not take our request, or our response).
+ * A spin that covered the peer's wake-up from sleep, its think time or a
+ * long request tells nothing about the CPUs and is not reported; else an
+ * idle pause or a slow wake-up would talk both sides out of spinning on a
+ * free machine.
  */
 typedef struct dmce_spin_adapt {
     uint32_t cur;   /* budget, ns (valid once init) */
@@ -379,8 +391,9 @@ uint32_t dmce_spin_budget(dmce_spin_adapt_t *a, uint32_t max);
 
 /*
  * After a wait given `budget` by dmce_spin_budget(a, max): spun = 1 if
- * what it waited for came while it spun, 0 if it slept (the budget ran
- * out, or was 0).
+ * what it waited for came while it spun; 0 if it slept, after a spin that
+ * ran out while the peer could not run (see above), or with budget 0.
+ * Nothing happens while max is 0 (no grant).
  */
 void dmce_spin_update(dmce_spin_adapt_t *a, uint32_t max, uint32_t budget, int spun);
 

@@ -1,8 +1,8 @@
 /*
  * fuzz_common.h - what every fuzz target in tests/fuzz shares: the check
- * macro, an input cursor, exact-size aligned copies of hostile images,
- * and XXH32 (to forge the store table's geometry checksum, as a hostile
- * process sharing the region could).
+ * macro, an input cursor and exact-size aligned copies of hostile images.
+ * (The store target forges the table's geometry checksum with the table's
+ * own dmce_stab_geom_csum, as a hostile process sharing the region could.)
  *
  * Each target is one file with LLVMFuzzerTestOneInput. Built with
  * -DDMCE_LIBFUZZER, libFuzzer drives it; otherwise the file ends with

@@ -56,6 +56,30 @@ static void test_same_as_libxxhash(void **state)
     assert_true(dmce_xxh3(g_data, 4096, 0) == XXH3_64bits(g_data, 4096));
 }
 
+#ifdef DMCE_TEST_HASH_AVX2
+uint64_t dmce_xxh3_avx2(const void *p, size_t len, uint64_t seed); /* runtime/hash_avx2.c */
+#endif
+
+/* The AVX2 build itself, called directly (dmce_xxh3 takes it only for long
+ * inputs on a CPU with AVX2): same results at every length. */
+static void test_avx2_build_same_results(void **state)
+{
+    (void)state;
+#ifdef DMCE_TEST_HASH_AVX2
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2")) {
+        print_message("no AVX2 on this CPU: its build is not run here\n");
+        skip();
+    }
+    for (size_t len = 0; len <= 8192; len += len < 300 ? 1 : 61)
+        if (dmce_xxh3_avx2(g_data + 3, len, 77) != XXH3_64bits_withSeed(g_data + 3, len, 77))
+            fail_msg("AVX2 build: len %zu differs", len);
+#else
+    print_message("no AVX2 build of XXH3 here (not x86, or no -mavx2)\n");
+    skip();
+#endif
+}
+
 /* One flipped bit anywhere in a long input changes the hash. */
 static void test_bit_flip_changes_long_hash(void **state)
 {
@@ -78,6 +102,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answers),
         cmocka_unit_test(test_same_as_libxxhash),
+        cmocka_unit_test(test_avx2_build_same_results),
         cmocka_unit_test(test_bit_flip_changes_long_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1037,6 +1037,11 @@ static void *late_write(void *arg)
     return NULL;
 }
 
+static void count_call(void *arg)
+{
+    ++*(int *)arg;
+}
+
 /* dmce_ring_wait_t.how says whether the data was there, came during the
  * spin, or came after the waiter had gone to sleep (or never). */
 static void test_wait_reports_how_it_ended(void **state)
@@ -1055,7 +1060,8 @@ static void test_wait_reports_how_it_ended(void **state)
     assert_true(dmce_ring_wait_readable(&s.server.rx, 1, &w) >= 1);
     assert_int_equal(how, DMCE_RING_WAITED_NOT);
     assert_int_equal(dmce_ring_read(&s.server.rx, &b, 1), 1);
-    /* Written 1 ms into a spin of up to 2 s: caught by the spin. */
+    /* Written 1 ms into a spin of up to 2 s: caught by the spin (or there
+     * before the wait began, if this thread was delayed: never slept). */
     late_writer_t lw = {.tx = &s.client.tx, .delay_us = 1000};
     pthread_t th;
     w = wait_policy(2000000000u, WAIT_BOUND_MS);
@@ -1063,22 +1069,28 @@ static void test_wait_reports_how_it_ended(void **state)
     assert_int_equal(pthread_create(&th, NULL, late_write, &lw), 0);
     assert_true(dmce_ring_wait_readable(&s.server.rx, 1, &w) >= 1);
     assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(how, DMCE_RING_WAITED_SPUN);
+    assert_int_not_equal(how, DMCE_RING_WAITED_SLEPT);
     assert_int_equal(dmce_ring_read(&s.server.rx, &b, 1), 1);
-    /* Written 20 ms into a wait that spins 1 ms: it came while asleep. */
-    lw.delay_us = 20000;
+    /* Written 300 ms into a wait that spins 1 ms: it came while asleep, and
+     * spin_over ran once, between the spin and the sleep. */
+    lw.delay_us = 300000;
     w = wait_policy(1000000, WAIT_BOUND_MS);
     w.how = &how;
+    int overs = 0;
+    w.spin_over = count_call;
+    w.alive_arg = &overs;
     assert_int_equal(pthread_create(&th, NULL, late_write, &lw), 0);
     assert_true(dmce_ring_wait_readable(&s.server.rx, 1, &w) >= 1);
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(how, DMCE_RING_WAITED_SLEPT);
+    assert_int_equal(overs, 1);
     seg_free(&s);
 }
 
 /* The budget: a quarter after each spin that ran out, nothing under 1 us,
  * a probe of the whole budget every 16 waits without a spin (32, 64, ...
- * after probes that fail), back up by doubling after spins that pay. */
+ * after probes that fail; a failed probe goes straight back to no spin),
+ * back up by doubling after spins that pay. */
 static void test_spin_adapt_backs_off_probes_and_regrows(void **state)
 {
     (void)state;
@@ -1100,11 +1112,8 @@ static void test_spin_adapt_backs_off_probes_and_regrows(void **state)
     }
     dmce_spin_update(&a, max, 0, 0);
     assert_int_equal(dmce_spin_budget(&a, max), max);
-    /* The probe fails: back off, and the next probe waits twice as long. */
+    /* The probe fails: no spin at once, and the next probe waits twice as long. */
     dmce_spin_update(&a, max, max, 0);
-    assert_int_equal(dmce_spin_budget(&a, max), 12500);
-    dmce_spin_update(&a, max, 12500, 0);
-    dmce_spin_update(&a, max, 3125, 0);
     assert_int_equal(dmce_spin_budget(&a, max), 0);
     for (unsigned i = 1; i < 32; i++) {
         dmce_spin_update(&a, max, 0, 0);
@@ -1128,13 +1137,22 @@ static void test_spin_adapt_backs_off_probes_and_regrows(void **state)
     assert_int_equal(dmce_spin_budget(&a, max), 2000);
     dmce_spin_update(&a, max, 30000, 1);
     assert_int_equal(dmce_spin_budget(&a, max), max);
-    /* A smaller grant caps the budget; no grant, no spin and no probe. */
+    /* A smaller grant caps the budget; no grant, no spin and no probe, and
+     * a grant that comes later starts whole. */
     assert_int_equal(dmce_spin_budget(&a, 20000), 20000);
     dmce_spin_adapt_t z = {0};
     for (unsigned i = 0; i < 2000; i++) {
         assert_int_equal(dmce_spin_budget(&z, 0), 0);
         dmce_spin_update(&z, 0, 0, 0);
     }
+    assert_int_equal(dmce_spin_budget(&z, max), max);
+    /* Waits without a spin while the budget is not 0 (nothing to learn) do
+     * not count toward a probe. */
+    dmce_spin_adapt_t q = {0};
+    dmce_spin_update(&q, max, max, 0); /* 12500 */
+    for (unsigned i = 0; i < 100; i++)
+        dmce_spin_update(&q, max, 0, 0);
+    assert_int_equal(dmce_spin_budget(&q, max), 12500);
     /* Probe intervals stop doubling at 1024. */
     dmce_spin_adapt_t p = {0};
     (void)dmce_spin_budget(&p, max);
