@@ -45,7 +45,6 @@
 #include "hash.h"
 #include "util.h"
 
-
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the store table format is little-endian"
 #endif

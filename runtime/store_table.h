@@ -48,7 +48,7 @@
 /* ---- frozen format ------------------------------------------------------ */
 
 #define DMCE_STAB_MAGIC 0x4241545345434d44ull /* "DMCESTAB" */
-#define DMCE_STAB_VERSION 2u /* 2: XXH3 hashes, checksums (1: XXH32) */
+#define DMCE_STAB_VERSION 2u                  /* 2: XXH3 hashes, checksums (1: XXH32) */
 
 #define DMCE_STAB_UNIT 16u        /* arena offsets and chunk sizes count 16-byte units */
 #define DMCE_STAB_BINS 32u        /* free-list bins per stripe: floor(log2(units)) */
@@ -180,7 +180,7 @@ typedef struct dmce_stab_rec {
     uint32_t hash; /* low 32 bits of XXH3(key, seed) */
     uint64_t version;
     dmce_stab_u64a expire_ms; /* wall-clock ms, 0 = never */
-    uint32_t csum; /* low 32 bits of XXH3 over key, pad, value, seeded with the fields */
+    uint32_t csum;            /* low 32 bits of XXH3 over key, pad, value, seeded with the fields */
     uint32_t link; /* limbo list / free list: next chunk */
     uint64_t retire_epoch;
     uint32_t fprev; /* free list: previous chunk */
