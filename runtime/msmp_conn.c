@@ -233,9 +233,10 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
     } else if (how == DMCE_RING_WAITED_SLEPT) {
         /*
          * A spin for a response that ran out says the CPUs are taken only
-         * if the worker was awake (no doorbell) and still had not taken
-         * all of our request when the spin ended: a worker woken by the
-         * bell, or one busy with a long request, tells nothing.
+         * if the worker was awake (no doorbell) and had taken no more of
+         * our request by the end of the spin than at its start: a worker
+         * woken by the bell, or one busy with a long request, tells
+         * nothing.
          */
         int stuck = tx || (!k->kicked && k->spin_end_free >= 0 && k->spin_end_free == before &&
                            before < (int)k->rt.rp.tx.capacity);
