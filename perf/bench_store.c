@@ -428,15 +428,16 @@ static int store_setup(void *p, unsigned client)
             }
         }
     }
-    /* Sanity check: the benchmark measures ops that work. Key 0 gets its
-     * first value again (a set case before may have changed it). */
-    fill_value(x->val, x->size, 0);
+    /* Sanity check: the benchmark measures ops that work. On this client's
+     * own key (prepare): the others may already be setting the shared ones. */
+    uint32_t own = x->nkeys + client;
+    fill_value(x->val, x->size, own);
     what = "set (sanity check)";
-    if ((rc = do_set(x, 0, x->val)) < 0)
+    if ((rc = do_set(x, own, x->val)) < 0)
         goto fail;
     memset(x->buf, 0, x->size);
     what = "get (sanity check)";
-    if ((rc = do_get(x, 0)) < 0)
+    if ((rc = do_get(x, own)) < 0)
         goto fail;
     if (memcmp(x->buf, x->val, x->size) != 0) {
         fprintf(stderr, PROG ": client %u: sanity check: read back differs from what was set\n",
@@ -463,21 +464,27 @@ static int store_op(void *p, uint64_t i)
     return do_get(x, id);
 }
 
-/* The keys, and the table or store with every key set. */
+/*
+ * The keys, and the table or store with every key set. After the nkeys
+ * keys the ops draw from, one more per possible client: its sanity check's
+ * key, which no other client writes (a client checks while others may
+ * already be setting the shared keys).
+ */
 static int prepare(store_ctx_t *x)
 {
-    x->keys = calloc(x->nkeys, sizeof(*x->keys));
-    x->klens = calloc(x->nkeys, sizeof(*x->klens));
+    uint32_t nall = x->nkeys + DMCE_BENCH_MAX_CLIENTS;
+    x->keys = calloc(nall, sizeof(*x->keys));
+    x->klens = calloc(nall, sizeof(*x->klens));
     unsigned char *v = malloc(x->size);
     int rc = -ENOMEM;
     if (!x->keys || !x->klens || !v) {
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
     }
-    for (uint32_t i = 0; i < x->nkeys; i++)
+    for (uint32_t i = 0; i < nall; i++)
         x->klens[i] = (uint32_t)snprintf(x->keys[i], KEY_MAX, "session:%u", i);
     if (x->impl == IMPL_NAIVE) {
-        if ((rc = naive_create(x->nkeys, x->size, &x->naive, &x->naive_len)) < 0) {
+        if ((rc = naive_create(nall, x->size, &x->naive, &x->naive_len)) < 0) {
             fprintf(stderr, PROG ": naive table: %s\n", strerror(-rc));
             goto out;
         }
