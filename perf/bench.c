@@ -704,12 +704,12 @@ int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
     pid_t busy[DMCE_BENCH_MAX_BUSY];
     if (o->busy) {
         int e = dmce_perf_param_num(&c->res, "busy", o->busy);
-        char tail[48];
-        snprintf(tail, sizeof(tail), "; beside %u busy process%s", o->busy,
-                 o->busy == 1 ? "" : "es");
+        char tail[48]; /* once: run_pair runs the same case once per repetition */
+        int tl = snprintf(tail, sizeof(tail), "; beside %u busy process%s", o->busy,
+                          o->busy == 1 ? "" : "es");
         size_t nl = strlen(c->res.note);
-        if (!strstr(c->res.note, tail) && nl + strlen(tail) < sizeof(c->res.note))
-            memcpy(c->res.note + nl, tail, strlen(tail) + 1);
+        if (!strstr(c->res.note, tail) && nl + (size_t)tl < sizeof(c->res.note))
+            memcpy(c->res.note + nl, tail, (size_t)tl + 1);
         if (e == 0)
             e = busy_start(o->busy, busy);
         if (e < 0) {
