@@ -830,6 +830,8 @@ static const struct field stats_fields[] = {
     SF(backup_repasses, F_U64),
     SF(restored, F_U64),
     SF(starting, F_U64),
+    SF(spares, F_U64),
+    SF(spares_used, F_U64),
     SF(uptime_ms, F_MS),
 };
 #undef SF

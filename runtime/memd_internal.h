@@ -46,6 +46,7 @@ enum memd_role {
 #define MEMD_CHUNK (64u << 10)
 #define MEMD_STRIPES 64u
 #define MEMD_MIRROR_THREADS 2u /* mirroring threads: see struct dmce_memd */
+#define MEMD_SPARES_MAX 16     /* most spare_blocks */
 
 /* The mirror of one of this daemon's primary blocks, as the primary sees it. */
 enum memd_mirror_state {
@@ -306,6 +307,22 @@ struct dmce_memd {
     atomic_uint hb_ms;          /* member pulse interval */
     uint32_t hb_seq;
     uint64_t settle_next_ms;    /* memd_migrate_tick: next look at frozen blocks (main thread) */
+    /*
+     * Spare block objects (memd_spare.c, config spare_blocks): unnamed,
+     * allocated objects of block_size that memd_block_create names instead
+     * of allocating one. Under spare_lock (after grow_lock); nblocks is the
+     * table's count, kept by memd_spare_blocks_changed.
+     */
+    pthread_t spare_thread;
+    atomic_int spare_on; /* the thread runs: memd_spare_take may find spares */
+    pthread_mutex_t spare_lock;
+    pthread_cond_t spare_cond; /* CLOCK_MONOTONIC */
+    int spares[MEMD_SPARES_MAX];
+    unsigned nspares;
+    int spare_making; /* the thread makes one now */
+    int spare_kick;   /* a block went: try again before the retry time */
+    int spare_off;    /* the directory cannot have spares */
+    atomic_uint nblocks;
     /* Backups (memd_backup.c); owner: that file. recovering: keep the backed-up ID range. */
     struct memd_backup *bk;
     int recovering;
@@ -314,6 +331,7 @@ struct dmce_memd {
 };
 
 #define STAT_ADD(m, k, v) atomic_fetch_add_explicit(&(m)->stat[k], (v), memory_order_relaxed)
+#define STAT_SET(m, k, v) atomic_store_explicit(&(m)->stat[k], (v), memory_order_relaxed)
 
 /* ---- shared helpers (memd_server.c) ---- */
 
@@ -380,6 +398,29 @@ void memd_block_name(const struct dmce_memd *m, uint32_t id, char *out, size_t c
 
 /* Remove an object by name (a file in shm_dir, or a POSIX shm name). */
 int memd_obj_unlink(const struct dmce_memd *m, const char *name);
+
+/* ---- spare block objects (memd_spare.c) ---- */
+
+/*
+ * Size fd to size bytes and allocate them all (fallocate): 0, DMCE_ENOMEM
+ * (the filesystem is full; logged), -EOPNOTSUPP (no fallocate there; not
+ * logged), or another negative errno (logged). what names the object.
+ */
+int memd_obj_size(const struct dmce_memd *m, int fd, uint64_t size, const char *what);
+/* Init and destroy the lock and condition (before start, after stop). */
+void memd_spare_init(struct dmce_memd *m);
+void memd_spare_fini(struct dmce_memd *m);
+/* Start the spare thread (if spare_blocks > 0); stop it and free the spares. */
+int memd_spare_start(struct dmce_memd *m);
+void memd_spare_stop(struct dmce_memd *m);
+/*
+ * A spare for a new object of size bytes, named name (a block name): its
+ * descriptor, sized and allocated, or -1: none (make the object anew).
+ * May wait for the spare being made. Caller holds grow_lock.
+ */
+int memd_spare_take(struct dmce_memd *m, uint64_t size, const char *name);
+/* The table now holds nblocks blocks (grow_lock held): spares give up slots, or may be made. */
+void memd_spare_blocks_changed(struct dmce_memd *m, uint32_t nblocks);
 
 /* Unmap, close, unlink (unless handed off) and free a block that is no longer published. */
 void memd_block_destroy(struct dmce_memd *m, struct memd_block *b);

@@ -46,8 +46,6 @@
 #include "msmp_dispatch.h"
 #include "util.h"
 
-#define STAT_SET(m, k, v) atomic_store_explicit(&(m)->stat[k], (v), memory_order_relaxed)
-
 /* A connection to a peer daemon, by socket path. */
 struct memd_peer {
     struct memd_peer *next;

@@ -126,6 +126,10 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"prefault", DMCE_CFG_BOOL, OFF(prefault), "yes", 0, 0, NULL,
      "fault in every page of a new block in a background thread, so that clients do not pay "
      "first-touch costs"},
+    {"spare_blocks", DMCE_CFG_INT, OFF(spare_blocks), "2", 0, 16, NULL,
+     "objects of block_size the daemon allocates ahead of need, in free block slots only, "
+     "so that a new block or a mirror copy for a peer does not wait for its memory (0 = "
+     "none)"},
     {"shm_dir", DMCE_CFG_STRING, OFF(shm_dir), "", 0, 0, NULL,
      "directory on a tmpfs or hugetlbfs mount for the block files; empty = POSIX shm "
      "(/dev/shm). A tmpfs mounted with huge=within_size gives blocks 2 MiB pages"},
@@ -148,8 +152,7 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"recover", DMCE_CFG_BOOL, OFF(recover), "no", 0, 0, NULL,
      "at start, bring the blocks of backup_dir/memd-ID back under their DMCE addresses; with "
      "no, a daemon whose set holds blocks refuses to start rather than ignore them"},
-    {"recover_grace_ms", DMCE_CFG_INT, OFF(recover_grace_ms), "3600000", 0, 86400000 * 30ll,
-     NULL,
+    {"recover_grace_ms", DMCE_CFG_INT, OFF(recover_grace_ms), "3600000", 0, 86400000 * 30ll, NULL,
      "how long allocations brought back by recovery or restore wait for their client to "
      "reattach (setup with its token) before they are freed"},
     {"log_level", DMCE_CFG_ENUM, OFF(log_level), "info", 0, 0, level_names,
@@ -271,34 +274,23 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
     b->role = format ? MEMD_PRIMARY : MEMD_MIRROR;
     memd_block_name(m, id, b->name, sizeof(b->name));
     int r;
-    b->fd = block_obj_open(m, b->name);
+    b->fd = memd_spare_take(m, size, b->name); /* allocated ahead of need, if there is one */
     if (b->fd < 0) {
-        r = -errno;
-        LOG_ERROR("block %u: cannot create %s: %s", id, b->name, strerror(errno));
-        free(b);
-        return r;
-    }
-    if (ftruncate(b->fd, (off_t)b->size) < 0) {
-        r = -errno;
-        LOG_ERROR("block %u: cannot size %s to %llu bytes: %s", id, b->name,
-                  (unsigned long long)b->size, strerror(errno));
-        goto fail_unlink;
-    }
-    if (fallocate(b->fd, 0, 0, (off_t)b->size) < 0) {
-        r = -errno;
-        if (errno == ENOSPC || errno == ENOMEM) {
-            LOG_ERROR("block %u: no memory for %llu more bytes in %s (tmpfs full?)", id,
-                      (unsigned long long)b->size,
-                      m->cfg.shm_dir[0] ? m->cfg.shm_dir : "/dev/shm");
-            r = DMCE_ENOMEM;
-            goto fail_unlink;
+        b->fd = block_obj_open(m, b->name);
+        if (b->fd < 0) {
+            r = -errno;
+            LOG_ERROR("block %u: cannot create %s: %s", id, b->name, strerror(errno));
+            free(b);
+            return r;
         }
-        if (errno != EOPNOTSUPP) {
-            LOG_ERROR("block %u: fallocate %s: %s", id, b->name, strerror(errno));
+        char what[64];
+        snprintf(what, sizeof(what), "block %u", id);
+        r = memd_obj_size(m, b->fd, b->size, what);
+        if (r == -EOPNOTSUPP)
+            LOG_WARN("block %u: %s cannot be preallocated; a full tmpfs would fault clients", id,
+                     b->name);
+        else if (r < 0)
             goto fail_unlink;
-        }
-        LOG_WARN("block %u: %s cannot be preallocated; a full tmpfs would fault clients", id,
-                 b->name);
     }
     r = block_map(m, b, 0);
     if (r < 0)
@@ -424,6 +416,7 @@ static void table_publish_locked(struct dmce_memd *m, struct memd_table *nt)
 {
     struct memd_table *old = m->table;
     __atomic_store_n(&m->table, nt, __ATOMIC_RELEASE); /* rcu_assign_pointer (memd_table_get) */
+    memd_spare_blocks_changed(m, nt->count);
     synchronize_rcu();
     free(old);
 }
@@ -2228,6 +2221,7 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
     m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* -1: taken back later */
     pthread_mutex_init(&m->pf_lock, NULL);
     pthread_cond_init(&m->pf_cond, NULL);
+    memd_spare_init(m);
     int r = resolve_config(m);
     if (r < 0)
         goto fail;
@@ -2366,6 +2360,10 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
             goto fail;
     }
     start_done(m);
+    /* After the initial blocks: their makers do not wait for spares made meanwhile. */
+    r = memd_spare_start(m);
+    if (r < 0)
+        goto fail;
     char cap[32];
     LOG_INFO("serving on %s: blocks %u..%u of %s, capacity %s, layout %s, %d workers",
              m->sock_path, m->block_first, m->block_last,
@@ -2420,6 +2418,7 @@ void dmce_memd_stop(dmce_memd_t *m)
     memd_backup_stop(m);
     memd_mirror_stop(m);
     memd_disp_stop(m);
+    memd_spare_stop(m);
     for (int i = 0; i < DMCE_MEMD_MAX_WORKERS; i++) {
         if (m->workers[i].epfd > 0)
             close(m->workers[i].epfd);
@@ -2456,6 +2455,7 @@ void dmce_memd_stop(dmce_memd_t *m)
         close(m->spare_fd);
     pthread_mutex_destroy(&m->pf_lock);
     pthread_cond_destroy(&m->pf_cond);
+    memd_spare_fini(m);
     LOG_INFO("stopped; all shm objects removed");
     free(m);
     rcu_unregister_thread();

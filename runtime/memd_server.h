@@ -37,6 +37,7 @@ typedef struct dmce_memd_config {
     uint64_t max_session_bytes;
     int64_t frame_timeout_ms;
     int prefault;
+    int64_t spare_blocks;
     int rings;
     uint64_t ring_capacity;
     int64_t spin_us;

@@ -478,6 +478,8 @@ static const struct {
     {DMCE_STAT_BACKUP_REPASSES, offsetof(dmce_stats_t, backup_repasses), 0},
     {DMCE_STAT_RESTORED, offsetof(dmce_stats_t, restored), 0},
     {DMCE_STAT_STARTING, offsetof(dmce_stats_t, starting), 0},
+    {DMCE_STAT_SPARES, offsetof(dmce_stats_t, spares), 0},
+    {DMCE_STAT_SPARES_USED, offsetof(dmce_stats_t, spares_used), 0},
 };
 _Static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) == DMCE_STAT_COUNT_, "every stat");
 

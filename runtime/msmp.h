@@ -272,22 +272,24 @@ enum dmce_msmp_stat {
     DMCE_STAT_UPTIME_MS,
     DMCE_STAT_OPS_MAP,
     DMCE_STAT_FDS_SENT,
-    DMCE_STAT_PREFAULTED,        /* bytes faulted in by the prefault thread */
-    DMCE_STAT_PREFAULT_PENDING,  /* bytes of new blocks still to prefault */
-    DMCE_STAT_RING_CLIENTS,      /* connections using the ring transport */
-    DMCE_STAT_MIRRORS,           /* primaries with a mirror */
-    DMCE_STAT_MIRROR_COPIES,     /* mirror copies held for other daemons */
+    DMCE_STAT_PREFAULTED,          /* bytes faulted in by the prefault thread */
+    DMCE_STAT_PREFAULT_PENDING,    /* bytes of new blocks still to prefault */
+    DMCE_STAT_RING_CLIENTS,        /* connections using the ring transport */
+    DMCE_STAT_MIRRORS,             /* primaries with a mirror */
+    DMCE_STAT_MIRROR_COPIES,       /* mirror copies held for other daemons */
     DMCE_STAT_MIRROR_BYTES_COPIED, /* bytes copied to new mirrors, ever */
-    DMCE_STAT_MIRROR_BROKEN,     /* mirrors dropped after a failure or a mismatch */
+    DMCE_STAT_MIRROR_BROKEN,       /* mirrors dropped after a failure or a mismatch */
     DMCE_STAT_OPS_PERSIST,
-    DMCE_STAT_PROMOTED,          /* mirror copies promoted to primary */
-    DMCE_STAT_MOVED_IN,          /* blocks taken over from another daemon (live migration) */
-    DMCE_STAT_MOVED_OUT,         /* blocks handed to another daemon */
-    DMCE_STAT_BACKUPS,           /* block backups written (memd_backup.c) */
+    DMCE_STAT_PROMOTED,  /* mirror copies promoted to primary */
+    DMCE_STAT_MOVED_IN,  /* blocks taken over from another daemon (live migration) */
+    DMCE_STAT_MOVED_OUT, /* blocks handed to another daemon */
+    DMCE_STAT_BACKUPS,   /* block backups written (memd_backup.c) */
     DMCE_STAT_BACKUP_BYTES,
     DMCE_STAT_BACKUP_REPASSES,
     DMCE_STAT_RESTORED,
-    DMCE_STAT_STARTING,          /* 1 while client requests wait for the start to end */
+    DMCE_STAT_STARTING,    /* 1 while client requests wait for the start to end */
+    DMCE_STAT_SPARES,      /* spare block objects ready (memd_spare.c) */
+    DMCE_STAT_SPARES_USED, /* blocks and copies made from a spare, ever */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

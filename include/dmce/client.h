@@ -239,6 +239,8 @@ typedef struct dmce_stats {
     uint64_t backup_repasses; /* backups that read their block twice (mallocs during the first) */
     uint64_t restored;        /* blocks brought back from backup files (recovery, restore) */
     uint64_t starting;        /* 1 while the daemon starts (recovery, initial blocks): client requests wait */
+    uint64_t spares;      /* spare block objects allocated ahead of need (config spare_blocks) */
+    uint64_t spares_used; /* blocks and mirror copies made from a spare, ever */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

@@ -78,10 +78,13 @@ static const uint32_t ALLOC_SIZE[NALLOC] = {4096, 700 << 10, 400 << 10, 64 << 10
 
 static char bkdir[256], bkflag[300], counts_path[320];
 
+#define SPARES_DEFAULT 2 /* dmce-memd's spare_blocks: at most this many spare objects held */
+
 struct census {
     int sockets, memfds, other;
     int shm;       /* descriptors of block objects */
     int shm_bad;   /* ... of an object no longer linked, or a second one of the same object */
+    int spares;    /* of spare block objects (unnamed, O_TMPFILE: "/dev/shm/#INODE (deleted)") */
     char bad[512]; /* the first of those */
 };
 
@@ -157,6 +160,8 @@ static int census_of(pid_t pid, struct census *c)
             c->sockets++;
         } else if (!strncmp(link, "/memfd:", 7)) {
             c->memfds++;
+        } else if (!strncmp(link, "/dev/shm/#", 10)) {
+            c->spares++; /* allocated ahead of need: never named, so never "unlinked" */
         } else if (!strncmp(link, "/dev/shm/", 9)) {
             c->shm++;
             int dup = 0;
@@ -559,7 +564,8 @@ static int idle_matches(void *p)
     /* Fewer sockets is no leak: a connection between daemons broken by the fault is made
      * again when next needed. */
     return ia->got.sockets <= ia->want->sockets && ia->got.memfds == ia->want->memfds &&
-           ia->got.other == ia->want->other && ia->got.shm_bad == 0;
+           ia->got.other == ia->want->other && ia->got.shm_bad == 0 &&
+           ia->got.spares <= SPARES_DEFAULT;
 }
 
 static int no_backup_temp(void *unused)
@@ -643,7 +649,7 @@ static void one_run(unsigned run, const char *fault, struct outcome *o)
     if (!fault) {
         /* Settled when it has not changed for half a second (closing connections is
          * asynchronous), within 10 s. */
-        struct census prev = {-1, -1, -1, -1, -1, ""};
+        struct census prev = {-1, -1, -1, -1, -1, -1, ""};
         for (int i = 0, same = 0; i < 100 && same < 5; i++) {
             assert_int_equal(census_of(pid, &ia.got), 0);
             same = memcmp(&prev, &ia.got, sizeof prev) ? 0 : same + 1;
@@ -653,12 +659,15 @@ static void one_run(unsigned run, const char *fault, struct outcome *o)
         if (ia.got.shm_bad)
             fail_msg("baseline: %d descriptors of unlinked or doubled block objects",
                      ia.got.shm_bad);
+        if (ia.got.spares > SPARES_DEFAULT)
+            fail_msg("baseline: %d spare block objects held, more than spare_blocks (%d)",
+                     ia.got.spares, SPARES_DEFAULT);
         o->idle = ia.got;
     } else if (!harness_wait(idle_matches, &ia, 5000)) {
         fail_msg("%s: descriptors once idle: %d sockets, %d ring segments, %d other, %d of block "
-                 "objects (%d unlinked or doubled: %s); the baseline had %d, %d, %d",
+                 "objects (%d unlinked or doubled: %s), %d spares; the baseline had %d, %d, %d",
                  fault, ia.got.sockets, ia.got.memfds, ia.got.other, ia.got.shm, ia.got.shm_bad,
-                 ia.got.bad, b->idle.sockets, b->idle.memfds, b->idle.other);
+                 ia.got.bad, ia.got.spares, b->idle.sockets, b->idle.memfds, b->idle.other);
     }
     /* A backup the scenario no longer waits for (its connection failed) may still run. */
     if (!harness_wait(no_backup_temp, NULL, 10000))
