@@ -110,6 +110,7 @@ struct memd_block {
      */
     atomic_int frozen;
     int handed_off;
+    int unpublished; /* made by memd_block_create, not yet in the table (memd_spare.c counts it) */
     uint64_t frozen_ns;
     /*
      * Bumped after every allocator change (b->lock held, in the
@@ -316,13 +317,17 @@ struct dmce_memd {
     pthread_t spare_thread;
     atomic_int spare_on; /* the thread runs: memd_spare_take may find spares */
     pthread_mutex_t spare_lock;
-    pthread_cond_t spare_cond; /* CLOCK_MONOTONIC */
+    pthread_cond_t spare_cond;
     int spares[MEMD_SPARES_MAX];
     unsigned nspares;
     int spare_making; /* the thread makes one now */
-    int spare_kick;   /* a block went: try again before the retry time */
+    int spare_refill; /* a block was made since the pool was last full: make spares */
+    int spare_drop[MEMD_SPARES_MAX]; /* given up for a block's slot: the thread closes them */
+    unsigned ndrop;
     int spare_off;    /* the directory cannot have spares */
+    int spare_max;    /* spare_blocks, at most MEMD_SPARES_MAX */
     atomic_uint nblocks;
+    unsigned unpublished; /* blocks made and not yet in the table: their slots are taken */
     /* Backups (memd_backup.c); owner: that file. recovering: keep the backed-up ID range. */
     struct memd_backup *bk;
     int recovering;
@@ -419,8 +424,18 @@ void memd_spare_stop(struct dmce_memd *m);
  * May wait for the spare being made. Caller holds grow_lock.
  */
 int memd_spare_take(struct dmce_memd *m, uint64_t size, const char *name);
-/* The table now holds nblocks blocks (grow_lock held): spares give up slots, or may be made. */
-void memd_spare_blocks_changed(struct dmce_memd *m, uint32_t nblocks);
+/*
+ * The table now holds nblocks blocks, added (or NULL) among them (grow_lock
+ * held): spares give up the slots they took.
+ */
+void memd_spare_blocks_changed(struct dmce_memd *m, uint32_t nblocks, struct memd_block *added);
+/*
+ * A block memd_block_create made takes its slot until it is published
+ * (memd_spare_blocks_changed) or destroyed (memd_spare_forget), so that no
+ * spare is made for it meanwhile (b->unpublished says it is counted).
+ */
+void memd_spare_created(struct dmce_memd *m, struct memd_block *b);
+void memd_spare_forget(struct dmce_memd *m, struct memd_block *b);
 
 /* Unmap, close, unlink (unless handed off) and free a block that is no longer published. */
 void memd_block_destroy(struct dmce_memd *m, struct memd_block *b);

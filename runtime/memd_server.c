@@ -303,6 +303,7 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
         LOG_ERROR("block %u: format failed: %s", id, dmce_strerror(r));
         goto fail_unmap;
     }
+    memd_spare_created(m, b); /* its slot is taken from now on */
     LOG_INFO("block %u created%s: %s, %llu bytes, NUMA node %d", id, format ? "" : " unformatted (a copy to fill)",
              b->name, (unsigned long long)b->size, m->numa_node);
     *out = b;
@@ -318,6 +319,7 @@ fail_unlink:
 
 void memd_block_destroy(struct dmce_memd *m, struct memd_block *b)
 {
+    memd_spare_forget(m, b);
     struct memd_mirror *mr = atomic_load(&b->mirror);
     if (mr) { /* our mapping of a peer's copy: the peer owns the object */
         munmap(mr->base, b->size);
@@ -412,11 +414,12 @@ static struct memd_table *table_copy(struct dmce_memd *m, const struct memd_tabl
 }
 
 /* Publish nt and free the old table after a grace period. grow_lock held. */
-static void table_publish_locked(struct dmce_memd *m, struct memd_table *nt)
+static void table_publish_locked(struct dmce_memd *m, struct memd_table *nt,
+                                 struct memd_block *added)
 {
     struct memd_table *old = m->table;
     __atomic_store_n(&m->table, nt, __ATOMIC_RELEASE); /* rcu_assign_pointer (memd_table_get) */
-    memd_spare_blocks_changed(m, nt->count);
+    memd_spare_blocks_changed(m, nt->count, added);
     synchronize_rcu();
     free(old);
 }
@@ -471,7 +474,7 @@ int memd_table_add_locked(struct dmce_memd *m, struct memd_block *b)
         return -ENOMEM;
     nt->by_id[b->id] = b;
     nt->list[nt->count++] = b;
-    table_publish_locked(m, nt);
+    table_publish_locked(m, nt, b);
     return 0;
 }
 
@@ -487,7 +490,7 @@ int memd_table_remove_locked(struct dmce_memd *m, struct memd_block *b)
             break;
         }
     }
-    table_publish_locked(m, nt);
+    table_publish_locked(m, nt, NULL);
     return 0;
 }
 
