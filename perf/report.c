@@ -1557,6 +1557,27 @@ static size_t collect_rows(const dmce_perf_run_t *run, const char *area, row_t *
     return nrows;
 }
 
+/*
+ * A result's key against a wanted one, in which a parameter value "*" (as
+ * in "seq_read[pages=2m,size=*]": a target that holds for quick and full
+ * runs, whose sizes differ) matches any value. 1 when they match.
+ */
+static int key_matches(const char *want, const char *key)
+{
+    const char *w = want;
+    while (*w && *key) {
+        if (w > want && w[-1] == '=' && w[0] == '*' && (w[1] == ',' || w[1] == ']')) {
+            while (*key && *key != ',' && *key != ']')
+                key++;
+            w++;
+            continue;
+        }
+        if (*w++ != *key++)
+            return 0;
+    }
+    return *w == *key;
+}
+
 static const dmce_perf_result_t *find_result(const dmce_perf_run_t *run, const char *area,
                                              const char *impl, const char *key)
 {
@@ -1564,7 +1585,7 @@ static const dmce_perf_result_t *find_result(const dmce_perf_run_t *run, const c
         const dmce_perf_result_t *r = &run->results[i];
         char k[DMCE_PERF_TEXT_MAX * 2];
         if (strcmp(r->area, area) == 0 && (!impl || strcmp(r->impl, impl) == 0) &&
-            dmce_perf_result_key(r, k, sizeof(k)) >= 0 && strcmp(k, key) == 0)
+            dmce_perf_result_key(r, k, sizeof(k)) >= 0 && key_matches(key, k))
             return r;
     }
     return NULL;

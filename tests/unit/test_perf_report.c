@@ -615,6 +615,53 @@ static void test_read_lines(void **state)
     dmce_perf_run_free(&run);
 }
 
+/* ---- targets ---------------------------------------------------------------------- */
+
+/* A parameter value "*" in a target's key matches any value, and nothing else is loosened. */
+static void test_targets_wildcard(void **state)
+{
+    (void)state;
+    dmce_perf_run_t run;
+    dmce_perf_run_init(&run);
+    static const struct {
+        const char *impl, *pages;
+        double ops;
+    } rs[] = {{"limit", "2m", 16},
+              {"dmce-win-map", "2m", 13},
+              {"limit", "4k", 12},
+              {"dmce-win-map", "4k", 6}};
+    for (size_t i = 0; i < sizeof(rs) / sizeof(rs[0]); i++) {
+        dmce_perf_result_t r = mk("mapping", "seq_read", rs[i].impl, 754974720, 0, rs[i].ops, 0);
+        assert_int_equal(dmce_perf_param_str(&r, "pages", rs[i].pages), 0);
+        assert_int_equal(dmce_perf_run_add(&run, &r), 0);
+    }
+    const char *text =
+        "mapping ops:dmce-win-map:seq_read[pages=2m,size=*] / "
+        "ops:limit:seq_read[pages=2m,size=*] >= 0.75 windows, 2 MiB pages\n"
+        "mapping ops:dmce-win-map:seq_read[pages=4k,size=*] / "
+        "ops:limit:seq_read[pages=4k,size=*] >= 0.75 windows, 4 KiB pages\n"
+        "mapping ops:dmce-win-map:seq_read[pages=*,size=754974720] >= 6 any pages, this size\n"
+        "mapping ops:dmce-win-map:seq_read[pages=1g,size=*] >= 1 no such pages\n"
+        "mapping ops:dmce-win-map:seq_read[pages=2m] >= 1 a key without its size\n"
+        "mapping ops:dmce-win-map:seq_read[pages=2*,size=*] >= 1 not a whole value\n";
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    dmce_perf_targets_t t;
+    char err[200] = "";
+    assert_int_equal(dmce_perf_targets_read(&t, f, "t", err, sizeof(err)), 0);
+    fclose(f);
+    assert_int_equal(t.n, 6);
+    double v = 0;
+    assert_int_equal(dmce_perf_target_eval(&run, &t.t[0], &v), DMCE_PERF_TARGET_MET);
+    assert_true(fabs(v - 13.0 / 16.0) < 1e-9);
+    assert_int_equal(dmce_perf_target_eval(&run, &t.t[1], &v), DMCE_PERF_TARGET_NOT_MET);
+    assert_true(fabs(v - 0.5) < 1e-9);
+    assert_int_equal(dmce_perf_target_eval(&run, &t.t[2], &v), DMCE_PERF_TARGET_MET);
+    assert_int_equal(dmce_perf_target_eval(&run, &t.t[3], NULL), DMCE_PERF_TARGET_NOT_MEASURED);
+    assert_int_equal(dmce_perf_target_eval(&run, &t.t[4], NULL), DMCE_PERF_TARGET_NOT_MEASURED);
+    assert_int_equal(dmce_perf_target_eval(&run, &t.t[5], NULL), DMCE_PERF_TARGET_NOT_MEASURED);
+    dmce_perf_run_free(&run);
+}
+
 /* ---- reports ---------------------------------------------------------------------- */
 
 /* limits + msmp: dmce, dmce-mapped, redis; memcached only for one row. */
@@ -941,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_compare),
         cmocka_unit_test(test_import_redis_csv),
         cmocka_unit_test(test_plot_data),
+        cmocka_unit_test(test_targets_wildcard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
