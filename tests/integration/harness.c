@@ -325,6 +325,24 @@ int harness_client(dmce_client_t **out, const int *ids, size_t n)
     return harness_client_opts(out, ids, n, NULL);
 }
 
+int harness_sock_stats(const char *sock, dmce_stats_t *st)
+{
+    const char *paths[1] = {sock};
+    dmce_connect_opts_t o = {.sockets = paths,
+                             .nsockets = 1,
+                             .io_timeout_ms = 2000,
+                             .flags = DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING |
+                                      DMCE_CONNECT_NO_DISPATCHER};
+    dmce_client_t *c;
+    int r = dmce_connect(&o, &c);
+    if (r < 0)
+        return r;
+    dmce_stats_t tmp;
+    r = dmce_daemon_stats(c, 0, st ? st : &tmp);
+    dmce_disconnect(c);
+    return r;
+}
+
 int harness_client_dir(dmce_client_t **out, unsigned extra_flags)
 {
     dmce_connect_opts_t o = {.runtime_dir = H.dir,

@@ -78,6 +78,12 @@ unsigned harness_connect_flags(void);
 /* Same, with the caller's options (its sockets fields are ignored). */
 int harness_client_opts(dmce_client_t **out, const int *ids, size_t n,
                         const dmce_connect_opts_t *opts);
+/*
+ * Stats of the daemon at sock over a fresh socket-only connection (no map,
+ * no rings, no dispatcher); st may be NULL (only whether it answers). 0 or
+ * an error.
+ */
+int harness_sock_stats(const char *sock, dmce_stats_t *st);
 /* Connect through the runtime directory (the dispatcher's, if one runs), with this run's flags | extra. */
 int harness_client_dir(dmce_client_t **out, unsigned extra_flags);
 /* 1 when this run's clients map blocks (local reads and writes). */

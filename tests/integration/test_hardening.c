@@ -112,25 +112,6 @@ static void own_cleanup_all(void)
     }
 }
 
-/* Stats of the daemon at sock over a fresh socket-only connection: 0 or an error. */
-static int sock_stats(const char *sock, dmce_stats_t *st)
-{
-    const char *paths[1] = {sock};
-    dmce_connect_opts_t o = {.sockets = paths,
-                             .nsockets = 1,
-                             .io_timeout_ms = 2000,
-                             .flags = DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING |
-                                      DMCE_CONNECT_NO_DISPATCHER};
-    dmce_client_t *c;
-    int r = dmce_connect(&o, &c);
-    if (r < 0)
-        return r;
-    dmce_stats_t tmp;
-    r = dmce_daemon_stats(c, 0, st ? st : &tmp);
-    dmce_disconnect(c);
-    return r;
-}
-
 static int own_ready(void *arg)
 {
     struct own *d = arg;
@@ -140,7 +121,7 @@ static int own_ready(void *arg)
     }
     /* Answering stats is not enough: it answers while it makes its initial blocks. */
     dmce_stats_t st;
-    return sock_stats(d->sock, &st) == 0 && !st.starting;
+    return harness_sock_stats(d->sock, &st) == 0 && !st.starting;
 }
 
 /*
@@ -675,7 +656,7 @@ static void test_other_user_is_refused(void **state)
     assert_memory_equal(ptr, x, sizeof(x));
     assert_int_equal(dmce_unmap(c, ptr), 0);
     dmce_stats_t st0;
-    assert_int_equal(sock_stats(d.sock, &st0), 0);
+    assert_int_equal(harness_sock_stats(d.sock, &st0), 0);
     assert_true(st0.fds_sent >= 1);
 
     /* Let nobody reach the socket's directory (the socket itself stays 0600). */
@@ -713,7 +694,7 @@ static void test_other_user_is_refused(void **state)
 
     /* Nothing was handed out, and the cluster's user is still served. */
     dmce_stats_t st1;
-    assert_int_equal(sock_stats(d.sock, &st1), 0);
+    assert_int_equal(harness_sock_stats(d.sock, &st1), 0);
     assert_int_equal(st1.fds_sent, st0.fds_sent);
     assert_int_equal(st1.ops_map, st0.ops_map);
     assert_int_equal(st1.ops_setup, st0.ops_setup);
@@ -998,13 +979,13 @@ struct clients_probe {
 static int clients_are(void *arg)
 {
     struct clients_probe *p = arg;
-    int r = p->fd >= 0 ? fd_stats(p->fd, &p->st) : sock_stats(p->sock, &p->st);
+    int r = p->fd >= 0 ? fd_stats(p->fd, &p->st) : harness_sock_stats(p->sock, &p->st);
     return r == 0 && p->st.clients == p->want;
 }
 
 static int serves(void *arg)
 {
-    return sock_stats(arg, NULL) == 0;
+    return harness_sock_stats(arg, NULL) == 0;
 }
 
 static void test_load_and_abuse(void **state)
@@ -1052,7 +1033,7 @@ static void test_load_and_abuse(void **state)
     good_client(d.sock, 0, &ring);
     good_client(d.sock, DMCE_CONNECT_NO_RING, &sock);
     dmce_stats_t during;
-    int stats_during = sock_stats(d.sock, &during);
+    int stats_during = harness_sock_stats(d.sock, &during);
     unsigned long rss1 = rss_kib(d.pid);
 
     atomic_store(&ab.stop, 1);
@@ -1105,7 +1086,8 @@ static void test_load_and_abuse(void **state)
         assert_true(closed_unanswered(fd));
         close(fd);
     }
-    assert_true(sock_stats(d.sock, NULL) < 0); /* a well-behaved client too: the limit is for all */
+    assert_true(harness_sock_stats(d.sock, NULL) <
+                0); /* a well-behaved client too: the limit is for all */
     char needle[64];
     snprintf(needle, sizeof(needle), "max_clients (%d) reached", MAX_CLIENTS);
     struct log_probe lp = {&d, needle};
@@ -1277,7 +1259,7 @@ static void test_shm_full(void **state)
         assert_memory_equal(back, buf, SZ);
     }
     dmce_stats_t st;
-    assert_int_equal(sock_stats(d.sock, &st), 0);
+    assert_int_equal(harness_sock_stats(d.sock, &st), 0);
     assert_int_equal(st.blocks, (uint64_t)n);
     /* Freed memory is used again; the full filesystem is still refused. */
     assert_int_equal(dmce_free(c, a[0]), 0);
@@ -1491,7 +1473,7 @@ static void test_crash_restart_loop(void **state)
     assert_true(elapsed < 40000);
 
     /* The other cluster's daemon still serves, and cleans up after itself. */
-    assert_int_equal(sock_stats(other.sock, NULL), 0);
+    assert_int_equal(harness_sock_stats(other.sock, NULL), 0);
     assert_int_equal(own_stop(&other), 0);
     assert_int_equal(shm_scan(other_cluster, -1, 0, NULL, NULL, 0), 0);
     own_cleanup(&other);

@@ -32,19 +32,7 @@
 /* Stats of daemon id over a fresh socket-only connection (0 or an error). */
 static int stats_of(int id, dmce_stats_t *st)
 {
-    const char *paths[1] = {harness_sock(id)};
-    dmce_connect_opts_t o = {.sockets = paths,
-                             .nsockets = 1,
-                             .io_timeout_ms = 2000,
-                             .flags = DMCE_CONNECT_NO_MAP | DMCE_CONNECT_NO_RING |
-                                      DMCE_CONNECT_NO_DISPATCHER};
-    dmce_client_t *c;
-    int r = dmce_connect(&o, &c);
-    if (r < 0)
-        return r;
-    r = dmce_daemon_stats(c, 0, st);
-    dmce_disconnect(c);
-    return r;
+    return harness_sock_stats(harness_sock(id), st);
 }
 
 struct want_spares {
