@@ -257,7 +257,10 @@ int dmce_block_format(void *base, uint64_t size, uint32_t granule, uint32_t page
     h->ngranules = (uint32_t)n;
     h->free_granules = (uint32_t)n;
     h->hwm = (flags & DMCE_BLOCK_ZEROED) ? 0 : (uint32_t)n; /* not known zero: all dirty */
-    memset(map_rw(base), 0, (size_t)n * sizeof(uint32_t));
+    /* Zero already when vouched for: its pages (4 bytes a granule, 2 MiB of a 64 MiB
+     * block) are then left untouched here, so no first touch of each. */
+    if (!(flags & DMCE_BLOCK_ZEROED))
+        memset(map_rw(base), 0, (size_t)n * sizeof(uint32_t));
     set_edges(base, 0, (uint32_t)n);
     fl_insert(base, 0, (uint32_t)n);
     return 0;

@@ -102,11 +102,12 @@ typedef struct dmce_alloc_info {
  * Format `size` bytes at `base` as an empty block. `granule` must be a power
  * of two in [DMCE_GRANULE_MIN, DMCE_GRANULE_MAX]; the block must hold the
  * header, the map and at least one granule, and at most 2^30 granules.
- * With DMCE_BLOCK_ZEROED the caller vouches that the data area is all
- * zero (a fresh shm object or file is): allocations of never-used memory
- * then skip clearing it, which spares a first touch of every page. Without
- * it, every allocation clears its bytes. Returns 0, or -EINVAL for bad
- * arguments.
+ * With DMCE_BLOCK_ZEROED the caller vouches that the whole `size` bytes
+ * are zero (a fresh shm object or file is): the format leaves the
+ * allocation map as it is (zero is empty), and allocations of never-used
+ * memory skip clearing it, which spares a first touch of every page.
+ * Without it, the format clears the map and every allocation clears its
+ * bytes. Returns 0, or -EINVAL for bad arguments.
  */
 #define DMCE_BLOCK_ZEROED 0x1u
 int dmce_block_format(void *base, uint64_t size, uint32_t granule, uint32_t page_size,

@@ -895,6 +895,40 @@ static void test_zeroed_block_skips_clearing_fresh_memory(void **state)
     free(b);
 }
 
+/*
+ * ZEROED: the format writes the header and the map's two edge entries and
+ * nothing else of the map (it is zero already: its pages stay untouched),
+ * and the result is the same block as a format of dirty memory, but for
+ * the high-water mark.
+ */
+static void test_zeroed_format_leaves_the_map_alone(void **state)
+{
+    (void)state;
+    const uint64_t size = 1 << 20;
+    uint8_t *z = aligned_alloc(4096, size), *d = aligned_alloc(4096, size);
+    assert_non_null(z);
+    assert_non_null(d);
+    memset(z, 0, size);
+    memset(d, 0xa5, size);
+    /* A mark in the middle of the map, where an empty map holds 0: a sign of untouched memory. */
+    uint64_t mid = sizeof(dmce_block_hdr_t) + 4 * ((size / 128) / 2);
+    z[mid] = 0x42;
+    assert_int_equal(dmce_block_format(z, size, 128, 4096, 7, DMCE_BLOCK_ZEROED), 0);
+    assert_int_equal(z[mid], 0x42);
+    z[mid] = 0; /* the caller's promise kept again */
+    assert_int_equal(dmce_block_format(d, size, 128, 4096, 7, 0), 0);
+    assert_int_equal(hdr(z)->hwm, 0);
+    assert_int_equal(hdr(d)->hwm, hdr(d)->ngranules);
+    ((dmce_block_hdr_t *)d)->hwm = 0;
+    assert_memory_equal(z, d, sizeof(dmce_block_hdr_t) + 4 * (uint64_t)hdr(z)->ngranules);
+    assert_int_equal(dmce_block_verify(z), 0);
+    uint64_t a;
+    assert_int_equal(dmce_alloc(z, 100000, 1, &a), 0);
+    assert_int_equal(dmce_block_verify(z), 0);
+    free(z);
+    free(d);
+}
+
 /* Without ZEROED every allocation clears its bytes, whatever the memory held. */
 static void test_unzeroed_block_clears_everything(void **state)
 {
@@ -1000,16 +1034,26 @@ static void test_check_via_reader_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_geometry),     cmocka_unit_test(test_format_errors),
-        cmocka_unit_test(test_attach_errors),       cmocka_unit_test(test_fill_until_enomem),
-        cmocka_unit_test(test_fragmentation),       cmocka_unit_test(test_coalesce_neighbours),
-        cmocka_unit_test(test_check_exact_size),    cmocka_unit_test(test_bad_frees),
-        cmocka_unit_test(test_owner_free),          cmocka_unit_test(test_foreach_order),
-        cmocka_unit_test(test_max_alloc_footprint), cmocka_unit_test(test_granule_64),
-        cmocka_unit_test(test_granule_4096),        cmocka_unit_test(test_stress),
-        cmocka_unit_test(test_corrupt_map),         cmocka_unit_test(test_corrupt_alloc_header),
-        cmocka_unit_test(test_corrupt_free_lists),  cmocka_unit_test(test_garbage_block),
+        cmocka_unit_test(test_format_geometry),
+        cmocka_unit_test(test_format_errors),
+        cmocka_unit_test(test_attach_errors),
+        cmocka_unit_test(test_fill_until_enomem),
+        cmocka_unit_test(test_fragmentation),
+        cmocka_unit_test(test_coalesce_neighbours),
+        cmocka_unit_test(test_check_exact_size),
+        cmocka_unit_test(test_bad_frees),
+        cmocka_unit_test(test_owner_free),
+        cmocka_unit_test(test_foreach_order),
+        cmocka_unit_test(test_max_alloc_footprint),
+        cmocka_unit_test(test_granule_64),
+        cmocka_unit_test(test_granule_4096),
+        cmocka_unit_test(test_stress),
+        cmocka_unit_test(test_corrupt_map),
+        cmocka_unit_test(test_corrupt_alloc_header),
+        cmocka_unit_test(test_corrupt_free_lists),
+        cmocka_unit_test(test_garbage_block),
         cmocka_unit_test(test_zeroed_block_skips_clearing_fresh_memory),
+        cmocka_unit_test(test_zeroed_format_leaves_the_map_alone),
         cmocka_unit_test(test_unzeroed_block_clears_everything),
         cmocka_unit_test(test_check_via_reader_agrees),
         cmocka_unit_test(test_check_via_reader_errors),
