@@ -180,6 +180,17 @@ void dmce_bk_writer_abort(dmce_bk_writer_t *w);
 int dmce_bk_chain_apply(const char *dir, const dmce_bk_table_t *t, const dmce_bk_block_t *b,
                         void *base, uint64_t *hashes, void (*progress)(uint64_t, void *), void *arg,
                         char *why, size_t whylen);
+/*
+ * The same into the object behind fd (b->size bytes or more, e.g. a block's
+ * shm object) through pwrite, in runs of consecutive pages, instead of
+ * through a mapping: into allocated, untouched pages a whole-page write
+ * costs the copy only, not a fault, a cleared page and a page-table entry
+ * each. The pages no record names are left as they are (zero in a fresh
+ * object). -EBADF for fd < 0; a write error is returned with why.
+ */
+int dmce_bk_chain_apply_fd(const char *dir, const dmce_bk_table_t *t, const dmce_bk_block_t *b,
+                           int fd, uint64_t *hashes, void (*progress)(uint64_t, void *), void *arg,
+                           char *why, size_t whylen);
 
 /*
  * Verify block b of the set in dir: apply its chain into scratch memory

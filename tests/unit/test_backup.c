@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -415,6 +416,19 @@ static void assert_applies(const struct fx *fx, const dmce_bk_table_t *t, const 
     for (uint32_t i = 0; hashes && i < b->pages; i++)
         if (hashes[i] != dmce_bk_hash(want + (size_t)i * DMCE_BK_PAGE, DMCE_BK_PAGE))
             fail_msg("block %u: hash of page %u is not the page's", b->block, i);
+    /* The same chain through a descriptor (how a daemon restores into a block's object). */
+    int fd = memfd_create("dmce-test-apply", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)b->size), 0);
+    r = dmce_bk_chain_apply_fd(fx->dir, t, b, fd, NULL, NULL, NULL, why, WHY);
+    if (r != 0)
+        fail_msg("block %u through a descriptor: %s (%d): %s", b->block, dmce_err_name(r), r, why);
+    void *m = mmap(NULL, b->size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    snprintf(what, sizeof(what), "block %u restored through a descriptor", b->block);
+    assert_same_bytes(m, want, b->size, what);
+    munmap(m, b->size);
+    close(fd);
 }
 
 static void fill_pattern(uint8_t *buf, uint32_t pages, uint64_t seed, uint32_t zero_every)
@@ -494,6 +508,32 @@ static void test_full_round_trip(void **state)
     assert_int_equal(dmce_bk_chain_apply(fx->dir, u, lb, out, NULL, NULL, NULL, why, sizeof(why)),
                      0);
     assert_same_bytes(out, buf, BSIZE, "without hashes");
+}
+
+/* Through a descriptor that cannot be written: the error, said; none at all: -EBADF. */
+static void test_apply_fd_write_error(void **state)
+{
+    struct fx *fx = *state;
+    uint8_t *buf = zalloc(fx, BSIZE);
+    fill_pattern(buf, NPAGES, 3, 5);
+    dmce_bk_file_t f;
+    write_full(fx, 9, NPAGES, 1, buf, &f);
+    dmce_bk_table_t *t = &fx->t[0];
+    table_init(t);
+    dmce_bk_block_t *b = table_add(t, 9, NPAGES);
+    chain_start(b, &f);
+    int fd = memfd_create("dmce-test-apply", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)b->size), 0);
+    char proc[64], why[WHY];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    int ro = open(proc, O_RDONLY | O_CLOEXEC);
+    assert_true(ro >= 0);
+    assert_int_equal(dmce_bk_chain_apply_fd(fx->dir, t, b, ro, NULL, NULL, NULL, why, WHY), -EBADF);
+    assert_non_null(strstr(why, "writing the restored pages"));
+    assert_int_equal(dmce_bk_chain_apply_fd(fx->dir, t, b, -1, NULL, NULL, NULL, why, WHY), -EBADF);
+    close(ro);
+    close(fd);
 }
 
 static void test_file_names(void **state)
@@ -1835,6 +1875,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, dir_setup, dir_teardown)
     const struct CMUnitTest tests[] = {
         T(test_full_round_trip),
+        T(test_apply_fd_write_error),
         T(test_file_names),
         T(test_chain_full_and_deltas),
         T(test_progress_on_a_long_file),
