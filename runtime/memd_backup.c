@@ -31,12 +31,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -535,8 +537,15 @@ static int restore_block(struct dmce_memd *m, const char *dir, const dmce_bk_tab
     uint64_t t0 = dmce_now_ns();
     uint64_t *hashes = own_set(bk, dir) ? malloc((size_t)e->pages * sizeof(uint64_t)) : NULL;
     struct restore_progress rp = {.bk = bk};
-    /* Through the descriptor: the object's pages are allocated and untouched (docs/perf.md). */
-    r = dmce_bk_chain_apply_fd(dir, t, e, b->fd, hashes, restore_progress, &rp, why, whylen);
+    /*
+     * Through the descriptor: the object's pages are allocated and untouched
+     * (docs/perf.md). hugetlbfs files take no write(): through the mapping.
+     */
+    struct statfs sfs;
+    if (fstatfs(b->fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC)
+        r = dmce_bk_chain_apply(dir, t, e, b->base, hashes, restore_progress, &rp, why, whylen);
+    else
+        r = dmce_bk_chain_apply_fd(dir, t, e, b->fd, hashes, restore_progress, &rp, why, whylen);
     restore_progress(e->size, &rp);
     if (r == 0 && (r = dmce_block_attach(b->base, b->size)) < 0)
         dmce_msgf(why, whylen, "block %u: the backed-up bytes are not a block: %s", id,

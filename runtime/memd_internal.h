@@ -324,8 +324,8 @@ struct dmce_memd {
     int spare_refill; /* a block was made since the pool was last full: make spares */
     int spare_drop[MEMD_SPARES_MAX]; /* given up for a block's slot: the thread closes them */
     unsigned ndrop;
-    int spare_off;    /* the directory cannot have spares */
-    int spare_max;    /* spare_blocks, at most MEMD_SPARES_MAX */
+    int spare_off; /* the directory cannot have spares */
+    int spare_max; /* spare_blocks, at most MEMD_SPARES_MAX */
     atomic_uint nblocks;
     unsigned unpublished; /* blocks made and not yet in the table: their slots are taken */
     /* Backups (memd_backup.c); owner: that file. recovering: keep the backed-up ID range. */
@@ -419,20 +419,24 @@ void memd_spare_fini(struct dmce_memd *m);
 int memd_spare_start(struct dmce_memd *m);
 void memd_spare_stop(struct dmce_memd *m);
 /*
- * A spare for a new object of size bytes, named name (a block name): its
- * descriptor, sized and allocated, or -1: none (make the object anew).
- * May wait for the spare being made. Caller holds grow_lock.
+ * Called first by every block maker: takes the new block's slot (then
+ * memd_spare_created when the block is made, or memd_spare_unreserve when
+ * it is not), and a spare for an object of size bytes named name (a block
+ * name): its descriptor, sized and allocated, or -1: none (make the object
+ * anew). May wait for the spare being made. Caller holds grow_lock.
  */
 int memd_spare_take(struct dmce_memd *m, uint64_t size, const char *name);
+void memd_spare_unreserve(struct dmce_memd *m);
 /*
  * The table now holds nblocks blocks, added (or NULL) among them (grow_lock
  * held): spares give up the slots they took.
  */
 void memd_spare_blocks_changed(struct dmce_memd *m, uint32_t nblocks, struct memd_block *added);
 /*
- * A block memd_block_create made takes its slot until it is published
- * (memd_spare_blocks_changed) or destroyed (memd_spare_forget), so that no
- * spare is made for it meanwhile (b->unpublished says it is counted).
+ * A block memd_block_create made keeps the slot memd_spare_take took until
+ * it is published (memd_spare_blocks_changed) or destroyed
+ * (memd_spare_forget), so that no spare is made for it meanwhile
+ * (b->unpublished says it is counted); made, it asks for the next spare.
  */
 void memd_spare_created(struct dmce_memd *m, struct memd_block *b);
 void memd_spare_forget(struct dmce_memd *m, struct memd_block *b);

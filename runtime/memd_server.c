@@ -280,6 +280,7 @@ int memd_block_create(struct dmce_memd *m, uint32_t id, uint64_t size, int forma
         if (b->fd < 0) {
             r = -errno;
             LOG_ERROR("block %u: cannot create %s: %s", id, b->name, strerror(errno));
+            memd_spare_unreserve(m);
             free(b);
             return r;
         }
@@ -313,6 +314,7 @@ fail_unmap:
 fail_unlink:
     memd_obj_unlink(m, b->name);
     close(b->fd);
+    memd_spare_unreserve(m);
     free(b);
     return r;
 }

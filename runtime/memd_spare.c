@@ -166,7 +166,7 @@ static void *spare_main(void *arg)
         int fd = spare_make(m, &what);
         pthread_mutex_lock(&m->spare_lock);
         m->spare_making = 0;
-        if (fd >= 0 && (m->nspares >= (unsigned)m->spare_max ||
+        if (fd >= 0 && (m->spare_off || m->nspares >= (unsigned)m->spare_max ||
                         slots_taken(m) + m->nspares >= (unsigned)m->cfg.max_blocks)) {
             m->spare_drop[m->ndrop++] = fd; /* a block took the room meanwhile */
             m->spare_refill = 0;
@@ -184,7 +184,7 @@ static void *spare_main(void *arg)
                      strcmp(what, "fallocate") ? "unnamed files (O_TMPFILE)" : "fallocate");
             m->spare_off = 1;
         } else {
-            /* No retry on a timer: the next block made asks again (and meets it first). */
+            /* No retry on a timer: the next block made asks again, once it is made. */
             m->spare_refill = 0;
             if (!warned++) {
                 if (fd == DMCE_ENOMEM)
@@ -245,15 +245,20 @@ void memd_spare_fini(struct dmce_memd *m)
 
 int memd_spare_take(struct dmce_memd *m, uint64_t size, const char *name)
 {
-    if (!atomic_load(&m->spare_on) || size != m->cfg.block_size)
-        return -1;
+    int want = atomic_load(&m->spare_on) && size == m->cfg.block_size;
     pthread_mutex_lock(&m->spare_lock);
-    while (!m->nspares && m->spare_making && !atomic_load(&m->stop))
+    /*
+     * The new block's slot is taken from now on (a spare's slot becomes
+     * its), so the thread never makes a spare for it meanwhile. The next
+     * spare is asked for once the block is made (memd_spare_created), not
+     * now: a maker that found none allocates its own object meanwhile, and
+     * the two must not race for the last room of a tmpfs.
+     */
+    m->unpublished++;
+    while (want && !m->nspares && m->spare_making && !atomic_load(&m->stop))
         pthread_cond_wait(&m->spare_cond, &m->spare_lock); /* cheaper than racing it */
-    int fd = m->nspares ? m->spares[--m->nspares] : -1;
+    int fd = want && m->nspares ? m->spares[--m->nspares] : -1;
     STAT_SET(m, DMCE_STAT_SPARES, m->nspares);
-    m->spare_refill = 1; /* a block is being made: have the next one ready */
-    pthread_cond_broadcast(&m->spare_cond);
     pthread_mutex_unlock(&m->spare_lock);
     if (fd < 0)
         return -1;
@@ -263,18 +268,28 @@ int memd_spare_take(struct dmce_memd *m, uint64_t size, const char *name)
         snprintf(path, sizeof(path), "%s", name);
     else
         snprintf(path, sizeof(path), "/dev/shm%s", name); /* a POSIX shm name: "/..." */
-    int r = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
-    int err = errno;
-    close(fd); /* once named, the name keeps it; else it goes here */
-    if (r < 0) {
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0) {
+        int err = errno;
         /* /proc missing, a filesystem that cannot link an unnamed file: no spare would do. */
-        LOG_WARN("spare block objects turned off: cannot name one %s: %s", path, strerror(err));
+        int off = err == ENOENT || err == EXDEV || err == EPERM || err == EOPNOTSUPP ||
+                  err == ENOSYS || err == EACCES;
         pthread_mutex_lock(&m->spare_lock);
-        m->spare_off = 1;
-        pool_drop_all(m);
+        if (off) {
+            m->spare_off = 1;
+            m->spare_drop[m->ndrop++] = fd;
+            pool_drop_all(m);
+        } else { /* this name (EEXIST: a stale object): the spare stays for the next block */
+            m->spares[m->nspares++] = fd;
+            STAT_SET(m, DMCE_STAT_SPARES, m->nspares);
+        }
         pthread_mutex_unlock(&m->spare_lock);
+        if (off)
+            LOG_WARN("spare block objects turned off: cannot name one %s: %s", path, strerror(err));
+        else
+            LOG_WARN("cannot name a spare block object %s: %s", path, strerror(err));
         return -1;
     }
+    close(fd); /* named: the name keeps it */
     /*
      * Opened again by the name: a descriptor of the unnamed file would read
      * "/dev/shm/#INODE (deleted)" in /proc/PID/fd and lsof for the block's
@@ -313,12 +328,19 @@ void memd_spare_blocks_changed(struct dmce_memd *m, uint32_t nblocks, struct mem
 void memd_spare_created(struct dmce_memd *m, struct memd_block *b)
 {
     pthread_mutex_lock(&m->spare_lock);
-    b->unpublished = 1;
-    m->unpublished++;
+    b->unpublished = 1; /* its slot, counted since memd_spare_take */
     while (m->nspares && slots_taken(m) + m->nspares > (unsigned)m->cfg.max_blocks)
         m->spare_drop[m->ndrop++] = m->spares[--m->nspares]; /* a block moved in meanwhile */
     STAT_SET(m, DMCE_STAT_SPARES, m->nspares);
+    m->spare_refill = 1; /* a block was made: have the next one ready */
     pthread_cond_broadcast(&m->spare_cond);
+    pthread_mutex_unlock(&m->spare_lock);
+}
+
+void memd_spare_unreserve(struct dmce_memd *m)
+{
+    pthread_mutex_lock(&m->spare_lock);
+    m->unpublished--;
     pthread_mutex_unlock(&m->spare_lock);
 }
 
