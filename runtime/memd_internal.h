@@ -322,7 +322,12 @@ struct dmce_memd {
     unsigned nspares;
     int spare_making; /* the thread makes one now */
     int spare_refill; /* a block was made since the pool was last full: make spares */
-    int spare_drop[MEMD_SPARES_MAX]; /* given up for a block's slot: the thread closes them */
+    /*
+     * Given up (a block's slot, spares turned off): the thread closes them.
+     * At most every spare, the one being made and the one a block maker
+     * holds (makers hold grow_lock: one at a time).
+     */
+    int spare_drop[MEMD_SPARES_MAX + 2];
     unsigned ndrop;
     int spare_off; /* the directory cannot have spares */
     int spare_max; /* spare_blocks, at most MEMD_SPARES_MAX */
