@@ -412,9 +412,10 @@ int memd_obj_unlink(const struct dmce_memd *m, const char *name);
 /* ---- spare block objects (memd_spare.c) ---- */
 
 /*
- * Size fd to size bytes and allocate them all (fallocate): 0, DMCE_ENOMEM
- * (the filesystem is full; logged), -EOPNOTSUPP (no fallocate there; not
- * logged), or another negative errno (logged). what names the object.
+ * Size fd to size bytes and allocate them all (ftruncate, fallocate): 0,
+ * DMCE_ENOMEM (the filesystem is full), -EOPNOTSUPP (no fallocate there;
+ * never logged), or another negative errno. what names the object in the
+ * log; NULL: nothing logged (spares, made quietly).
  */
 int memd_obj_size(const struct dmce_memd *m, int fd, uint64_t size, const char *what);
 /* Init and destroy the lock and condition (before start, after stop). */

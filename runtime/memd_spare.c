@@ -61,23 +61,19 @@ static const char *obj_dir(const struct dmce_memd *m)
 
 int memd_obj_size(const struct dmce_memd *m, int fd, uint64_t size, const char *what)
 {
-    if (ftruncate(fd, (off_t)size) < 0) {
-        int r = -errno;
-        LOG_ERROR("%s: cannot size it to %llu bytes: %s", what, (unsigned long long)size,
-                  strerror(errno));
-        return r;
-    }
-    if (fallocate(fd, 0, 0, (off_t)size) == 0)
-        return 0;
-    if (errno == ENOSPC || errno == ENOMEM) {
+    int r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+    const char *call = r < 0 ? "ftruncate" : "fallocate";
+    if (r == 0 && fallocate(fd, 0, 0, (off_t)size) < 0)
+        r = -errno;
+    if (r == -ENOSPC || r == -ENOMEM)
+        r = DMCE_ENOMEM;
+    if (r == 0 || r == -EOPNOTSUPP || !what)
+        return r; /* -EOPNOTSUPP: the caller decides whether a lazy object will do */
+    if (r == DMCE_ENOMEM)
         LOG_ERROR("%s: no memory for %llu more bytes in %s (tmpfs full?)", what,
                   (unsigned long long)size, obj_dir(m));
-        return DMCE_ENOMEM;
-    }
-    if (errno == EOPNOTSUPP)
-        return -EOPNOTSUPP; /* the caller decides whether a lazy object will do */
-    int r = -errno;
-    LOG_ERROR("%s: fallocate: %s", what, strerror(errno));
+    else
+        LOG_ERROR("%s: %s to %llu bytes: %s", what, call, (unsigned long long)size, strerror(-r));
     return r;
 }
 
@@ -117,15 +113,10 @@ static int spare_make(struct dmce_memd *m, const char **what)
         return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ? -EOPNOTSUPP : -errno;
     }
     /* Quietly: a full tmpfs is logged by the block maker that meets it. */
-    int r = 0;
-    *what = "ftruncate";
-    if (ftruncate(fd, (off_t)m->cfg.block_size) < 0) {
-        r = errno == ENOSPC ? DMCE_ENOMEM : -errno;
-    } else {
+    *what = "ftruncate/fallocate";
+    int r = memd_obj_size(m, fd, m->cfg.block_size, NULL); /* -EOPNOTSUPP: spares go off */
+    if (r == -EOPNOTSUPP)
         *what = "fallocate";
-        if (fallocate(fd, 0, 0, (off_t)m->cfg.block_size) < 0) /* EOPNOTSUPP: spares go off */
-            r = errno == ENOSPC || errno == ENOMEM ? DMCE_ENOMEM : -errno;
-    }
     if (r < 0) {
         close(fd); /* what fallocate took goes with it */
         return r;
