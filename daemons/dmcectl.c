@@ -832,6 +832,8 @@ static const struct field stats_fields[] = {
     SF(starting, F_U64),
     SF(spares, F_U64),
     SF(spares_used, F_U64),
+    SF(ring_turns, F_U64),
+    SF(turn_wait_us, F_U64),
     SF(uptime_ms, F_MS),
 };
 #undef SF

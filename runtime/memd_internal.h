@@ -28,6 +28,7 @@
 #include "util.h"
 #include "msmp_io.h"
 #include "transport_ring.h"
+#include "turns.h"
 
 #define DMCE_MEMD_BATCH 16
 /* Bytes asked of one recv(); the input buffer grows beyond it only for a large frame. */
@@ -195,6 +196,17 @@ struct memd_worker {
     dmce_ratelimit_t refuse_rl; /* "refused connection" warnings: one a second */
     uint64_t next_frame_check_ms; /* half-sent frames: next look (frame_check) */
     dmce_spin_adapt_t spin;       /* how long this worker polls its rings now (ring.h) */
+    /* CPU turns (turns.h): while ring clients and workers outnumber the CPUs */
+    int seat;                    /* this worker's seat on m->turns; -1 = none */
+    int crowded;                 /* serve ring clients in turns now */
+    unsigned nactive;            /* its ring clients that asked lately or wait (rings_service) */
+    int token;                   /* holds a turn token */
+    struct memd_conn *turn;      /* the ring client whose turn it is (crowded, token) */
+    struct memd_conn *turn_last; /* the last one that had a turn: the next goes on from it */
+    uint64_t turn_start_ns, turn_end_ns, token_end_ns, next_crowd_ns;
+    cpu_set_t cpus;    /* the worker's own CPUs (its daemon's node) */
+    int moved;         /* runs off its turn client's CPU (turn_place) */
+    uint64_t yield_ns; /* holding a token: when it last yielded the CPU */
 };
 
 struct dmce_memd {
@@ -261,6 +273,7 @@ struct dmce_memd {
     atomic_int starting;
     uint64_t start_ms;
     unsigned ncpus;             /* CPUs this daemon may run on */
+    dmce_turns_t *turns;        /* the runtime dir's CPU turns board; NULL = no turns */
     atomic_uint spinning;       /* workers polling their rings right now */
     /* The prefault thread and its queue of new blocks (under pf_lock). */
     pthread_t pf_thread;

@@ -140,6 +140,10 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"spin_us", DMCE_CFG_INT, OFF(spin_us), "50", 0, 10000, NULL,
      "how long a worker, and a client waiting on a ring, may poll before sleeping, when "
      "there are enough CPUs for every active spinner (0 = never spin)"},
+    {"turn_us", DMCE_CFG_INT, OFF(turn_us), "1000", 0, 100000, NULL,
+     "when ring clients and the workers serving them outnumber the CPUs, the daemons of the "
+     "runtime dir serve them in turns of this long: one client and its worker poll, the "
+     "others sleep until their turn (0 = never take turns)"},
     {"dispatcher", DMCE_CFG_STRING, OFF(dispatcher), "", 0, 0, NULL,
      "the dispatcher's socket; empty = RUNTIME_DIR/dispatcher.sock when it exists (else run "
      "alone, and register when one appears); none = never"},
@@ -1343,6 +1347,10 @@ static void conn_close(struct memd_conn *c)
 {
     struct memd_worker *w = c->w;
     struct dmce_memd *m = w->m;
+    if (w->turn == c)
+        w->turn = NULL;
+    if (w->turn_last == c)
+        w->turn_last = c->prev; /* the turns go on from its successor */
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     if (c->prev)
@@ -1373,6 +1381,8 @@ static void conn_close(struct memd_conn *c)
     if (c->ring) {
         dmce_rt_unmap(&c->rt); /* closes both rings: the client's waits end */
         w->nrings--;
+        if (w->nrings == 0 && w->seat >= 0) /* no ring pass will count them again */
+            dmce_turns_set_active(m->turns, w->seat, 0);
         STAT_ADD(m, DMCE_STAT_RING_CLIENTS, (uint64_t)-1);
     }
     dmce_inbuf_free(&c->in);
@@ -1688,10 +1698,17 @@ static void conn_accept_locked(struct memd_worker *w)
 /* While spinning, look at the sockets (epoll) at least this often. */
 #define POLL_SLICE_NS (50ull * 1000)
 
+/* A request of this ring connection waits to be served. */
+static int conn_waiting(struct memd_conn *c)
+{
+    return dmce_ring_readable(&c->rt.rp.rx) != 0 || conn_has_frame(c);
+}
+
 /*
- * Serve every ring connection of w once: read and handle whole frames, put
- * responses into the rings. Returns the number of connections that had
- * requests. Updates w->active.
+ * Serve every ring connection of w once (in CPU turns, only the one whose
+ * turn it is): read and handle whole frames, put responses into the rings.
+ * Returns the number of connections that had requests. Updates w->active
+ * and the worker's demand on the turns board.
  */
 static unsigned rings_service(struct memd_worker *w, uint64_t now)
 {
@@ -1701,13 +1718,14 @@ static unsigned rings_service(struct memd_worker *w, uint64_t now)
         next = c->next;
         if (!c->ring)
             continue;
-        int bad = 0;
-        if (dmce_ring_readable(&c->rt.rp.rx) != 0 || conn_has_frame(c)) {
+        int bad = 0, mine = !w->crowded || c == w->turn;
+        if (mine && conn_waiting(c)) {
             uint64_t before = c->last_req_ns;
             bad = conn_input(m, c) < 0;
             if (c->last_req_ns != before) {
                 work++;
-                grant_spin(m, c);
+                if (!w->crowded)
+                    grant_spin(m, c);
             }
         }
         if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
@@ -1716,11 +1734,194 @@ static unsigned rings_service(struct memd_worker *w, uint64_t now)
             conn_close(c);
             continue;
         }
-        if (now - c->last_req_ns < ACTIVE_NS)
+        if (now - c->last_req_ns < ACTIVE_NS || (!mine && conn_waiting(c)))
             active++;
     }
-    atomic_store_explicit(&w->active, active, memory_order_relaxed);
+    /* In turns this worker spins for one client at most: the one whose turn it is. */
+    atomic_store_explicit(&w->active, w->crowded ? (w->turn != NULL) : active,
+                          memory_order_relaxed);
+    w->nactive = active;
+    if (w->seat >= 0)
+        dmce_turns_set_active(m->turns, w->seat, active);
     return work;
+}
+
+/* ---- CPU turns (turns.h; docs/ring.md, "CPU turns") ------------------------------------ */
+
+/* The client whose turn it is may pause this long between requests before the turn goes on, */
+#define TURN_IDLE_NS (50ull * 1000)
+/* but not in the first part of its turn: it may still be waking up. */
+#define TURN_GRACE_NS (200ull * 1000)
+/* A token serves at most this many turns of its worker's clients, then goes on. */
+#define TURNS_PER_TOKEN 8u
+/* A worker waits this long for a token at most before it looks at its sockets again. */
+#define TOKEN_WAIT_US 1000u
+/* How often a worker looks whether the CPUs are crowded. */
+#define CROWD_CHECK_NS (100ull * 1000)
+
+static void set_spin_mode(struct memd_conn *c, uint32_t mode, uint32_t ns)
+{
+    atomic_store_explicit(&c->rt.ctl->client_spin_ns, ns, memory_order_relaxed);
+    atomic_store_explicit(&c->rt.ctl->spin_mode, mode, memory_order_release);
+}
+
+/* The next ring connection of w after `after` (wrapping round, itself last) with a request. */
+static struct memd_conn *turn_next(struct memd_worker *w, struct memd_conn *after)
+{
+    struct memd_conn *start = after && after->next ? after->next : w->conns, *c = start;
+    if (!c)
+        return NULL;
+    do {
+        if (c->ring && !c->closing && conn_waiting(c))
+            return c;
+        c = c->next ? c->next : w->conns;
+    } while (c != start);
+    return NULL;
+}
+
+/* A worker that holds a token yields the CPU this often (as its turn's client does). */
+#define TURN_YIELD_NS (50ull * 1000)
+/* A gap this long between two requests of a turn: the worker looks where its client runs. */
+#define TURN_GAP_NS (5ull * 1000)
+/* How long a new turn waits for the client of the last one to go to sleep, at most. */
+#define TURN_HANDOVER_NS (20ull * 1000)
+
+static void cpu_relax(void);
+
+/*
+ * The client whose turn ended sleeps as soon as it sees its spin gate
+ * closed. Until it does, both CPUs are taken (it and this worker): the
+ * client whose turn begins would wake up on this worker's CPU, not on its
+ * own, and wait for the scheduler to move one of them.
+ */
+static void turn_wait_asleep(struct memd_conn *t)
+{
+    uint64_t until = dmce_now_ns() + TURN_HANDOVER_NS;
+    for (unsigned i = 1; !dmce_ring_peer_asleep(&t->rt.rp.tx); i++) {
+        cpu_relax();
+        if ((i & 63) == 0 && dmce_now_ns() >= until)
+            break;
+    }
+}
+
+/* The turn of w's client ends: it may poll no more (ring_wait's spin gate). */
+static void turn_over(struct memd_worker *w)
+{
+    if (w->turn)
+        set_spin_mode(w->turn, DMCE_RT_SPIN_NONE, 0);
+    w->turn = NULL;
+}
+
+static void token_give(struct memd_worker *w)
+{
+    turn_over(w);
+    if (w->token)
+        dmce_turns_give(w->m->turns, w->seat);
+    w->token = 0;
+    if (w->moved) { /* back on every CPU of the daemon */
+        pthread_setaffinity_np(pthread_self(), sizeof(w->cpus), &w->cpus);
+        w->moved = 0;
+    }
+}
+
+/*
+ * The worker and the client whose turn it is must poll on two CPUs. The
+ * scheduler may put them on one (a client woken by the worker often wakes
+ * on the worker's CPU), and as each sleeps while the other runs it sees
+ * no reason to part them: every request then costs the client's whole
+ * spin. The client says where it polls; the worker moves off that CPU
+ * until its token goes.
+ */
+static void turn_place(struct memd_worker *w)
+{
+    uint32_t cc = atomic_load_explicit(&w->turn->rt.ctl->client_cpu, memory_order_relaxed);
+    int mine = sched_getcpu();
+    if (cc == 0 || mine < 0 || cc != (uint32_t)mine + 1)
+        return;
+    cpu_set_t set = w->cpus;
+    CPU_CLR(mine, &set);
+    if (CPU_COUNT(&set) == 0 || pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+        return;
+    w->moved = 1;
+}
+
+/*
+ * With a token: keep the turn while its client is busy and its time
+ * lasts, else give it to the next client of w with a request. 0 = the
+ * token must go on (its turns are used up, or no client of w asks).
+ */
+static int turn_advance(struct memd_worker *w, uint64_t now)
+{
+    struct dmce_memd *m = w->m;
+    struct memd_conn *t = w->turn;
+    if (t && now < w->turn_end_ns &&
+        (now - w->turn_start_ns < TURN_GRACE_NS || now - t->last_req_ns < TURN_IDLE_NS ||
+         conn_waiting(t)))
+        return 1;
+    struct memd_conn *next = now < w->token_end_ns ? turn_next(w, w->turn_last) : NULL;
+    if (!next) {
+        turn_over(w);
+        return 0;
+    }
+    if (next != t) {
+        turn_over(w);
+        if (t) /* its client leaves the CPU first, or the next one may wake up beside us */
+            turn_wait_asleep(t);
+        w->turn = w->turn_last = next;
+        set_spin_mode(next, DMCE_RT_SPIN_TURN, (uint32_t)m->cfg.spin_us * 1000u);
+    }
+    w->turn_start_ns = now;
+    w->turn_end_ns = now + (uint64_t)m->cfg.turn_us * 1000u;
+    STAT_ADD(m, DMCE_STAT_RING_TURNS, 1);
+    return 1;
+}
+
+/*
+ * Whether w serves in turns from now: the spinners of every daemon of the
+ * runtime dir (workers with ring clients, and those clients) outnumber
+ * the CPUs. Going into turns, no client of w may poll until its turn;
+ * coming out, each gets its grant back with its next request.
+ */
+static void crowd_check(struct memd_worker *w, uint64_t now)
+{
+    if (w->seat < 0 || now < w->next_crowd_ns)
+        return;
+    w->next_crowd_ns = now + CROWD_CHECK_NS;
+    int crowded = dmce_turns_crowded(w->m->turns, w->m->ncpus);
+    if (crowded == w->crowded)
+        return;
+    if (crowded) {
+        for (struct memd_conn *c = w->conns; c; c = c->next)
+            if (c->ring)
+                set_spin_mode(c, DMCE_RT_SPIN_NONE, 0);
+    } else {
+        token_give(w);
+        for (struct memd_conn *c = w->conns; c; c = c->next)
+            if (c->ring)
+                grant_spin(w->m, c);
+    }
+    w->crowded = crowded;
+}
+
+/*
+ * In turns, with requests waiting and no token: wait for one (a while at
+ * most, then the sockets). 1 = w holds a token now.
+ */
+static int token_take(struct memd_worker *w, uint64_t now)
+{
+    struct dmce_memd *m = w->m;
+    int got = dmce_turns_take(m->turns, w->seat, TOKEN_WAIT_US);
+    uint64_t after = dmce_now_ns();
+    STAT_ADD(m, DMCE_STAT_TURN_WAIT_US, (after - now) / 1000u);
+    if (!got)
+        return 0;
+    /* A turn for each of its active clients (who asked in the last ACTIVE_NS, or waits): */
+    /* the tokens go round the workers, and each client gets one turn a round. */
+    unsigned turns = DMCE_MIN(DMCE_MAX(w->nactive, 1u), TURNS_PER_TOKEN);
+    w->token = 1;
+    w->turn = NULL;
+    w->token_end_ns = after + (uint64_t)turns * (uint64_t)m->cfg.turn_us * 1000u;
+    return 1;
 }
 
 /* 1 if some ring connection of w has something to do now. */
@@ -1811,6 +2012,8 @@ static void *worker_main(void *arg)
     struct memd_worker *w = arg;
     struct dmce_memd *m = w->m;
     rcu_register_thread(); /* on the daemon's node: affinity inherited from start */
+    if (pthread_getaffinity_np(pthread_self(), sizeof(w->cpus), &w->cpus) != 0)
+        CPU_ZERO(&w->cpus); /* turn_place then never moves it */
     struct epoll_event evs[64];
     const uint64_t spin_ns = (uint64_t)m->cfg.spin_us * 1000u;
     const uint32_t spin_max = (uint32_t)DMCE_MIN(spin_ns, UINT32_MAX); /* for w->spin */
@@ -1831,8 +2034,20 @@ static void *worker_main(void *arg)
              */
             uint64_t now = dmce_now_ns(), slice_end = now + POLL_SLICE_NS;
             uint32_t budget = dmce_spin_budget(&w->spin, spin_max);
+            crowd_check(w, now);
+            if (w->crowded && !w->token && rings_pending(w) && !token_take(w, now)) {
+                timeout = 0; /* no token yet: look at the sockets, then wait again */
+                goto events;
+            }
             for (;;) {
+                if (w->token && !turn_advance(w, now)) {
+                    token_give(w); /* to another worker that waits, if one does */
+                    break;
+                }
                 if (rings_service(w, now)) {
+                    /* a request after a gap: its client may be polling on our CPU */
+                    if (w->token && w->turn && now - last_work > TURN_GAP_NS)
+                        turn_place(w);
                     if (polled) /* the poll caught a request: it paid off */
                         dmce_spin_update(&w->spin, spin_max, budget, 1);
                     polled = 0;
@@ -1840,6 +2055,8 @@ static void *worker_main(void *arg)
                 }
                 now = dmce_now_ns();
                 int want = budget && now - last_work < budget && m->ncpus > 1;
+                if (w->token)
+                    want = 1; /* the client whose turn it is polls: so does its worker */
                 if (want && !spinning) {
                     atomic_fetch_add(&m->spinning, 1);
                     spinning = 1;
@@ -1847,13 +2064,16 @@ static void *worker_main(void *arg)
                 if (!want || now >= slice_end)
                     break;
                 polled = 1;
-                if (may_spin(m, 0))
+                if (w->token && now - w->yield_ns > TURN_YIELD_NS) {
+                    w->yield_ns = now; /* a task woken on this CPU runs now, not in a slice */
+                    sched_yield();
+                } else if (w->token || may_spin(m, 0))
                     cpu_relax();
                 else
                     sched_yield();
             }
-            if (spinning && now - last_work < budget) {
-                timeout = 0;
+            if (w->token || (spinning && now - last_work < budget)) {
+                timeout = 0; /* (a token is given back by turn_advance, never parked with) */
             } else {
                 /*
                  * The poll ran out (or there was none). It says the CPUs
@@ -1870,6 +2090,9 @@ static void *worker_main(void *arg)
                     atomic_fetch_sub(&m->spinning, 1);
                     spinning = 0;
                 }
+                token_give(w);    /* never sleep with a token */
+                if (w->seat >= 0) /* asleep, it keeps no CPU busy: the board must know */
+                    dmce_turns_set_active(m->turns, w->seat, 0);
                 rings_park(w, 1);
                 atomic_thread_fence(memory_order_seq_cst);
                 if (rings_pending(w)) { /* a request slipped in before the flags were seen */
@@ -1879,6 +2102,7 @@ static void *worker_main(void *arg)
                 parked = 1;
             }
         }
+    events:
         if (m->cfg.frame_timeout_ms && w->conns && (timeout < 0 || timeout > 1000))
             timeout = 1000; /* look at half-sent frames once a second (frame_check) */
         int n = epoll_wait(w->epfd, evs, 64, timeout);
@@ -1951,6 +2175,10 @@ static void *worker_main(void *arg)
     }
     if (spinning)
         atomic_fetch_sub(&m->spinning, 1);
+    token_give(w);
+    if (w->seat >= 0)
+        dmce_turns_leave(m->turns, w->seat);
+    w->seat = -1;
     while (w->conns)
         conn_close(w->conns);
     memd_store_worker_fini(w);
@@ -2155,13 +2383,43 @@ static void raise_fd_limit(struct dmce_memd *m)
                  (long long)m->cfg.max_clients);
 }
 
+/*
+ * The runtime dir's CPU turns board, one per NUMA node (its daemons share
+ * the node's CPUs): only with rings, turn_us and at least 2 CPUs. A board
+ * that cannot be had leaves turns off, with a warning.
+ */
+static void open_turns(struct dmce_memd *m)
+{
+    if (!m->cfg.rings || m->cfg.turn_us == 0 || m->ncpus < 2)
+        return;
+    char path[DMCE_CFG_STRMAX + 32];
+    if (m->numa_node >= 0)
+        snprintf(path, sizeof(path), "%s/turns.node%d", m->cfg.runtime_dir, m->numa_node);
+    else
+        snprintf(path, sizeof(path), "%s/turns", m->cfg.runtime_dir);
+    int r = dmce_turns_open(path, m->ncpus, &m->turns);
+    if (r < 0)
+        LOG_WARN("no CPU turns board at %s (%s): ring clients that outnumber the CPUs will not "
+                 "take turns",
+                 path, strerror(-r));
+    else
+        LOG_DEBUG("CPU turns board %s: %u token(s) for %u CPUs", path, dmce_turns_tokens(m->turns),
+                  m->ncpus);
+}
+
 static int start_workers(struct dmce_memd *m)
 {
     m->nworkers = (int)m->cfg.workers;
+    open_turns(m);
     for (int i = 0; i < m->nworkers; i++) {
         struct memd_worker *w = &m->workers[i];
         w->m = m;
         w->idx = i;
+        w->seat = m->turns ? dmce_turns_join(m->turns) : -1;
+        if (m->turns && w->seat < 0)
+            LOG_WARN("worker %d: no seat on the CPU turns board (%d workers use it): it serves "
+                     "its ring clients without turns",
+                     i, DMCE_TURNS_SEATS);
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         w->bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -2385,6 +2643,8 @@ fail:
 void dmce_memd_tick(dmce_memd_t *m)
 {
     memd_migrate_tick(m);
+    if (m->turns)
+        dmce_turns_tidy(m->turns); /* a dead daemon's clients stop counting */
     uint64_t now = dmce_now_ms();
     for (;;) {
         struct memd_session *expired = NULL;
@@ -2414,6 +2674,8 @@ void dmce_memd_stop(dmce_memd_t *m)
     }
     for (int i = 0; i < m->nworkers; i++)
         pthread_join(m->workers[i].thread, NULL);
+    dmce_turns_close(m->turns); /* the workers left their seats */
+    m->turns = NULL;
     if (m->pf_on) {
         pthread_mutex_lock(&m->pf_lock);
         pthread_cond_broadcast(&m->pf_cond);

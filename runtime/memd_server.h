@@ -41,6 +41,7 @@ typedef struct dmce_memd_config {
     int rings;
     uint64_t ring_capacity;
     int64_t spin_us;
+    int64_t turn_us;
     char shm_dir[DMCE_CFG_STRMAX];
     char dispatcher[DMCE_CFG_STRMAX];
     char backup_dir[DMCE_CFG_STRMAX];

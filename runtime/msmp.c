@@ -480,6 +480,8 @@ static const struct {
     {DMCE_STAT_STARTING, offsetof(dmce_stats_t, starting), 0},
     {DMCE_STAT_SPARES, offsetof(dmce_stats_t, spares), 0},
     {DMCE_STAT_SPARES_USED, offsetof(dmce_stats_t, spares_used), 0},
+    {DMCE_STAT_RING_TURNS, offsetof(dmce_stats_t, ring_turns), 0},
+    {DMCE_STAT_TURN_WAIT_US, offsetof(dmce_stats_t, turn_wait_us), 0},
 };
 _Static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) == DMCE_STAT_COUNT_, "every stat");
 

@@ -287,9 +287,11 @@ enum dmce_msmp_stat {
     DMCE_STAT_BACKUP_BYTES,
     DMCE_STAT_BACKUP_REPASSES,
     DMCE_STAT_RESTORED,
-    DMCE_STAT_STARTING,    /* 1 while client requests wait for the start to end */
-    DMCE_STAT_SPARES,      /* spare block objects ready (memd_spare.c) */
-    DMCE_STAT_SPARES_USED, /* blocks and copies made from a spare, ever */
+    DMCE_STAT_STARTING,     /* 1 while client requests wait for the start to end */
+    DMCE_STAT_SPARES,       /* spare block objects ready (memd_spare.c) */
+    DMCE_STAT_SPARES_USED,  /* blocks and copies made from a spare, ever */
+    DMCE_STAT_RING_TURNS,   /* turns given to ring clients while the CPUs were crowded */
+    DMCE_STAT_TURN_WAIT_US, /* microseconds workers waited for a turn token (turns.h) */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)

@@ -169,6 +169,9 @@ static int send_request(dmce_mconn_t *k, const uint8_t *hb, const void *p1, size
 
 /* ---- the ring transport --------------------------------------------------------------- */
 
+/* In a CPU turn, a client yields the CPU this often (ring_wait). */
+#define TURN_YIELD_NS (50ull * 1000)
+
 /*
  * Liveness while waiting on a ring: the daemon is gone when the watcher
  * saw its process exit or its socket reports hang-up. 0 = alive.
@@ -215,22 +218,29 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
     if (now >= deadline)
         return -ETIMEDOUT;
     /* The daemon grants the spin; what it achieved lately decides how much of it to use. */
-    uint32_t max = mode == DMCE_RT_SPIN_PAUSE ? DMCE_MIN(spin, 1000000u) : 0;
-    uint32_t budget = dmce_spin_budget(&k->spin, max), how = DMCE_RING_WAITED_NOT;
+    uint32_t max =
+        mode == DMCE_RT_SPIN_PAUSE || mode == DMCE_RT_SPIN_TURN ? DMCE_MIN(spin, 1000000u) : 0;
+    /* In its turn a client has a CPU to itself: what spinning achieved before does not count. */
+    uint32_t budget = mode == DMCE_RT_SPIN_TURN ? max : dmce_spin_budget(&k->spin, max);
+    uint32_t how = DMCE_RING_WAITED_NOT;
     dmce_ring_wait_t pol = {.spin_ns = budget,
                             .slice_ms = 20,
                             .timeout_ms = (uint32_t)DMCE_MIN(deadline - now, (uint64_t)UINT32_MAX),
                             .alive = ring_alive,
                             .alive_arg = k,
-                            .how = &how};
+                            .how = &how,
+                            /* in CPU turns the daemon takes the grant back when ours ends */
+                            .spin_gate = &k->rt.ctl->spin_mode};
     int before = tx ? 0 : dmce_ring_writable(&k->rt.rp.tx);
     k->spin_end_free = -1;
     if (!tx)
         pol.spin_over = note_request_room;
     int n = tx ? dmce_ring_wait_writable(r, min, &pol) : dmce_ring_wait_readable(r, min, &pol);
-    if (how == DMCE_RING_WAITED_SPUN) {
+    if (mode == DMCE_RT_SPIN_TURN) {
+        /* nothing learnt: the turn's spin is the daemon's to grant */
+    } else if (how == DMCE_RING_WAITED_SPUN) {
         dmce_spin_update(&k->spin, max, budget, 1);
-    } else if (how == DMCE_RING_WAITED_SLEPT) {
+    } else if (how == DMCE_RING_WAITED_SLEPT) { /* (CUT: our turn ended, which tells nothing) */
         /*
          * A spin for a response that ran out says the CPUs are taken only
          * if the worker was awake (no doorbell) and had taken no more of
@@ -244,6 +254,28 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
             dmce_spin_update(&k->spin, max, budget, 0);
     }
     return n;
+}
+
+/*
+ * Before a request in our CPU turn (docs/ring.md): this client and its
+ * worker keep two CPUs busy, so now and then let the scheduler run
+ * another task here (a client that woke up to ask for its turn waits no
+ * time slice); and say where we run, before the request can reach the
+ * worker, so that it never polls on the same CPU.
+ */
+static void turn_note(dmce_mconn_t *k)
+{
+    if (atomic_load_explicit(&k->rt.ctl->spin_mode, memory_order_relaxed) != DMCE_RT_SPIN_TURN)
+        return;
+    uint64_t t = dmce_now_ns();
+    if (t - k->turn_yield_ns > TURN_YIELD_NS) {
+        k->turn_yield_ns = t;
+        sched_yield();
+    }
+    int cpu = sched_getcpu();
+    uint32_t v = cpu >= 0 ? (uint32_t)cpu + 1 : 0;
+    if (atomic_load_explicit(&k->rt.ctl->client_cpu, memory_order_relaxed) != v)
+        atomic_store_explicit(&k->rt.ctl->client_cpu, v, memory_order_relaxed);
 }
 
 /* Put len bytes into the request ring, waiting for room as needed. */
@@ -329,6 +361,7 @@ static int ring_rpc(dmce_mconn_t *k, const uint8_t *hb, uint16_t op, uint64_t id
                     size_t resp_cap, size_t *resp_len, int *fd_out, uint64_t deadline, int *broken)
 {
     *broken = 1;
+    turn_note(k);
     int r = ring_put(k, hb, DMCE_MSMP_HDR_SIZE, deadline);
     if (r == 0 && l1)
         r = ring_put(k, p1, l1, deadline);

@@ -41,6 +41,7 @@ typedef struct dmce_mconn {
     dmce_spin_adapt_t spin; /* how long ring waits spin now (ring.h) */
     int kicked;             /* the last request rang a parked worker's doorbell */
     int spin_end_free;      /* room in the request ring when the last spin ran out */
+    uint64_t turn_yield_ns; /* in a CPU turn: when this client last let others run */
 } dmce_mconn_t;
 
 /*

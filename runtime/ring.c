@@ -433,6 +433,7 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
         return (int)n;
 
     uint64_t start = dmce_now_ns();
+    int cut = 0;
     /* Phase 1: spin on the peer's position, no stores to shared lines. */
     if (p->spin_ns) {
         for (unsigned i = 1;; i++) {
@@ -443,14 +444,20 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
                     *p->how = DMCE_RING_WAITED_SPUN;
                 return (int)n;
             }
-            if ((i & 63) == 0 && dmce_now_ns() - start >= p->spin_ns)
-                break;
+            if ((i & 63) == 0) {
+                if (p->spin_gate && atomic_load_explicit(p->spin_gate, RELAXED) == 0) {
+                    cut = 1;
+                    break;
+                }
+                if (dmce_now_ns() - start >= p->spin_ns)
+                    break;
+            }
         }
-        if (p->spin_over)
+        if (p->spin_over && !cut)
             p->spin_over(p->alive_arg);
     }
     if (p->how)
-        *p->how = DMCE_RING_WAITED_SLEPT;
+        *p->how = cut ? DMCE_RING_WAITED_CUT : DMCE_RING_WAITED_SLEPT;
 
     /* Phase 2: sleep on the futex in slices (eventcount, docs/ring.md). */
     _Atomic uint32_t *word =

@@ -212,6 +212,9 @@ typedef struct dmce_ring_pair {
  *   spin_over   optional; called once with alive_arg when a spin ran out
  *               and the waiter is about to sleep: the moment to look at
  *               what the peer did meanwhile.
+ *   spin_gate   optional; the spin also ends (how: DMCE_RING_WAITED_CUT)
+ *               as soon as *spin_gate reads 0, looked at with the clock:
+ *               a peer that grants the spin can take the grant back.
  */
 typedef struct dmce_ring_wait {
     uint32_t spin_ns;
@@ -221,11 +224,13 @@ typedef struct dmce_ring_wait {
     void *alive_arg;
     uint32_t *how;
     void (*spin_over)(void *arg);
+    const _Atomic uint32_t *spin_gate;
 } dmce_ring_wait_t;
 
 #define DMCE_RING_WAITED_NOT 0u   /* ready at once (or an error before any wait) */
 #define DMCE_RING_WAITED_SPUN 1u  /* ready during the spin */
 #define DMCE_RING_WAITED_SLEPT 2u /* the spin (if any) ran out: slept on the futex */
+#define DMCE_RING_WAITED_CUT 3u   /* the spin_gate closed during the spin: slept */
 
 typedef struct dmce_ring_stats {
     uint64_t head; /* bytes ever committed */

@@ -55,6 +55,8 @@ enum dmce_rt_spin_mode {
     DMCE_RT_SPIN_NONE = 0,  /* sleep at once */
     DMCE_RT_SPIN_PAUSE = 1, /* busy-poll with a CPU pause for client_spin_ns */
     DMCE_RT_SPIN_YIELD = 2, /* poll, yielding the CPU between looks, for client_spin_ns */
+    DMCE_RT_SPIN_TURN = 3,  /* CPU turns: the client's turn; poll with a pause, the whole
+                               client_spin_ns, until the daemon sets another mode */
 };
 
 /* The control page, after the ring segment. 4096 bytes. */
@@ -67,7 +69,8 @@ typedef struct dmce_rt_ctl {
     uint8_t pad1[DMCE_RING_LINE - 4];
     _Atomic uint32_t client_spin_ns; /* spin budget granted to the client */
     _Atomic uint32_t spin_mode;      /* enum dmce_rt_spin_mode */
-    uint8_t pad2[DMCE_RT_CTL_SIZE - 2 * DMCE_RING_LINE - 8];
+    _Atomic uint32_t client_cpu;     /* in its turn: 1 + the CPU the client waits on; 0 = unknown */
+    uint8_t pad2[DMCE_RT_CTL_SIZE - 2 * DMCE_RING_LINE - 12];
 } dmce_rt_ctl_t;
 
 _Static_assert(sizeof(dmce_rt_ctl_t) == DMCE_RT_CTL_SIZE, "control page");

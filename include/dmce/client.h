@@ -241,6 +241,8 @@ typedef struct dmce_stats {
     uint64_t starting;        /* 1 while the daemon starts (recovery, initial blocks): client requests wait */
     uint64_t spares;      /* spare block objects allocated ahead of need (config spare_blocks) */
     uint64_t spares_used; /* blocks and mirror copies made from a spare, ever */
+    uint64_t ring_turns;  /* turns given to ring clients while they outnumbered the CPUs */
+    uint64_t turn_wait_us;    /* time this daemon's workers waited for a turn token (us) */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 

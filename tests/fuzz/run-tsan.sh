@@ -8,13 +8,13 @@
 # tests whose code runs several threads or processes on shared memory:
 # the memory daemon (worker threads, prefault thread, RCU), the client
 # library's mapping and cache, the rings and the store table. Default
-# regex: 'memd|map|cache|ring|store'. Exits non-zero when a
+# regex: 'memd|map|cache|ring|store|turns'. Exits non-zero when a
 # test fails or TSan reports a race; the reports are in
 # build-tsan/tsan/ (one file per process, log_path) and summarized at
 # the end.
 set -euo pipefail
 
-REGEX=${1:-'memd|map|cache|ring|store'}
+REGEX=${1:-'memd|map|cache|ring|store|turns'}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${DMCE_TSAN_BUILD:-$SRC/build-tsan}
 J=$(nproc)

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -333,6 +334,156 @@ static void test_many_clients_none_starves(void **state)
         assert_int_equal(WEXITSTATUS(st), 0);
     }
     assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+    /* Six clients and two workers outnumber the CPUs of a small machine: they took turns. */
+    long ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+    dmce_stats_t st;
+    assert_int_equal(harness_sock_stats(harness_sock(1), &st), 0);
+    if (ncpus >= 2 && N + 2 > ncpus)
+        assert_true(st.ring_turns > 0);
+}
+
+/* ---- CPU turns across daemons (runtime/turns.h, docs/ring.md "CPU turns") ---- */
+
+/* Shared with the load processes: their op counts, and when to stop. */
+struct load {
+    _Atomic int stop;
+    _Atomic uint64_t ops[8];
+};
+
+/* A client process of daemon id: write and read back its own pattern until told to stop. */
+static pid_t load_client(struct load *ld, int slot, int id)
+{
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid)
+        return pid;
+    dmce_connect_opts_t o = {.io_timeout_ms = 10000, .flags = DMCE_CONNECT_NO_MAP};
+    dmce_client_t *c;
+    if (harness_client_opts(&c, &id, 1, &o) || dmce_setup(c, 0, 0, NULL, NULL))
+        _exit(2);
+    dmce_addr_t a;
+    if (dmce_malloc(c, 256, &a))
+        _exit(3);
+    uint8_t b[256], r[256];
+    uint64_t deadline = dmce_now_ms() + 30000;
+    for (uint64_t k = 0; !atomic_load(&ld->stop) && dmce_now_ms() < deadline; k++) {
+        memset(b, (int)(slot * 31 + k), sizeof(b));
+        int e = dmce_write(c, a, b, sizeof(b));
+        if (!e)
+            e = dmce_read(c, a, r, sizeof(r));
+        if (e == DMCE_ECLOSED || e == DMCE_ENODAEMON)
+            _exit(10); /* its daemon was killed */
+        if (e || memcmp(b, r, sizeof(b)))
+            _exit(4);
+        atomic_fetch_add(&ld->ops[slot], 1);
+    }
+    _exit(dmce_disconnect(c) ? 5 : 0);
+}
+
+static uint64_t ops_of(struct load *ld, int from, int to)
+{
+    uint64_t n = 0;
+    for (int i = from; i < to; i++)
+        n += atomic_load(&ld->ops[i]);
+    return n;
+}
+
+struct progress {
+    struct load *ld;
+    uint64_t base;
+    uint64_t want;
+};
+
+/* Daemon 1's clients (slots 0-1) did `want` ops since `base`. */
+static int progressed(void *p)
+{
+    struct progress *g = p;
+    return ops_of(g->ld, 0, 2) - g->base >= g->want;
+}
+
+/*
+ * Two ring daemons share the turns board of the runtime dir. One of them
+ * is stopped (SIGSTOP: it may hold a token and never give it back), then
+ * killed: the other's clients keep being served all along, and the
+ * stopped one's token is taken back, not waited for.
+ */
+static void test_turns_survive_a_stopped_or_dead_daemon(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_start(3, "--block-size=8M", "--max-blocks=4", NULL), 0);
+    struct load *ld =
+        mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(ld != MAP_FAILED);
+    memset(ld, 0, sizeof(*ld));
+    pid_t pid[6];
+    for (int i = 0; i < 6; i++) /* 2 clients of daemon 1, 4 of daemon 3 */
+        pid[i] = load_client(ld, i, i < 2 ? 1 : 3);
+    struct progress g = {ld, 0, 200};
+    assert_true(harness_wait(progressed, &g, 20000));
+    for (int round = 0; round < 3; round++) { /* three stops: daemon 3 holds a token in most */
+        kill(H.pid[3], SIGSTOP);
+        int st;
+        assert_int_equal(waitpid(H.pid[3], &st, WUNTRACED), H.pid[3]);
+        g.base = ops_of(ld, 0, 2);
+        assert_true(harness_wait(progressed, &g, 5000)); /* served while daemon 3 is stopped */
+        kill(H.pid[3], SIGCONT);
+        g.base = ops_of(ld, 2, 6); /* and daemon 3's clients go on when it runs again */
+        uint64_t t0 = dmce_now_ms();
+        while (ops_of(ld, 2, 6) - g.base < 100 && dmce_now_ms() - t0 < 5000)
+            usleep(1000);
+        assert_true(ops_of(ld, 2, 6) - g.base >= 100);
+    }
+    kill(H.pid[3], SIGSTOP); /* killed, perhaps holding a token */
+    int st;
+    assert_int_equal(waitpid(H.pid[3], &st, WUNTRACED), H.pid[3]);
+    harness_kill(3);
+    g.base = ops_of(ld, 0, 2);
+    assert_true(harness_wait(progressed, &g, 5000));
+    atomic_store(&ld->stop, 1);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), i < 2 ? 0 : 10); /* daemon 3's clients saw it die */
+    }
+    munmap(ld, sizeof(*ld));
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+    dmce_stats_t s1;
+    assert_int_equal(harness_sock_stats(harness_sock(1), &s1), 0);
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 8)
+        assert_true(s1.ring_turns > 0); /* 6 clients and 4 workers took turns */
+}
+
+/* turn_us = 0: no turns, however many clients. */
+static void test_turns_off(void **state)
+{
+    (void)state;
+    harness_stop(1);
+    assert_int_equal(harness_start(1, "--block-size=8M", "--max-blocks=4", "--ring-capacity=4K",
+                                   "--turn-us=0", NULL),
+                     0);
+    struct load *ld =
+        mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(ld != MAP_FAILED);
+    memset(ld, 0, sizeof(*ld));
+    pid_t pid[4];
+    for (int i = 0; i < 4; i++)
+        pid[i] = load_client(ld, i, 1);
+    struct progress g = {ld, 0, 2000};
+    assert_true(harness_wait(progressed, &g, 20000));
+    atomic_store(&ld->stop, 1);
+    for (int i = 0; i < 4; i++) {
+        int st;
+        assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    munmap(ld, sizeof(*ld));
+    dmce_stats_t s1;
+    assert_int_equal(harness_sock_stats(harness_sock(1), &s1), 0);
+    assert_int_equal(s1.ring_turns, 0);
+    assert_int_equal(s1.turn_wait_us, 0);
+    harness_stop(1);
+    assert_int_equal(
+        harness_start(1, "--block-size=8M", "--max-blocks=4", "--ring-capacity=4K", NULL), 0);
 }
 
 int main(void)
@@ -345,6 +496,8 @@ int main(void)
         cmocka_unit_test(test_corrupt_ring_positions),
         cmocka_unit_test(test_daemon_dies_while_client_waits),
         cmocka_unit_test(test_many_clients_none_starves),
+        cmocka_unit_test(test_turns_survive_a_stopped_or_dead_daemon),
+        cmocka_unit_test(test_turns_off),
     };
     return cmocka_run_group_tests(tests, setup_daemons, teardown_daemons);
 }

@@ -1,0 +1,366 @@
+/*
+ * test_turns.c - the CPU turns board (runtime/turns.c): tokens, hand-over
+ * in seat order, demand, and a board that never stays stuck (a holder
+ * that died or stalled loses its token; a foreign file starts over).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "turns.h"
+#include "util.h"
+
+static char dir[64], path[96];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/dmce-turns-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/turns", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+static dmce_turns_t *open_board(unsigned ncpus)
+{
+    dmce_turns_t *t = NULL;
+    assert_int_equal(dmce_turns_open(path, ncpus, &t), 0);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_open_tokens(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    assert_int_equal(dmce_turns_tokens(t), 1); /* 2 CPUs: one worker + one client */
+    dmce_turns_close(t);
+    /* The board is made by the first opener: a second keeps its tokens. */
+    dmce_turns_t *a = open_board(2), *b = open_board(16);
+    assert_int_equal(dmce_turns_tokens(b), 1);
+    dmce_turns_close(a);
+    dmce_turns_close(b);
+    unlink(path);
+    t = open_board(9);
+    assert_int_equal(dmce_turns_tokens(t), 4);
+    dmce_turns_close(t);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_open_bad(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = (dmce_turns_t *)1;
+    assert_int_equal(dmce_turns_open(path, 0, &t), -EINVAL);
+    assert_null(t);
+    assert_int_equal(dmce_turns_open("", 2, &t), -EINVAL);
+    assert_int_equal(dmce_turns_open("/nonexistent-dir/x/turns", 2, &t), -ENOENT);
+    /* A directory, a symlink: refused, never followed. */
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_true(dmce_turns_open(path, 2, &t) < 0);
+    rmdir(path);
+    assert_int_equal(symlink("/tmp", path), 0);
+    assert_int_equal(dmce_turns_open(path, 2, &t), -ELOOP);
+    unlink(path);
+}
+
+/* A file that is not a board (garbage, or the wrong size) is made a board again. */
+static void test_open_foreign(void **state)
+{
+    (void)state;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    char junk[8192];
+    memset(junk, 0xa5, sizeof(junk));
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    dmce_turns_t *t = open_board(4);
+    assert_int_equal(dmce_turns_tokens(t), 2);
+    int s = dmce_turns_join(t);
+    assert_int_equal(s, 0); /* every seat free again */
+    assert_int_equal(dmce_turns_take(t, s, 0), 1);
+    dmce_turns_leave(t, s);
+    dmce_turns_close(t);
+}
+
+static void test_take_give(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    int a = dmce_turns_join(t), b = dmce_turns_join(t);
+    assert_true(a >= 0 && b >= 0 && a != b);
+    assert_int_equal(dmce_turns_take(t, a, 0), 1);
+    assert_int_equal(dmce_turns_held(t, a), 1);
+    assert_int_equal(dmce_turns_take(t, a, 0), 1); /* already held */
+    assert_int_equal(dmce_turns_take(t, b, 0), 0); /* the one token is taken */
+    uint64_t t0 = dmce_now_ns();
+    assert_int_equal(dmce_turns_take(t, b, 3000), 0); /* waits its time, then gives up */
+    assert_true(dmce_now_ns() - t0 >= 3000000u);
+    assert_int_equal(dmce_turns_held(t, b), 0);
+    dmce_turns_give(t, a);
+    assert_int_equal(dmce_turns_held(t, a), 0);
+    assert_int_equal(dmce_turns_take(t, b, 0), 1);
+    dmce_turns_give(t, b);
+    dmce_turns_give(t, b); /* twice: nothing to give */
+    assert_int_equal(dmce_turns_take(t, a, 0), 1);
+    dmce_turns_leave(t, a); /* leaving gives the token back */
+    assert_int_equal(dmce_turns_take(t, b, 0), 1);
+    dmce_turns_leave(t, b);
+    dmce_turns_stats_t st;
+    dmce_turns_stats(t, &st);
+    assert_int_equal(st.reclaimed, 0);
+    dmce_turns_close(t);
+}
+
+/* With N tokens, N seats hold one at once; the next waits. */
+static void test_tokens_count(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(6); /* 3 tokens */
+    int s[4];
+    for (int i = 0; i < 4; i++)
+        s[i] = dmce_turns_join(t);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(dmce_turns_take(t, s[i], 0), 1);
+    assert_int_equal(dmce_turns_take(t, s[3], 0), 0);
+    dmce_turns_give(t, s[1]);
+    assert_int_equal(dmce_turns_take(t, s[3], 0), 1);
+    for (int i = 0; i < 4; i++)
+        dmce_turns_leave(t, s[i]);
+    dmce_turns_close(t);
+}
+
+static void test_seats_run_out(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    int s[DMCE_TURNS_SEATS];
+    for (int i = 0; i < DMCE_TURNS_SEATS; i++) {
+        s[i] = dmce_turns_join(t);
+        assert_int_equal(s[i], i);
+    }
+    assert_int_equal(dmce_turns_join(t), -ENOSPC);
+    dmce_turns_leave(t, s[17]);
+    assert_int_equal(dmce_turns_join(t), 17); /* a seat left is taken again */
+    for (int i = 0; i < DMCE_TURNS_SEATS; i++)
+        dmce_turns_leave(t, s[i]);
+    dmce_turns_leave(t, -1); /* no seat: no-op */
+    dmce_turns_leave(t, DMCE_TURNS_SEATS);
+    dmce_turns_close(t);
+}
+
+static void test_crowded(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(4);
+    int a = dmce_turns_join(t), b = dmce_turns_join(t);
+    assert_int_equal(dmce_turns_crowded(t, 4), 0);
+    dmce_turns_set_active(t, a, 1); /* worker + 1 client */
+    assert_int_equal(dmce_turns_crowded(t, 4), 0);
+    dmce_turns_set_active(t, b, 1); /* 2 + 2 = 4 CPUs */
+    assert_int_equal(dmce_turns_crowded(t, 4), 0);
+    dmce_turns_set_active(t, b, 2); /* 2 + 3 */
+    assert_int_equal(dmce_turns_crowded(t, 4), 1);
+    assert_int_equal(dmce_turns_crowded(t, 8), 0);
+    dmce_turns_leave(t, b); /* a seat left counts no more */
+    assert_int_equal(dmce_turns_crowded(t, 2), 0);
+    dmce_turns_set_active(t, a, 0);
+    dmce_turns_leave(t, a);
+    dmce_turns_close(t);
+}
+
+/*
+ * Hand-over in seat order: a token given back goes to the next seat after
+ * the giver that waits (wrapping round), never to the pool while one
+ * waits. Each step waits for a condition (bounded), never for time.
+ */
+struct taker {
+    dmce_turns_t *t;
+    int seat;
+    _Atomic int got;     /* 1 once it holds the token */
+    _Atomic int release; /* set by the test: give it back */
+};
+
+static void *taker_main(void *arg)
+{
+    struct taker *k = arg;
+    if (dmce_turns_take(k->t, k->seat, 5000000) != 1)
+        return NULL;
+    atomic_store(&k->got, 1);
+    while (!atomic_load(&k->release))
+        usleep(100);
+    dmce_turns_give(k->t, k->seat);
+    return NULL;
+}
+
+static unsigned waiting(dmce_turns_t *t)
+{
+    dmce_turns_stats_t st;
+    dmce_turns_stats(t, &st);
+    return st.waiting;
+}
+
+/* Wait (at most 5 s) until *flag, or until the board has n waiting seats when flag is NULL. */
+static int until(dmce_turns_t *t, _Atomic int *flag, unsigned n)
+{
+    for (int i = 0; i < 50000; i++) {
+        if (flag ? atomic_load(flag) != 0 : waiting(t) == n)
+            return 1;
+        usleep(100);
+    }
+    return 0;
+}
+
+static void test_handover_order(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    struct taker h = {.t = t}, b = {.t = t}, c = {.t = t};
+    h.seat = dmce_turns_join(t);
+    b.seat = dmce_turns_join(t);
+    c.seat = dmce_turns_join(t);
+    assert_true(h.seat < b.seat && b.seat < c.seat);
+    assert_int_equal(dmce_turns_take(t, h.seat, 0), 1);
+    pthread_t tb, tc, th;
+    assert_int_equal(pthread_create(&tc, NULL, taker_main, &c), 0);
+    assert_int_equal(pthread_create(&tb, NULL, taker_main, &b), 0);
+    assert_true(until(t, NULL, 2)); /* c asked first, b second */
+    dmce_turns_give(t, h.seat);     /* goes to b: the next seat after h, not the first to ask */
+    assert_true(until(t, &b.got, 0));
+    assert_int_equal(atomic_load(&c.got), 0);
+    assert_int_equal(dmce_turns_held(t, b.seat), 1);
+    assert_int_equal(dmce_turns_take(t, h.seat, 0), 0); /* held: no barging in */
+    h.got = 0;
+    assert_int_equal(pthread_create(&th, NULL, taker_main, &h), 0);
+    assert_true(until(t, NULL, 2)); /* h and c wait */
+    atomic_store(&b.release, 1);    /* b gives: c is next after b, h after c */
+    assert_true(until(t, &c.got, 0));
+    assert_int_equal(atomic_load(&h.got), 0);
+    atomic_store(&c.release, 1);
+    assert_true(until(t, &h.got, 0)); /* wraps round to h */
+    atomic_store(&h.release, 1);
+    pthread_join(tb, NULL);
+    pthread_join(tc, NULL);
+    pthread_join(th, NULL);
+    dmce_turns_stats_t st;
+    dmce_turns_stats(t, &st);
+    assert_int_equal(st.handoffs, 3); /* h -> b -> c -> h, each straight to a waiter */
+    assert_int_equal(st.waiting, 0);
+    assert_int_equal(st.holding, 0); /* h gave it back to the pool: nobody waited */
+    assert_int_equal(dmce_turns_take(t, b.seat, 0), 1);
+    dmce_turns_leave(t, b.seat);
+    dmce_turns_leave(t, c.seat);
+    dmce_turns_leave(t, h.seat);
+    dmce_turns_close(t);
+}
+
+/* A process that dies holding a token: the next taker gets it within its wait. */
+static void test_dead_holder(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dmce_turns_t *c = NULL;
+        char ok = 0;
+        if (dmce_turns_open(path, 2, &c) == 0) {
+            int s = dmce_turns_join(c);
+            ok = s >= 0 && dmce_turns_take(c, s, 0) == 1;
+            if (ok)
+                dmce_turns_set_active(c, s, 7);
+        }
+        if (write(pipefd[1], &ok, 1) != 1)
+            _exit(2);
+        pause(); /* killed holding it */
+        _exit(0);
+    }
+    char ok = 0;
+    assert_int_equal(read(pipefd[0], &ok, 1), 1);
+    assert_int_equal(ok, 1);
+    int s = dmce_turns_join(t);
+    assert_int_equal(dmce_turns_take(t, s, 0), 0);
+    assert_int_equal(dmce_turns_crowded(t, 2), 1); /* its 7 clients still count */
+    kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    uint64_t t0 = dmce_now_ns();
+    assert_int_equal(dmce_turns_take(t, s, 50000), 1); /* the wait tidies the dead seat */
+    assert_true(dmce_now_ns() - t0 < 50000000u);
+    assert_int_equal(dmce_turns_crowded(t, 2), 0);
+    dmce_turns_stats_t sts;
+    dmce_turns_stats(t, &sts);
+    assert_int_equal(sts.reclaimed, 1);
+    assert_int_equal(dmce_turns_tidy(t), 0);
+    dmce_turns_leave(t, s);
+    dmce_turns_close(t);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+/* A live holder that keeps its token past the limit (a stopped process) loses it. */
+static void test_stalled_holder(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    int a = dmce_turns_join(t), b = dmce_turns_join(t);
+    assert_int_equal(dmce_turns_take(t, a, 0), 1);
+    assert_int_equal(dmce_turns_tidy(t), 0); /* not stalled yet */
+    uint64_t t0 = dmce_now_ns();
+    assert_int_equal(dmce_turns_take(t, b, 5 * DMCE_TURNS_HOLD_MAX_MS * 1000u), 1);
+    uint64_t waited = dmce_now_ns() - t0;
+    assert_true(waited >= (uint64_t)(DMCE_TURNS_HOLD_MAX_MS - 5) * 1000000u);
+    assert_int_equal(dmce_turns_held(t, a), 0);
+    dmce_turns_give(t, a); /* the stalled one comes back: gives nothing */
+    assert_int_equal(dmce_turns_held(t, b), 1);
+    assert_int_equal(dmce_turns_take(t, a, 0), 0); /* still b's */
+    dmce_turns_leave(t, b);
+    assert_int_equal(dmce_turns_take(t, a, 0), 1);
+    dmce_turns_leave(t, a);
+    dmce_turns_close(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_bad, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_foreign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_take_give, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seats_run_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crowded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handover_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_holder, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
