@@ -140,7 +140,7 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
     {"spin_us", DMCE_CFG_INT, OFF(spin_us), "50", 0, 10000, NULL,
      "how long a worker, and a client waiting on a ring, may poll before sleeping, when "
      "there are enough CPUs for every active spinner (0 = never spin)"},
-    {"turn_us", DMCE_CFG_INT, OFF(turn_us), "1000", 0, 100000, NULL,
+    {"turn_us", DMCE_CFG_INT, OFF(turn_us), "1000", 0, 20000, NULL,
      "when ring clients and the workers serving them outnumber the CPUs, the daemons of the "
      "runtime dir serve them in turns of this long: one client and its worker poll, the "
      "others sleep until their turn (0 = never take turns)"},
@@ -1243,7 +1243,10 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     c->ring = 1;
     c->last_req_ns = dmce_now_ns();
     c->w->nrings++;
-    grant_spin(m, c);
+    if (c->w->crowded) /* in CPU turns: it waits for its turn like the others */
+        atomic_store_explicit(&c->rt.ctl->spin_mode, DMCE_RT_SPIN_NONE, memory_order_relaxed);
+    else
+        grant_spin(m, c);
     /* The socket now only tells liveness (and carries map descriptors out). */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
     epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
@@ -1343,6 +1346,9 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
 
 /* ---- connections --------------------------------------------------------------------- */
 
+static void rings_demand(struct memd_worker *w, unsigned active);
+static void token_give(struct memd_worker *w);
+
 static void conn_close(struct memd_conn *c)
 {
     struct memd_worker *w = c->w;
@@ -1381,8 +1387,10 @@ static void conn_close(struct memd_conn *c)
     if (c->ring) {
         dmce_rt_unmap(&c->rt); /* closes both rings: the client's waits end */
         w->nrings--;
-        if (w->nrings == 0 && w->seat >= 0) /* no ring pass will count them again */
-            dmce_turns_set_active(m->turns, w->seat, 0);
+        if (w->nrings == 0) { /* no ring pass will count them again, nor give the token */
+            token_give(w);
+            rings_demand(w, 0);
+        }
         STAT_ADD(m, DMCE_STAT_RING_CLIENTS, (uint64_t)-1);
     }
     dmce_inbuf_free(&c->in);
@@ -1705,44 +1713,76 @@ static int conn_waiting(struct memd_conn *c)
 }
 
 /*
- * Serve every ring connection of w once (in CPU turns, only the one whose
- * turn it is): read and handle whole frames, put responses into the rings.
- * Returns the number of connections that had requests. Updates w->active
- * and the worker's demand on the turns board.
+ * Serve ring connection c once: handle its whole frames, put the
+ * responses into its ring (with grant: then tell it how to wait for the
+ * next). 1 if it had requests, 0 if not, -1 if it was closed.
+ */
+static int ring_serve(struct dmce_memd *m, struct memd_conn *c, int grant)
+{
+    int bad = 0, did = 0;
+    if (conn_waiting(c)) {
+        uint64_t before = c->last_req_ns;
+        bad = conn_input(m, c) < 0;
+        if (c->last_req_ns != before) {
+            did = 1;
+            if (grant)
+                grant_spin(m, c);
+        }
+    }
+    if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
+        bad = conn_flush(c) < 0;
+    if (bad) {
+        conn_close(c);
+        return -1;
+    }
+    return did;
+}
+
+/* Publish w's demand on the turns board: its ring clients that asked lately or wait. */
+static void rings_demand(struct memd_worker *w, unsigned active)
+{
+    w->nactive = active;
+    if (w->seat >= 0)
+        dmce_turns_set_active(w->m->turns, w->seat, active);
+}
+
+/*
+ * Serve every ring connection of w once: read and handle whole frames, put
+ * responses into the rings. In CPU turns only the client whose turn it is
+ * (the others' pending output still goes out; their demand is counted by
+ * crowd_check, not on every pass). Returns the number of connections that
+ * had requests. Updates w->active.
  */
 static unsigned rings_service(struct memd_worker *w, uint64_t now)
 {
     struct dmce_memd *m = w->m;
     unsigned work = 0, active = 0;
+    if (w->crowded) {
+        for (struct memd_conn *c = w->conns, *next; c; c = next) {
+            next = c->next;
+            if (c->ring && c != w->turn && (dmce_outbuf_pending(&c->out) || c->closing) &&
+                conn_flush(c) < 0)
+                conn_close(c);
+        }
+        if (w->turn)
+            work = ring_serve(m, w->turn, 0) > 0;
+        /* this worker spins for one client at most: the one whose turn it is */
+        atomic_store_explicit(&w->active, w->turn != NULL, memory_order_relaxed);
+        return work;
+    }
     for (struct memd_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if (!c->ring)
             continue;
-        int bad = 0, mine = !w->crowded || c == w->turn;
-        if (mine && conn_waiting(c)) {
-            uint64_t before = c->last_req_ns;
-            bad = conn_input(m, c) < 0;
-            if (c->last_req_ns != before) {
-                work++;
-                if (!w->crowded)
-                    grant_spin(m, c);
-            }
-        }
-        if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
-            bad = conn_flush(c) < 0;
-        if (bad) {
-            conn_close(c);
+        int r = ring_serve(m, c, 1);
+        if (r < 0)
             continue;
-        }
-        if (now - c->last_req_ns < ACTIVE_NS || (!mine && conn_waiting(c)))
+        work += (unsigned)r;
+        if (now - c->last_req_ns < ACTIVE_NS)
             active++;
     }
-    /* In turns this worker spins for one client at most: the one whose turn it is. */
-    atomic_store_explicit(&w->active, w->crowded ? (w->turn != NULL) : active,
-                          memory_order_relaxed);
-    w->nactive = active;
-    if (w->seat >= 0)
-        dmce_turns_set_active(m->turns, w->seat, active);
+    atomic_store_explicit(&w->active, active, memory_order_relaxed);
+    rings_demand(w, active);
     return work;
 }
 
@@ -1859,10 +1899,13 @@ static int turn_advance(struct memd_worker *w, uint64_t now)
          conn_waiting(t)))
         return 1;
     struct memd_conn *next = now < w->token_end_ns ? turn_next(w, w->turn_last) : NULL;
-    if (!next) {
+    if (!next || !dmce_turns_held(m->turns, w->seat)) {
+        if (next) /* taken from us: stalled past the limit (the board's rule), nothing to give */
+            w->token = 0;
         turn_over(w);
         return 0;
     }
+    dmce_turns_renew(m->turns, w->seat); /* working: not stalled */
     if (next != t) {
         turn_over(w);
         if (t) /* its client leaves the CPU first, or the next one may wake up beside us */
@@ -1887,6 +1930,12 @@ static void crowd_check(struct memd_worker *w, uint64_t now)
     if (w->seat < 0 || now < w->next_crowd_ns)
         return;
     w->next_crowd_ns = now + CROWD_CHECK_NS;
+    if (w->crowded) { /* rings_service does not count them in turns */
+        unsigned active = 0;
+        for (struct memd_conn *c = w->conns; c; c = c->next)
+            active += c->ring && (now - c->last_req_ns < ACTIVE_NS || conn_waiting(c));
+        rings_demand(w, active);
+    }
     int crowded = dmce_turns_crowded(w->m->turns, w->m->ncpus);
     if (crowded == w->crowded)
         return;
@@ -1917,10 +1966,13 @@ static int token_take(struct memd_worker *w, uint64_t now)
         return 0;
     /* A turn for each of its active clients (who asked in the last ACTIVE_NS, or waits): */
     /* the tokens go round the workers, and each client gets one turn a round. */
+    /* (never near the board's stall limit, whatever turn_us) */
     unsigned turns = DMCE_MIN(DMCE_MAX(w->nactive, 1u), TURNS_PER_TOKEN);
+    uint64_t hold = DMCE_MIN((uint64_t)turns * (uint64_t)m->cfg.turn_us * 1000u,
+                             (uint64_t)DMCE_TURNS_HOLD_MAX_MS * 1000000u / 2);
     w->token = 1;
     w->turn = NULL;
-    w->token_end_ns = after + (uint64_t)turns * (uint64_t)m->cfg.turn_us * 1000u;
+    w->token_end_ns = after + hold;
     return 1;
 }
 
@@ -2036,6 +2088,10 @@ static void *worker_main(void *arg)
             uint32_t budget = dmce_spin_budget(&w->spin, spin_max);
             crowd_check(w, now);
             if (w->crowded && !w->token && rings_pending(w) && !token_take(w, now)) {
+                if (spinning) { /* it slept in token_take: no spinner */
+                    atomic_fetch_sub(&m->spinning, 1);
+                    spinning = 0;
+                }
                 timeout = 0; /* no token yet: look at the sockets, then wait again */
                 goto events;
             }
@@ -2090,9 +2146,8 @@ static void *worker_main(void *arg)
                     atomic_fetch_sub(&m->spinning, 1);
                     spinning = 0;
                 }
-                token_give(w);    /* never sleep with a token */
-                if (w->seat >= 0) /* asleep, it keeps no CPU busy: the board must know */
-                    dmce_turns_set_active(m->turns, w->seat, 0);
+                token_give(w);      /* never sleep with a token */
+                rings_demand(w, 0); /* asleep, it keeps no CPU busy: the board must know */
                 rings_park(w, 1);
                 atomic_thread_fence(memory_order_seq_cst);
                 if (rings_pending(w)) { /* a request slipped in before the flags were seen */

@@ -2,13 +2,21 @@
  * turns.c - the board on which workers take turns at serving ring clients
  * (turns.h; docs/ring.md, "CPU turns").
  *
- * Every change of a seat's state from WANT or HOLD is a compare-and-swap,
- * and whoever wins it accounts for the token: the giver that hands it on
- * (HOLD -> IDLE, then another seat WANT -> HOLD: the count stays), the
- * taker that finds one free (count + 1, then WANT -> HOLD), the tidier
- * that frees a dead or stalled holder (HOLD -> FREE or IDLE, count - 1).
- * A holder that was stalled and comes back finds its seat no longer HOLD
- * and gives nothing.
+ * Ownership is in single words, changed only by compare-and-swap, so that
+ * a process killed between any two instructions leaves nothing to undo:
+ *
+ * - a token is its owner word: 0 = free, else 1 + the seat that holds it.
+ *   Taking a free one, handing one to a waiting seat, giving one back,
+ *   and taking one from a dead or stalled seat are each one CAS of that
+ *   word. There is no count beside it that could drift.
+ * - a seat is its pid word: 0 = free, else the process that joined it
+ *   (with that process's start time, so that a reused pid is not taken
+ *   for the old process). A seat whose process is gone is freed by
+ *   whoever sees it: its tokens first, then the pid word (CAS).
+ *
+ * The seat's state word (IDLE, WANT, GRANTED) only says who waits; it is
+ * also the futex the waiter sleeps on. A giver that hands a token to a
+ * seat sets GRANTED and wakes it; the waiter trusts only the owner words.
  */
 #include "turns.h"
 
@@ -17,6 +25,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -29,41 +38,79 @@
 
 #define TURNS_MAGIC 0x6e727554u /* "Turn" */
 
-enum { SEAT_FREE = 0, SEAT_IDLE, SEAT_WANT, SEAT_HOLD };
+enum { SEAT_IDLE = 0, SEAT_WANT = 1, SEAT_GRANTED = 2 };
 
 struct seat {
+    _Atomic uint32_t pid;    /* owner process; 0 = a free seat */
     _Atomic uint32_t state;  /* SEAT_*; the futex its thread waits on */
-    _Atomic uint32_t pid;    /* owner process; 0 when free */
     _Atomic uint32_t active; /* its ring clients that asked lately */
     uint32_t pad0;
-    _Atomic uint64_t since_ns; /* CLOCK_MONOTONIC: when it began to hold */
+    _Atomic uint64_t start; /* its process's start time (/proc/PID/stat); 0 = not known yet */
     char pad[40];
 };
 _Static_assert(sizeof(struct seat) == 64, "a seat is one cache line");
+
+struct token {
+    _Atomic uint32_t owner; /* 0 = free, else 1 + the seat that holds it */
+    uint32_t pad0;
+    _Atomic uint64_t since_ns; /* CLOCK_MONOTONIC: written before each change of owner */
+};
 
 struct board {
     uint32_t magic;   /* TURNS_MAGIC once initialised */
     uint32_t version; /* DMCE_TURNS_VERSION */
     uint32_t size;    /* sizeof(struct board) */
     uint32_t ntokens;
-    _Atomic uint32_t holders;  /* seats in HOLD, and tokens in hand-off */
-    _Atomic uint32_t nseats;   /* seats ever used: 1 + the highest index */
+    _Atomic uint32_t nseats; /* seats ever used: 1 + the highest index */
+    uint32_t pad0;
     _Atomic uint64_t handoffs; /* tokens handed from seat to seat */
     _Atomic uint64_t reclaimed;
     char pad[24];
+    struct token token[DMCE_TURNS_SEATS]; /* ntokens of them are used */
     struct seat seat[DMCE_TURNS_SEATS];
 };
-_Static_assert(offsetof(struct board, seat) == 64, "seats start on their own line");
+_Static_assert(offsetof(struct board, token) == 64, "tokens start on their own line");
 
 struct dmce_turns {
     struct board *b;
     uint32_t pid;
+    uint64_t start;
 };
+
+static int tidy(dmce_turns_t *t, int thorough);
 
 static int board_valid(const struct board *b)
 {
     return b->magic == TURNS_MAGIC && b->version == DMCE_TURNS_VERSION &&
            b->size == sizeof(struct board) && b->ntokens >= 1 && b->ntokens <= DMCE_TURNS_SEATS;
+}
+
+/*
+ * Start time of process pid (field 22 of /proc/PID/stat, clock ticks since
+ * boot): with the pid, it names one process for good. 0 when unknown.
+ */
+static uint64_t proc_start(uint32_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    if (!p)
+        return 0;
+    /* p + 1 is the space before field 3 (state); starttime is field 22 */
+    for (int field = 3; field <= 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return 0;
+    }
+    return strtoull(p + 1, NULL, 10);
 }
 
 int dmce_turns_open(const char *path, unsigned ncpus, dmce_turns_t **out)
@@ -111,13 +158,17 @@ int dmce_turns_open(const char *path, unsigned ncpus, dmce_turns_t **out)
         t->b->magic = TURNS_MAGIC;
     }
     t->pid = (uint32_t)getpid();
+    t->start = proc_start(t->pid);
 out:
     flock(fd, LOCK_UN);
     close(fd); /* the mapping stays */
     if (rc < 0) {
+        if (t->b)
+            munmap(t->b, sizeof(struct board));
         free(t);
         return rc;
     }
+    tidy(t, 1); /* seats and tokens of daemons that died since the board was last used */
     *out = t;
     return 0;
 }
@@ -135,73 +186,119 @@ unsigned dmce_turns_tokens(const dmce_turns_t *t)
     return t->b->ntokens;
 }
 
-static int pid_gone(uint32_t pid)
+static unsigned nseats(const struct board *b)
 {
-    return pid == 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+    return DMCE_MIN(atomic_load(&b->nseats), (uint32_t)DMCE_TURNS_SEATS);
 }
 
-/* A seat left HOLD (by whoever won the CAS): one token fewer in hand. */
-static void token_back(struct board *b)
+/* Wake every seat that waits: a token came free. */
+static void wake_waiters(struct board *b)
 {
-    atomic_fetch_sub(&b->holders, 1);
+    unsigned n = nseats(b);
+    for (unsigned i = 0; i < n; i++)
+        if (atomic_load(&b->seat[i].state) == SEAT_WANT)
+            dmce_futex_wake(&b->seat[i].state, 1);
+}
+
+/* Token k goes back to the pool if its owner word still reads `owner`. 1 if it did. */
+static int token_free(struct board *b, unsigned k, uint32_t owner)
+{
+    if (!atomic_compare_exchange_strong(&b->token[k].owner, &owner, 0))
+        return 0;
+    wake_waiters(b);
+    return 1;
 }
 
 /*
- * Free seat i if its process is gone (freeing its token), or take the
- * token of a live holder stalled past the limit. 1 if something was freed.
+ * Whether the process of seat i is gone: no such pid, or (thorough) a
+ * pid that now names another process (its start time differs).
  */
-static int tidy_seat(struct board *b, unsigned i, uint64_t now)
+static int seat_gone(const struct seat *s, uint32_t pid, int thorough)
+{
+    if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+        return 1;
+    if (!thorough)
+        return 0;
+    uint64_t start = atomic_load(&s->start), now = start ? proc_start(pid) : 0;
+    return start && now && now != start;
+}
+
+/*
+ * Free seat i if its process is gone: its tokens first, then the seat.
+ * 1 if it did.
+ */
+static int tidy_seat(struct board *b, unsigned i, int thorough)
 {
     struct seat *s = &b->seat[i];
-    uint32_t st = atomic_load(&s->state);
-    if (st == SEAT_FREE)
+    uint32_t pid = atomic_load(&s->pid);
+    if (pid == 0 || !seat_gone(s, pid, thorough))
         return 0;
-    if (pid_gone(atomic_load(&s->pid))) {
-        if (!atomic_compare_exchange_strong(&s->state, &st, SEAT_FREE))
-            return 0; /* it moved: look again another time */
-        if (st == SEAT_HOLD)
-            token_back(b);
-        atomic_store(&s->active, 0);
-        atomic_store(&s->pid, 0);
-        atomic_fetch_add(&b->reclaimed, 1);
-        return 1;
+    for (unsigned k = 0; k < b->ntokens; k++)
+        token_free(b, k, i + 1);
+    /* Its other words are the next joiner's to set: a free seat counts for nothing. */
+    if (!atomic_compare_exchange_strong(&s->pid, &pid, 0))
+        return 0; /* freed by another tidier meanwhile */
+    atomic_fetch_add(&b->reclaimed, 1);
+    return 1;
+}
+
+/*
+ * Take back tokens whose owner seat is free (it left, or was freed, just
+ * as the token was handed to it) or that were held past the limit (a
+ * stopped process). The owner is read before its since: a hand-over
+ * writes since first, so a fresh owner is never seen with a stale since.
+ */
+static int tidy_tokens(struct board *b)
+{
+    int freed = 0;
+    for (unsigned k = 0; k < b->ntokens; k++) {
+        struct token *tk = &b->token[k];
+        uint32_t owner = atomic_load(&tk->owner);
+        if (owner == 0 || owner > DMCE_TURNS_SEATS)
+            continue;
+        uint64_t since = atomic_load(&tk->since_ns);
+        int64_t held = (int64_t)(dmce_now_ns() - since);
+        if ((atomic_load(&b->seat[owner - 1].pid) == 0 ||
+             held > (int64_t)DMCE_TURNS_HOLD_MAX_MS * 1000000) &&
+            token_free(b, k, owner)) {
+            atomic_fetch_add(&b->reclaimed, 1);
+            freed++;
+        }
     }
-    if (st == SEAT_HOLD &&
-        now - atomic_load(&s->since_ns) > (uint64_t)DMCE_TURNS_HOLD_MAX_MS * 1000000u &&
-        atomic_compare_exchange_strong(&s->state, &st, SEAT_IDLE)) {
-        token_back(b);
-        atomic_fetch_add(&b->reclaimed, 1);
-        return 1;
-    }
-    return 0;
+    return freed;
+}
+
+static int tidy(dmce_turns_t *t, int thorough)
+{
+    struct board *b = t->b;
+    unsigned n = nseats(b);
+    int freed = 0;
+    for (unsigned i = 0; i < n; i++)
+        freed += tidy_seat(b, i, thorough);
+    return freed + tidy_tokens(b);
 }
 
 int dmce_turns_tidy(dmce_turns_t *t)
 {
-    struct board *b = t->b;
-    uint64_t now = dmce_now_ns();
-    unsigned n = atomic_load(&b->nseats);
-    int freed = 0;
-    for (unsigned i = 0; i < n && i < DMCE_TURNS_SEATS; i++)
-        freed += tidy_seat(b, i, now);
-    return freed;
+    return tidy(t, 1);
 }
 
 int dmce_turns_join(dmce_turns_t *t)
 {
     struct board *b = t->b;
-    uint64_t now = dmce_now_ns();
     for (unsigned i = 0; i < DMCE_TURNS_SEATS; i++) {
         struct seat *s = &b->seat[i];
-        tidy_seat(b, i, now);
-        uint32_t st = SEAT_FREE;
-        if (!atomic_compare_exchange_strong(&s->state, &st, SEAT_IDLE))
+        tidy_seat(b, i, 1);
+        uint32_t pid = 0;
+        if (!atomic_compare_exchange_strong(&s->pid, &pid, t->pid))
             continue;
-        atomic_store(&s->pid, t->pid);
+        atomic_store(&s->start, t->start);
         atomic_store(&s->active, 0);
+        atomic_store(&s->state, SEAT_IDLE);
         uint32_t n = atomic_load(&b->nseats);
         while (n < i + 1 && !atomic_compare_exchange_weak(&b->nseats, &n, i + 1))
             ;
+        /* A token still named after this seat (handed to its last owner as it left) is ours. */
         return (int)i;
     }
     return -ENOSPC;
@@ -211,15 +308,14 @@ void dmce_turns_leave(dmce_turns_t *t, int seat)
 {
     if (seat < 0 || seat >= DMCE_TURNS_SEATS)
         return;
+    struct board *b = t->b;
+    struct seat *s = &b->seat[seat];
+    atomic_store(&s->state, SEAT_IDLE); /* no more hand-overs to it */
     dmce_turns_give(t, seat);
-    struct seat *s = &t->b->seat[seat];
     atomic_store(&s->active, 0);
-    uint32_t st = atomic_load(&s->state);
-    while (st != SEAT_FREE && !atomic_compare_exchange_weak(&s->state, &st, SEAT_FREE))
-        ;
-    if (st == SEAT_HOLD) /* handed to us between the give and here */
-        token_back(t->b);
-    atomic_store(&s->pid, 0);
+    uint32_t pid = t->pid;
+    atomic_compare_exchange_strong(&s->pid, &pid, 0);
+    tidy_tokens(b); /* one handed to it between the give and here */
 }
 
 void dmce_turns_set_active(dmce_turns_t *t, int seat, unsigned clients)
@@ -232,10 +328,10 @@ void dmce_turns_set_active(dmce_turns_t *t, int seat, unsigned clients)
 int dmce_turns_crowded(const dmce_turns_t *t, unsigned ncpus)
 {
     const struct board *b = t->b;
-    unsigned n = atomic_load_explicit(&b->nseats, memory_order_relaxed), want = 0;
-    for (unsigned i = 0; i < n && i < DMCE_TURNS_SEATS; i++) {
+    unsigned n = nseats(b), want = 0;
+    for (unsigned i = 0; i < n; i++) {
         uint32_t a = atomic_load_explicit(&b->seat[i].active, memory_order_relaxed);
-        if (a)
+        if (a && atomic_load_explicit(&b->seat[i].pid, memory_order_relaxed))
             want += 1 + a;
     }
     return want > ncpus;
@@ -243,47 +339,61 @@ int dmce_turns_crowded(const dmce_turns_t *t, unsigned ncpus)
 
 int dmce_turns_held(const dmce_turns_t *t, int seat)
 {
-    return atomic_load(&t->b->seat[seat].state) == SEAT_HOLD;
+    const struct board *b = t->b;
+    for (unsigned k = 0; k < b->ntokens; k++)
+        if (atomic_load(&b->token[k].owner) == (uint32_t)seat + 1)
+            return 1;
+    return 0;
 }
 
-/* Our WANT became HOLD: note when. */
-static int holding(struct seat *s)
+void dmce_turns_renew(dmce_turns_t *t, int seat)
 {
-    atomic_store(&s->since_ns, dmce_now_ns());
-    return 1;
+    struct board *b = t->b;
+    for (unsigned k = 0; k < b->ntokens; k++)
+        if (atomic_load(&b->token[k].owner) == (uint32_t)seat + 1)
+            atomic_store(&b->token[k].since_ns, dmce_now_ns());
+}
+
+/* Take a free token for seat: since first, then the owner word. 1 if it did. */
+static int take_free(struct board *b, int seat)
+{
+    for (unsigned k = 0; k < b->ntokens; k++) {
+        struct token *tk = &b->token[k];
+        uint32_t owner = 0;
+        if (atomic_load(&tk->owner) != 0)
+            continue;
+        atomic_store(&tk->since_ns, dmce_now_ns());
+        if (atomic_compare_exchange_strong(&tk->owner, &owner, (uint32_t)seat + 1))
+            return 1;
+    }
+    return 0;
 }
 
 int dmce_turns_take(dmce_turns_t *t, int seat, uint32_t wait_us)
 {
     struct board *b = t->b;
     struct seat *s = &b->seat[seat];
-    uint32_t st = atomic_load(&s->state);
-    if (st == SEAT_HOLD)
+    if (dmce_turns_held(t, seat))
         return 1;
-    if (st != SEAT_WANT)
-        atomic_store(&s->state, SEAT_WANT); /* from here a giver may hand over */
     uint64_t start = dmce_now_ns(), end = start + (uint64_t)wait_us * 1000u;
     uint64_t next_tidy = start + 1000000u;
     for (;;) {
-        uint32_t h = atomic_load(&b->holders);
-        if (h < b->ntokens && atomic_compare_exchange_strong(&b->holders, &h, h + 1)) {
-            uint32_t w = SEAT_WANT;
-            if (atomic_compare_exchange_strong(&s->state, &w, SEAT_HOLD))
-                return holding(s);
-            token_back(b); /* handed over meanwhile: the count is already ours */
-            return holding(s);
+        /*
+         * WANT before the look: a giver that hands a token over after it
+         * sets GRANTED, which ends the futex wait below at once.
+         */
+        atomic_store(&s->state, SEAT_WANT);
+        if (dmce_turns_held(t, seat) || take_free(b, seat)) {
+            atomic_store(&s->state, SEAT_IDLE);
+            return 1;
         }
-        if (atomic_load(&s->state) == SEAT_HOLD)
-            return holding(s);
         uint64_t now = dmce_now_ns();
         if (now >= end) {
-            uint32_t w = SEAT_WANT;
-            if (atomic_compare_exchange_strong(&s->state, &w, SEAT_IDLE))
-                return 0;
-            return holding(s); /* handed over at the last moment */
+            atomic_store(&s->state, SEAT_IDLE);
+            return dmce_turns_held(t, seat); /* handed over at the last moment */
         }
         if (now >= next_tidy) { /* a long wait: is a holder dead or stopped? */
-            dmce_turns_tidy(t);
+            tidy(t, 0);
             next_tidy = now + 1000000u;
         }
         uint64_t left_ms = (end - now + 999999u) / 1000000u;
@@ -294,33 +404,42 @@ int dmce_turns_take(dmce_turns_t *t, int seat, uint32_t wait_us)
 void dmce_turns_give(dmce_turns_t *t, int seat)
 {
     struct board *b = t->b;
-    struct seat *s = &b->seat[seat];
-    uint32_t st = atomic_load(&s->state);
-    if (st == SEAT_WANT) { /* gave up waiting: no token to give */
-        if (atomic_compare_exchange_strong(&s->state, &st, SEAT_IDLE))
-            return;
-    }
-    if (st != SEAT_HOLD || !atomic_compare_exchange_strong(&s->state, &st, SEAT_IDLE))
-        return; /* not ours any more (taken from a stalled holder) */
-    unsigned n = atomic_load(&b->nseats);
-    for (unsigned k = 1; k < n; k++) {
-        unsigned i = ((unsigned)seat + k) % n;
-        struct seat *o = &b->seat[i];
-        uint32_t w = SEAT_WANT;
-        if (atomic_load(&o->state) != SEAT_WANT || pid_gone(atomic_load(&o->pid)))
+    unsigned n = nseats(b);
+    for (unsigned k = 0; k < b->ntokens; k++) {
+        struct token *tk = &b->token[k];
+        uint32_t mine = (uint32_t)seat + 1;
+        if (atomic_load(&tk->owner) != mine)
             continue;
-        if (atomic_compare_exchange_strong(&o->state, &w, SEAT_HOLD)) {
-            atomic_store(&o->since_ns, dmce_now_ns());
+        int handed = 0;
+        for (unsigned step = 1; step < n && !handed; step++) {
+            unsigned i = ((unsigned)seat + step) % n;
+            struct seat *o = &b->seat[i];
+            uint32_t pid = atomic_load(&o->pid);
+            if (atomic_load(&o->state) != SEAT_WANT || pid == 0 || seat_gone(o, pid, 0))
+                continue;
+            atomic_store(&tk->since_ns, dmce_now_ns());
+            uint32_t expect = mine;
+            if (!atomic_compare_exchange_strong(&tk->owner, &expect, i + 1))
+                break; /* not ours any more (taken from a stalled holder) */
+            handed = 1;
             atomic_fetch_add(&b->handoffs, 1);
+            atomic_store(&o->state, SEAT_GRANTED);
             dmce_futex_wake(&o->state, 1);
-            return;
         }
+        if (!handed)
+            token_free(b, k, mine);
     }
-    token_back(b);
-    /* A seat that began to wait after the scan sleeps a slice: wake it to take this one. */
-    for (unsigned i = 0; i < n; i++)
-        if (i != (unsigned)seat && atomic_load(&b->seat[i].state) == SEAT_WANT)
-            dmce_futex_wake(&b->seat[i].state, 1);
+}
+
+int dmce_turns_pid_holds(const dmce_turns_t *t, uint32_t pid)
+{
+    const struct board *b = t->b;
+    for (unsigned k = 0; k < b->ntokens; k++) {
+        uint32_t owner = atomic_load(&b->token[k].owner);
+        if (owner && owner <= DMCE_TURNS_SEATS && atomic_load(&b->seat[owner - 1].pid) == pid)
+            return 1;
+    }
+    return 0;
 }
 
 void dmce_turns_stats(const dmce_turns_t *t, dmce_turns_stats_t *out)
@@ -329,10 +448,9 @@ void dmce_turns_stats(const dmce_turns_t *t, dmce_turns_stats_t *out)
     out->handoffs = atomic_load(&b->handoffs);
     out->reclaimed = atomic_load(&b->reclaimed);
     out->waiting = out->holding = 0;
-    unsigned n = atomic_load(&b->nseats);
-    for (unsigned i = 0; i < n && i < DMCE_TURNS_SEATS; i++) {
-        uint32_t st = atomic_load(&b->seat[i].state);
-        out->waiting += st == SEAT_WANT;
-        out->holding += st == SEAT_HOLD;
-    }
+    unsigned n = nseats(b);
+    for (unsigned i = 0; i < n; i++)
+        out->waiting += atomic_load(&b->seat[i].pid) && atomic_load(&b->seat[i].state) == SEAT_WANT;
+    for (unsigned k = 0; k < b->ntokens; k++)
+        out->holding += atomic_load(&b->token[k].owner) != 0;
 }

@@ -14,12 +14,15 @@
  * "CPU turns").
  *
  * The board is a small file mapped by every daemon: a seat per worker
- * (a futex word with its state, the owner's pid, its active clients) and
- * the count of tokens held. A token given back goes straight to the next
- * seat that waits, in seat order, so no worker takes turns twice while
- * another waits. A seat whose process died, or that held a token past
- * DMCE_TURNS_HOLD_MAX_MS (a stopped process), loses it to the next taker:
- * the board never stays stuck.
+ * (owned by its process's pid and start time; a futex word saying whether
+ * it waits; its active clients) and the tokens, each one word naming the
+ * seat that holds it. Every change of owner is one compare-and-swap, so
+ * a process killed at any instruction leaves no count to repair. A token
+ * given back goes straight to the next seat that waits, in seat order, so
+ * no worker takes turns twice while another waits. A seat whose process
+ * died, or that held a token past DMCE_TURNS_HOLD_MAX_MS without renewing
+ * it (a stopped process), loses it to the next taker: the board never
+ * stays stuck. Daemons sharing a runtime dir must share a pid namespace.
  *
  * Threads: every function may be called from any thread; a seat belongs
  * to the thread that joined it (take, give and held are its calls only).
@@ -76,13 +79,24 @@ void dmce_turns_give(dmce_turns_t *t, int seat);
 int dmce_turns_held(const dmce_turns_t *t, int seat);
 
 /*
+ * The seat still works with its token: the stall clock of what it holds
+ * starts again (a holder is taken for stopped after DMCE_TURNS_HOLD_MAX_MS
+ * without one). Call at least that often while holding.
+ */
+void dmce_turns_renew(dmce_turns_t *t, int seat);
+
+/* 1 if a seat of process pid holds a token now (tests, diagnostics). */
+int dmce_turns_pid_holds(const dmce_turns_t *t, uint32_t pid);
+
+/*
  * Free the seats of processes that are gone (their tokens too). Returns
  * how many. Joins and long waits do it themselves; a daemon calls it now
  * and then so that a dead daemon's clients stop counting at once.
  */
 int dmce_turns_tidy(dmce_turns_t *t);
 
-/* Tokens handed from seat to seat, taken from a dead or stalled seat; seats waiting now. */
+/* Tokens handed from seat to seat, taken from a dead or stalled seat; seats waiting, tokens held.
+ */
 typedef struct dmce_turns_stats {
     uint64_t handoffs;
     uint64_t reclaimed;

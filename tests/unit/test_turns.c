@@ -348,6 +348,171 @@ static void test_stalled_holder(void **state)
     dmce_turns_close(t);
 }
 
+/*
+ * Processes that take and give in a loop, killed at random instants (in
+ * the middle of a take, a hand-over, a give): no token is ever lost, and
+ * never more seats hold one than there are tokens.
+ */
+static void churn(dmce_turns_t *t, int seat)
+{
+    for (;;) {
+        if (dmce_turns_take(t, seat, 2000) == 1)
+            dmce_turns_give(t, seat);
+    }
+}
+
+static void test_killed_anywhere(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(4); /* 2 tokens */
+    enum { PROCS = 3, KILLS = 60 };
+    pid_t pid[PROCS];
+    for (int i = 0; i < PROCS; i++)
+        pid[i] = -1;
+    unsigned seed = (unsigned)getpid();
+    for (int k = 0; k < KILLS; k++) {
+        for (int i = 0; i < PROCS; i++) {
+            if (pid[i] > 0)
+                continue;
+            pid[i] = fork();
+            assert_true(pid[i] >= 0);
+            if (pid[i] == 0) {
+                dmce_turns_t *c = NULL;
+                if (dmce_turns_open(path, 4, &c) < 0)
+                    _exit(2);
+                int s = dmce_turns_join(c);
+                if (s < 0)
+                    _exit(3);
+                churn(c, s);
+            }
+        }
+        struct timespec ts = {0, (long)(rand_r(&seed) % 3000 + 200) * 1000};
+        nanosleep(&ts, NULL);
+        dmce_turns_stats_t st;
+        dmce_turns_stats(t, &st);
+        assert_true(st.holding <= dmce_turns_tokens(t));
+        int victim = (int)(rand_r(&seed) % PROCS);
+        kill(pid[victim], SIGKILL);
+        assert_int_equal(waitpid(pid[victim], NULL, 0), pid[victim]);
+        pid[victim] = -1;
+    }
+    for (int i = 0; i < PROCS; i++)
+        if (pid[i] > 0) {
+            kill(pid[i], SIGKILL);
+            waitpid(pid[i], NULL, 0);
+        }
+    /* Everyone is dead: both tokens can be had, within a waiter's tidy. */
+    int a = dmce_turns_join(t), b = dmce_turns_join(t);
+    assert_true(a >= 0 && b >= 0);
+    assert_int_equal(dmce_turns_take(t, a, 200000), 1);
+    assert_int_equal(dmce_turns_take(t, b, 200000), 1);
+    dmce_turns_stats_t st;
+    dmce_turns_stats(t, &st);
+    assert_int_equal(st.holding, 2);
+    dmce_turns_leave(t, a);
+    dmce_turns_leave(t, b);
+    dmce_turns_tidy(t);                      /* the dead seats no join went past */
+    assert_int_equal(dmce_turns_tidy(t), 0); /* and nothing else */
+    dmce_turns_stats(t, &st);
+    assert_int_equal(st.holding, 0);
+    dmce_turns_close(t);
+}
+
+/*
+ * Takers with short holds and a tidier running flat out beside them: no
+ * live holder loses its token (no false stall), and the one token is
+ * never held by two at once.
+ */
+struct racer {
+    dmce_turns_t *t;
+    int seat;
+    _Atomic int *inside;
+    _Atomic int *stop;
+    int over; /* times more than one held the token */
+    unsigned turns;
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    while (!atomic_load(r->stop)) {
+        if (dmce_turns_take(r->t, r->seat, 10000) != 1)
+            continue;
+        if (atomic_fetch_add(r->inside, 1) != 0)
+            r->over++;
+        r->turns++;
+        for (volatile int i = 0; i < 2000; i++)
+            ;
+        atomic_fetch_sub(r->inside, 1);
+        dmce_turns_give(r->t, r->seat);
+    }
+    return NULL;
+}
+
+static void *tidier_main(void *arg)
+{
+    struct racer *r = arg;
+    while (!atomic_load(r->stop))
+        dmce_turns_tidy(r->t);
+    return NULL;
+}
+
+static void test_tidy_beside_takers(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2); /* 1 token */
+    enum { NR = 3 };
+    _Atomic int inside = 0, stop = 0;
+    struct racer r[NR + 1];
+    pthread_t th[NR + 1];
+    for (int i = 0; i <= NR; i++) {
+        r[i] = (struct racer){.t = t, .inside = &inside, .stop = &stop};
+        r[i].seat = i < NR ? dmce_turns_join(t) : -1;
+    }
+    for (int i = 0; i < NR; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, racer_main, &r[i]), 0);
+    assert_int_equal(pthread_create(&th[NR], NULL, tidier_main, &r[NR]), 0);
+    struct timespec ts = {0, 300 * 1000000};
+    nanosleep(&ts, NULL); /* a bounded run: 0.3 s of churn */
+    atomic_store(&stop, 1);
+    unsigned turns = 0;
+    for (int i = 0; i <= NR; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(r[i].over, 0);
+        turns += r[i].turns;
+    }
+    assert_true(turns > 100);
+    dmce_turns_stats_t st;
+    dmce_turns_stats(t, &st);
+    assert_int_equal(st.reclaimed, 0); /* nobody was alive and stalled */
+    for (int i = 0; i < NR; i++)
+        dmce_turns_leave(t, r[i].seat);
+    dmce_turns_close(t);
+}
+
+/* A pid that now names another process: its seat is freed by a thorough tidy. */
+static void test_reused_pid(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    int s = dmce_turns_join(t);
+    assert_int_equal(dmce_turns_take(t, s, 0), 1);
+    assert_int_equal(dmce_turns_pid_holds(t, (uint32_t)getpid()), 1);
+    assert_int_equal(dmce_turns_tidy(t), 0); /* alive, and the same process */
+    /* Forge the seat's start time, as if our pid had been reused by this process. */
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    /* seat s: after the 64-byte header and 64 16-byte token slots; start at offset 16 */
+    off_t at = 64 + 64 * 16 + (off_t)s * 64 + 16;
+    uint64_t forged = 1;
+    assert_int_equal(pwrite(fd, &forged, sizeof(forged), at), (ssize_t)sizeof(forged));
+    close(fd);
+    assert_int_equal(dmce_turns_tidy(t), 1);
+    assert_int_equal(dmce_turns_pid_holds(t, (uint32_t)getpid()), 0);
+    assert_int_equal(dmce_turns_held(t, s), 0);
+    dmce_turns_close(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +526,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handover_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_anywhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tidy_beside_takers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_pid, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
