@@ -278,9 +278,9 @@ static int tidy(dmce_turns_t *t, int thorough)
     return freed + tidy_tokens(b);
 }
 
-int dmce_turns_tidy(dmce_turns_t *t)
+int dmce_turns_tidy(dmce_turns_t *t, int thorough)
 {
-    return tidy(t, 1);
+    return tidy(t, thorough);
 }
 
 int dmce_turns_join(dmce_turns_t *t)

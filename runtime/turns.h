@@ -89,11 +89,16 @@ void dmce_turns_renew(dmce_turns_t *t, int seat);
 int dmce_turns_pid_holds(const dmce_turns_t *t, uint32_t pid);
 
 /*
- * Free the seats of processes that are gone (their tokens too). Returns
- * how many. Joins and long waits do it themselves; a daemon calls it now
- * and then so that a dead daemon's clients stop counting at once.
+ * Free the seats of processes that are gone (their tokens too), and take
+ * back tokens held past the stall limit. Returns how many. Joins and
+ * long waits do it themselves; a daemon calls it now and then so that a
+ * dead daemon's clients stop counting at once. thorough: also seats whose
+ * pid now names another process (a start time that differs), which opens
+ * /proc/PID/stat for each seat: the board does it when it is opened and
+ * at each join; a daemon's periodic call should not (it must never take a
+ * descriptor a shortage of them needs: the accept path keeps a spare).
  */
-int dmce_turns_tidy(dmce_turns_t *t);
+int dmce_turns_tidy(dmce_turns_t *t, int thorough);
 
 /* Tokens handed from seat to seat, taken from a dead or stalled seat; seats waiting, tokens held.
  */

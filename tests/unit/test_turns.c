@@ -319,7 +319,7 @@ static void test_dead_holder(void **state)
     dmce_turns_stats_t sts;
     dmce_turns_stats(t, &sts);
     assert_int_equal(sts.reclaimed, 1);
-    assert_int_equal(dmce_turns_tidy(t), 0);
+    assert_int_equal(dmce_turns_tidy(t, 1), 0);
     dmce_turns_leave(t, s);
     dmce_turns_close(t);
     close(pipefd[0]);
@@ -333,7 +333,7 @@ static void test_stalled_holder(void **state)
     dmce_turns_t *t = open_board(2);
     int a = dmce_turns_join(t), b = dmce_turns_join(t);
     assert_int_equal(dmce_turns_take(t, a, 0), 1);
-    assert_int_equal(dmce_turns_tidy(t), 0); /* not stalled yet */
+    assert_int_equal(dmce_turns_tidy(t, 1), 0); /* not stalled yet */
     uint64_t t0 = dmce_now_ns();
     assert_int_equal(dmce_turns_take(t, b, 5 * DMCE_TURNS_HOLD_MAX_MS * 1000u), 1);
     uint64_t waited = dmce_now_ns() - t0;
@@ -411,8 +411,8 @@ static void test_killed_anywhere(void **state)
     assert_int_equal(st.holding, 2);
     dmce_turns_leave(t, a);
     dmce_turns_leave(t, b);
-    dmce_turns_tidy(t);                      /* the dead seats no join went past */
-    assert_int_equal(dmce_turns_tidy(t), 0); /* and nothing else */
+    dmce_turns_tidy(t, 1);                      /* the dead seats no join went past */
+    assert_int_equal(dmce_turns_tidy(t, 1), 0); /* and nothing else */
     dmce_turns_stats(t, &st);
     assert_int_equal(st.holding, 0);
     dmce_turns_close(t);
@@ -453,7 +453,7 @@ static void *tidier_main(void *arg)
 {
     struct racer *r = arg;
     while (!atomic_load(r->stop))
-        dmce_turns_tidy(r->t);
+        dmce_turns_tidy(r->t, 1);
     return NULL;
 }
 
@@ -498,7 +498,7 @@ static void test_reused_pid(void **state)
     int s = dmce_turns_join(t);
     assert_int_equal(dmce_turns_take(t, s, 0), 1);
     assert_int_equal(dmce_turns_pid_holds(t, (uint32_t)getpid()), 1);
-    assert_int_equal(dmce_turns_tidy(t), 0); /* alive, and the same process */
+    assert_int_equal(dmce_turns_tidy(t, 1), 0); /* alive, and the same process */
     /* Forge the seat's start time, as if our pid had been reused by this process. */
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
@@ -507,7 +507,8 @@ static void test_reused_pid(void **state)
     uint64_t forged = 1;
     assert_int_equal(pwrite(fd, &forged, sizeof(forged), at), (ssize_t)sizeof(forged));
     close(fd);
-    assert_int_equal(dmce_turns_tidy(t), 1);
+    assert_int_equal(dmce_turns_tidy(t, 0), 0); /* a cheap tidy only asks kill() */
+    assert_int_equal(dmce_turns_tidy(t, 1), 1);
     assert_int_equal(dmce_turns_pid_holds(t, (uint32_t)getpid()), 0);
     assert_int_equal(dmce_turns_held(t, s), 0);
     dmce_turns_close(t);
