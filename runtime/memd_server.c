@@ -1834,7 +1834,7 @@ static void turn_over(struct memd_worker *w)
 static void token_give(struct memd_worker *w)
 {
     turn_over(w);
-    if (w->token)
+    if (w->seat >= 0) /* also one handed over just as its wait gave up: never kept unknowingly */
         dmce_turns_give(w->m->turns, w->seat);
     w->token = 0;
     if (w->moved) { /* back on every CPU of the daemon */
@@ -2682,8 +2682,10 @@ fail:
 void dmce_memd_tick(dmce_memd_t *m)
 {
     memd_migrate_tick(m);
-    if (m->turns)
+    if (m->turns) {
+        dmce_turns_beat(m->turns);
         dmce_turns_tidy(m->turns, 0); /* a dead daemon's clients stop counting; opens no file */
+    }
     uint64_t now = dmce_now_ms();
     for (;;) {
         struct memd_session *expired = NULL;

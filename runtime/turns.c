@@ -45,8 +45,9 @@ struct seat {
     _Atomic uint32_t state;  /* SEAT_*; the futex its thread waits on */
     _Atomic uint32_t active; /* its ring clients that asked lately */
     uint32_t pad0;
-    _Atomic uint64_t start; /* its process's start time (/proc/PID/stat); 0 = not known yet */
-    char pad[40];
+    _Atomic uint64_t start;   /* its process's start time (/proc/PID/stat); 0 = not known yet */
+    _Atomic uint64_t beat_ns; /* CLOCK_MONOTONIC: its process last said it runs (join, beat) */
+    char pad[32];
 };
 _Static_assert(sizeof(struct seat) == 64, "a seat is one cache line");
 
@@ -75,7 +76,16 @@ struct dmce_turns {
     struct board *b;
     uint32_t pid;
     uint64_t start;
+    _Atomic uint64_t next_tidy_ns; /* waits of every thread tidy at most once a ms */
 };
+
+/* A seat whose process has not beaten for this long counts for nothing (crowded, hand-over). */
+#define BEAT_STALE_NS (2000ull * 1000 * 1000)
+
+static int seat_stale(const struct seat *s, uint64_t now)
+{
+    return (int64_t)(now - atomic_load(&s->beat_ns)) > (int64_t)BEAT_STALE_NS;
+}
 
 static int tidy(dmce_turns_t *t, int thorough);
 
@@ -168,6 +178,7 @@ out:
         free(t);
         return rc;
     }
+    atomic_store(&t->next_tidy_ns, dmce_now_ns() + 1000000u);
     tidy(t, 1); /* seats and tokens of daemons that died since the board was last used */
     *out = t;
     return 0;
@@ -191,13 +202,19 @@ static unsigned nseats(const struct board *b)
     return DMCE_MIN(atomic_load(&b->nseats), (uint32_t)DMCE_TURNS_SEATS);
 }
 
-/* Wake every seat that waits: a token came free. */
+/*
+ * Wake every seat that waits: a token came free. The word changes first
+ * (WANT -> GRANTED), or a waiter between its look and its futex wait
+ * would sleep a whole slice; it looks again and sets WANT.
+ */
 static void wake_waiters(struct board *b)
 {
     unsigned n = nseats(b);
-    for (unsigned i = 0; i < n; i++)
-        if (atomic_load(&b->seat[i].state) == SEAT_WANT)
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t want = SEAT_WANT;
+        if (atomic_compare_exchange_strong(&b->seat[i].state, &want, SEAT_GRANTED))
             dmce_futex_wake(&b->seat[i].state, 1);
+    }
 }
 
 /* Token k goes back to the pool if its owner word still reads `owner`. 1 if it did. */
@@ -293,6 +310,7 @@ int dmce_turns_join(dmce_turns_t *t)
         if (!atomic_compare_exchange_strong(&s->pid, &pid, t->pid))
             continue;
         atomic_store(&s->start, t->start);
+        atomic_store(&s->beat_ns, dmce_now_ns());
         atomic_store(&s->active, 0);
         atomic_store(&s->state, SEAT_IDLE);
         uint32_t n = atomic_load(&b->nseats);
@@ -329,12 +347,24 @@ int dmce_turns_crowded(const dmce_turns_t *t, unsigned ncpus)
 {
     const struct board *b = t->b;
     unsigned n = nseats(b), want = 0;
+    uint64_t now = dmce_now_ns();
     for (unsigned i = 0; i < n; i++) {
-        uint32_t a = atomic_load_explicit(&b->seat[i].active, memory_order_relaxed);
-        if (a && atomic_load_explicit(&b->seat[i].pid, memory_order_relaxed))
+        const struct seat *s = &b->seat[i];
+        uint32_t a = atomic_load_explicit(&s->active, memory_order_relaxed);
+        if (a && atomic_load_explicit(&s->pid, memory_order_relaxed) && !seat_stale(s, now))
             want += 1 + a;
     }
     return want > ncpus;
+}
+
+void dmce_turns_beat(dmce_turns_t *t)
+{
+    struct board *b = t->b;
+    unsigned n = nseats(b);
+    uint64_t now = dmce_now_ns();
+    for (unsigned i = 0; i < n; i++)
+        if (atomic_load(&b->seat[i].pid) == t->pid)
+            atomic_store(&b->seat[i].beat_ns, now);
 }
 
 int dmce_turns_held(const dmce_turns_t *t, int seat)
@@ -376,7 +406,6 @@ int dmce_turns_take(dmce_turns_t *t, int seat, uint32_t wait_us)
     if (dmce_turns_held(t, seat))
         return 1;
     uint64_t start = dmce_now_ns(), end = start + (uint64_t)wait_us * 1000u;
-    uint64_t next_tidy = start + 1000000u;
     for (;;) {
         /*
          * WANT before the look: a giver that hands a token over after it
@@ -387,14 +416,18 @@ int dmce_turns_take(dmce_turns_t *t, int seat, uint32_t wait_us)
             atomic_store(&s->state, SEAT_IDLE);
             return 1;
         }
-        uint64_t now = dmce_now_ns();
+        uint64_t now = dmce_now_ns(), due = atomic_load(&t->next_tidy_ns);
+        /*
+         * Waiting: is a holder dead or stopped? Once a ms for all the
+         * waits of this process together, however short each is (a
+         * daemon's worker waits 1 ms at a time), and before giving up.
+         */
+        if (now >= due && atomic_compare_exchange_strong(&t->next_tidy_ns, &due, now + 1000000u) &&
+            tidy(t, 0) > 0)
+            continue;
         if (now >= end) {
             atomic_store(&s->state, SEAT_IDLE);
             return dmce_turns_held(t, seat); /* handed over at the last moment */
-        }
-        if (now >= next_tidy) { /* a long wait: is a holder dead or stopped? */
-            tidy(t, 0);
-            next_tidy = now + 1000000u;
         }
         uint64_t left_ms = (end - now + 999999u) / 1000000u;
         dmce_futex_wait(&s->state, SEAT_WANT, (uint32_t)DMCE_MIN(left_ms, 1u));
@@ -415,7 +448,8 @@ void dmce_turns_give(dmce_turns_t *t, int seat)
             unsigned i = ((unsigned)seat + step) % n;
             struct seat *o = &b->seat[i];
             uint32_t pid = atomic_load(&o->pid);
-            if (atomic_load(&o->state) != SEAT_WANT || pid == 0 || seat_gone(o, pid, 0))
+            if (atomic_load(&o->state) != SEAT_WANT || pid == 0 || seat_stale(o, dmce_now_ns()) ||
+                seat_gone(o, pid, 0))
                 continue;
             atomic_store(&tk->since_ns, dmce_now_ns());
             uint32_t expect = mine;

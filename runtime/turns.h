@@ -57,6 +57,14 @@ int dmce_turns_join(dmce_turns_t *t);
 /* Give the seat up (with its token, if it holds one). */
 void dmce_turns_leave(dmce_turns_t *t, int seat);
 
+/*
+ * Say that this process runs: stamps every seat of it. A daemon calls it
+ * about every 100 ms; a seat not stamped for 2 s (a stopped daemon, or a
+ * pid that kill() cannot tell from a live one: reused, another user's)
+ * counts for nothing in dmce_turns_crowded and is never handed a token.
+ */
+void dmce_turns_beat(dmce_turns_t *t);
+
 /* Publish how many ring clients of this seat asked something lately. */
 void dmce_turns_set_active(dmce_turns_t *t, int seat, unsigned clients);
 

@@ -213,8 +213,10 @@ static void *taker_main(void *arg)
     if (dmce_turns_take(k->t, k->seat, 5000000) != 1)
         return NULL;
     atomic_store(&k->got, 1);
-    while (!atomic_load(&k->release))
+    while (!atomic_load(&k->release)) {
+        dmce_turns_renew(k->t, k->seat); /* working: a slow test machine is no stall */
         usleep(100);
+    }
     dmce_turns_give(k->t, k->seat);
     return NULL;
 }
@@ -249,8 +251,9 @@ static void test_handover_order(void **state)
     assert_int_equal(dmce_turns_take(t, h.seat, 0), 1);
     pthread_t tb, tc, th;
     assert_int_equal(pthread_create(&tc, NULL, taker_main, &c), 0);
+    assert_true(until(t, NULL, 1)); /* c asks first, */
     assert_int_equal(pthread_create(&tb, NULL, taker_main, &b), 0);
-    assert_true(until(t, NULL, 2)); /* c asked first, b second */
+    assert_true(until(t, NULL, 2)); /* b second */
     dmce_turns_give(t, h.seat);     /* goes to b: the next seat after h, not the first to ask */
     assert_true(until(t, &b.got, 0));
     assert_int_equal(atomic_load(&c.got), 0);
@@ -312,8 +315,12 @@ static void test_dead_holder(void **state)
     kill(pid, SIGKILL);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
+    /* Waits of 1 ms, as a daemon's worker makes them, tidy the dead seat (not the stall rule). */
     uint64_t t0 = dmce_now_ns();
-    assert_int_equal(dmce_turns_take(t, s, 50000), 1); /* the wait tidies the dead seat */
+    int got = 0;
+    for (int i = 0; i < 40 && !got; i++)
+        got = dmce_turns_take(t, s, 1000);
+    assert_int_equal(got, 1);
     assert_true(dmce_now_ns() - t0 < 50000000u);
     assert_int_equal(dmce_turns_crowded(t, 2), 0);
     dmce_turns_stats_t sts;
@@ -365,6 +372,9 @@ static void test_killed_anywhere(void **state)
 {
     (void)state;
     dmce_turns_t *t = open_board(4); /* 2 tokens */
+    /* Our seats first: their joins must not be what tidies the dead ones at the end. */
+    int a = dmce_turns_join(t), b = dmce_turns_join(t);
+    assert_true(a >= 0 && b >= 0);
     enum { PROCS = 3, KILLS = 60 };
     pid_t pid[PROCS];
     for (int i = 0; i < PROCS; i++)
@@ -401,11 +411,17 @@ static void test_killed_anywhere(void **state)
             kill(pid[i], SIGKILL);
             waitpid(pid[i], NULL, 0);
         }
-    /* Everyone is dead: both tokens can be had, within a waiter's tidy. */
-    int a = dmce_turns_join(t), b = dmce_turns_join(t);
-    assert_true(a >= 0 && b >= 0);
-    assert_int_equal(dmce_turns_take(t, a, 200000), 1);
-    assert_int_equal(dmce_turns_take(t, b, 200000), 1);
+    /*
+     * Everyone is dead: both tokens can be had at once, by waits of 1 ms as
+     * a daemon's worker makes them (they tidy: the 100 ms stall rule is not
+     * what frees a dead holder's token).
+     */
+    uint64_t t0 = dmce_now_ns();
+    int got = 0;
+    for (int i = 0; i < 40 && got < 2; i++)
+        got = dmce_turns_take(t, a, 1000) + dmce_turns_take(t, b, 1000);
+    assert_int_equal(got, 2);
+    assert_true(dmce_now_ns() - t0 < (uint64_t)DMCE_TURNS_HOLD_MAX_MS * 1000000u / 2);
     dmce_turns_stats_t st;
     dmce_turns_stats(t, &st);
     assert_int_equal(st.holding, 2);
@@ -430,6 +446,7 @@ struct racer {
     _Atomic int *stop;
     int over; /* times more than one held the token */
     unsigned turns;
+    uint64_t longest_ns; /* its longest hold: a thread descheduled past the stall limit */
 };
 
 static void *racer_main(void *arg)
@@ -438,12 +455,15 @@ static void *racer_main(void *arg)
     while (!atomic_load(r->stop)) {
         if (dmce_turns_take(r->t, r->seat, 10000) != 1)
             continue;
+        uint64_t t0 = dmce_now_ns();
         if (atomic_fetch_add(r->inside, 1) != 0)
             r->over++;
         r->turns++;
         for (volatile int i = 0; i < 2000; i++)
             ;
         atomic_fetch_sub(r->inside, 1);
+        uint64_t held = dmce_now_ns() - t0;
+        r->longest_ns = held > r->longest_ns ? held : r->longest_ns;
         dmce_turns_give(r->t, r->seat);
     }
     return NULL;
@@ -476,17 +496,67 @@ static void test_tidy_beside_takers(void **state)
     nanosleep(&ts, NULL); /* a bounded run: 0.3 s of churn */
     atomic_store(&stop, 1);
     unsigned turns = 0;
-    for (int i = 0; i <= NR; i++) {
+    uint64_t longest = 0;
+    for (int i = 0; i <= NR; i++)
         pthread_join(th[i], NULL);
-        assert_int_equal(r[i].over, 0);
+    for (int i = 0; i < NR; i++) {
         turns += r[i].turns;
+        longest = r[i].longest_ns > longest ? r[i].longest_ns : longest;
     }
     assert_true(turns > 100);
     dmce_turns_stats_t st;
     dmce_turns_stats(t, &st);
-    assert_int_equal(st.reclaimed, 0); /* nobody was alive and stalled */
+    /* Unless a racer was descheduled past the limit while holding (a loaded machine): */
+    if (longest < (uint64_t)DMCE_TURNS_HOLD_MAX_MS * 1000000u / 2) {
+        assert_int_equal(st.reclaimed, 0); /* nobody was alive and stalled */
+        for (int i = 0; i < NR; i++)
+            assert_int_equal(r[i].over, 0);
+    } else {
+        print_message("a hold of %llu ms: reclaims are the rule, not checked\n",
+                      (unsigned long long)(longest / 1000000u));
+    }
     for (int i = 0; i < NR; i++)
         dmce_turns_leave(t, r[i].seat);
+    dmce_turns_close(t);
+}
+
+/*
+ * A seat whose process has not said it runs for 2 s (a stopped daemon, a
+ * pid kill() cannot tell from a live one) counts for nothing, and gets no
+ * token; beating again brings it back.
+ */
+static void test_stale_beat(void **state)
+{
+    (void)state;
+    dmce_turns_t *t = open_board(2);
+    int a = dmce_turns_join(t), b = dmce_turns_join(t);
+    dmce_turns_set_active(t, b, 5);
+    assert_int_equal(dmce_turns_crowded(t, 2), 1);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    /* seat b's beat: after the 64-byte header and 64 16-byte token slots, at 24 in the seat */
+    uint64_t old = 1;
+    assert_int_equal(pwrite(fd, &old, sizeof(old), 64 + 64 * 16 + (off_t)b * 64 + 24),
+                     (ssize_t)sizeof(old));
+    assert_int_equal(dmce_turns_crowded(t, 2), 0);
+    /* b waits (in a thread) while a gives: the token is not handed to b, it goes to the pool */
+    assert_int_equal(dmce_turns_take(t, a, 0), 1);
+    struct taker k = {.t = t, .seat = b};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, taker_main, &k), 0);
+    assert_true(until(t, NULL, 1));
+    dmce_turns_give(t, a);
+    assert_true(until(t, &k.got, 0)); /* it took it from the pool itself */
+    dmce_turns_stats_t st;
+    dmce_turns_stats(t, &st);
+    assert_int_equal(st.handoffs, 0);
+    atomic_store(&k.release, 1);
+    pthread_join(th, NULL);
+    dmce_turns_beat(t); /* its process says it runs: it counts again */
+    assert_int_equal(dmce_turns_crowded(t, 2), 1);
+    close(fd);
+    dmce_turns_leave(t, a);
+    dmce_turns_leave(t, b);
     dmce_turns_close(t);
 }
 
@@ -530,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_anywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tidy_beside_takers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reused_pid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_beat, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
