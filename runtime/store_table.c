@@ -354,70 +354,6 @@ static inline int expired(const rec_t *r, uint64_t now)
 
 /* ---- process identity and liveness ----------------------------------------- */
 
-/* Threads of pid from /proc/<pid>/status, 0 if unknown. */
-static uint32_t proc_threads(uint32_t pid)
-{
-    char path[48], buf[2048];
-    snprintf(path, sizeof path, "/proc/%u/status", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strstr(buf, "\nThreads:");
-    return p ? (uint32_t)strtoul(p + 9, NULL, 10) : 0;
-}
-
-/*
- * Read /proc/<pid>/stat. Returns the start time (clock ticks since boot,
- * low 32 bits, 0 mapped to 1) or 0 if unknown; *dead = 1 when the process
- * is gone or a zombie (a SIGKILLed process its parent has not reaped yet).
- * A zombie thread-group leader whose other threads still run (the main
- * thread called pthread_exit) is alive.
- */
-static uint32_t proc_start(uint32_t pid, int *dead)
-{
-    char path[48], buf[640];
-    *dead = 0;
-    snprintf(path, sizeof path, "/proc/%u/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            *dead = 1;
-        else if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-            *dead = 1;
-        return 0;
-    }
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    int rerr = errno;
-    close(fd);
-    if (n <= 0) {
-        if (n < 0 && rerr == ESRCH)
-            *dead = 1;
-        return 0;
-    }
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parens */
-    if (!p || p[1] != ' ' || !p[2])
-        return 0;
-    p += 2; /* field 3: state */
-    if (*p == 'X' || *p == 'x' || (*p == 'Z' && proc_threads(pid) <= 1)) {
-        *dead = 1;
-        return 0;
-    }
-    for (int f = 3; f < 22; f++) { /* to field 22: starttime */
-        p = strchr(p, ' ');
-        if (!p)
-            return 0;
-        p++;
-    }
-    uint32_t st = (uint32_t)strtoull(p, NULL, 10);
-    return st ? st : 1;
-}
-
 /* 1 if the process named by an identity word (lock or slot owner, or a
  * reaper's mark) is dead or its pid now belongs to another process. */
 static int owner_dead(uint64_t id)
@@ -426,7 +362,7 @@ static int owner_dead(uint64_t id)
     if (pid == 0)
         return 0;
     int dead;
-    uint32_t st = proc_start(pid, &dead);
+    uint32_t st = dmce_proc_start(pid, &dead);
     if (dead)
         return 1;
     return st != 0 && start != 0 && st != start;
@@ -436,7 +372,7 @@ uint64_t dmce_stab_self_id(void)
 {
     uint32_t pid = (uint32_t)getpid();
     int dead;
-    uint32_t st = proc_start(pid, &dead);
+    uint32_t st = dmce_proc_start(pid, &dead);
     return (uint64_t)st << 32 | pid;
 }
 

@@ -95,32 +95,11 @@ static int board_valid(const struct board *b)
            b->size == sizeof(struct board) && b->ntokens >= 1 && b->ntokens <= DMCE_TURNS_SEATS;
 }
 
-/*
- * Start time of process pid (field 22 of /proc/PID/stat, clock ticks since
- * boot): with the pid, it names one process for good. 0 when unknown.
- */
+/* Start time of process pid (dmce_proc_start): with the pid, it names one process. 0 = unknown. */
 static uint64_t proc_start(uint32_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-    if (!p)
-        return 0;
-    /* p + 1 is the space before field 3 (state); starttime is field 22 */
-    for (int field = 3; field <= 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return 0;
-    }
-    return strtoull(p + 1, NULL, 10);
+    int dead;
+    return dmce_proc_start(pid, &dead);
 }
 
 int dmce_turns_open(const char *path, unsigned ncpus, dmce_turns_t **out)
@@ -236,8 +215,12 @@ static int seat_gone(const struct seat *s, uint32_t pid, int thorough)
         return 1;
     if (!thorough)
         return 0;
-    uint64_t start = atomic_load(&s->start), now = start ? proc_start(pid) : 0;
-    return start && now && now != start;
+    uint64_t start = atomic_load(&s->start);
+    if (!start)
+        return 0;
+    int dead;
+    uint64_t now = dmce_proc_start(pid, &dead);
+    return dead || (now && now != start); /* a zombie, or a pid that names another process */
 }
 
 /*

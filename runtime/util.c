@@ -10,7 +10,9 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -380,4 +382,64 @@ void dmce_msgf(char *buf, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, len, fmt, ap);
     va_end(ap);
+}
+
+/* ---- process identity ------------------------------------------------------- */
+
+/* Threads of pid from /proc/<pid>/status, 0 if unknown. */
+static uint32_t proc_threads(uint32_t pid)
+{
+    char path[48], buf[2048];
+    snprintf(path, sizeof path, "/proc/%u/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\nThreads:");
+    return p ? (uint32_t)strtoul(p + 9, NULL, 10) : 0;
+}
+
+/* util.h. (Moved from store_table.c: the turns board, turns.c, names processes the same way.) */
+uint32_t dmce_proc_start(uint32_t pid, int *dead)
+{
+    char path[48], buf[640];
+    *dead = 0;
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            *dead = 1;
+        else if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+            *dead = 1;
+        return 0;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int rerr = errno;
+    close(fd);
+    if (n <= 0) {
+        if (n < 0 && rerr == ESRCH)
+            *dead = 1;
+        return 0;
+    }
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parens */
+    if (!p || p[1] != ' ' || !p[2])
+        return 0;
+    p += 2; /* field 3: state */
+    if (*p == 'X' || *p == 'x' || (*p == 'Z' && proc_threads(pid) <= 1)) {
+        *dead = 1;
+        return 0;
+    }
+    for (int f = 3; f < 22; f++) { /* to field 22: starttime */
+        p = strchr(p, ' ');
+        if (!p)
+            return 0;
+        p++;
+    }
+    uint32_t st = (uint32_t)strtoull(p, NULL, 10);
+    return st ? st : 1;
 }

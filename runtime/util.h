@@ -79,6 +79,16 @@ int dmce_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
  */
 int dmce_accept_shed(int listen_fd, int *spare, pid_t *pid);
 
+/*
+ * Read /proc/<pid>/stat. Returns the process's start time (clock ticks
+ * since boot, low 32 bits, 0 mapped to 1): with the pid it names one
+ * process for good (a reused pid has another); 0 if unknown. *dead = 1
+ * when the process is gone or a zombie (a SIGKILLed process its parent
+ * has not reaped yet); a zombie thread-group leader whose other threads
+ * still run (the main thread called pthread_exit) is alive. Opens a file.
+ */
+uint32_t dmce_proc_start(uint32_t pid, int *dead);
+
 /* A descriptor that becomes readable when process pid exits (pidfd_open), or
  * -1 with errno (ENOSYS where the kernel or libc lacks it). */
 int dmce_pidfd_open(pid_t pid);

@@ -485,6 +485,21 @@ static void test_turns_survive_a_stopped_or_dead_daemon(void **state)
     assert_int_equal(harness_sock_stats(harness_sock(1), &s1), 0);
     if (sysconf(_SC_NPROCESSORS_ONLN) < 8)
         assert_true(s1.ring_turns > 0); /* 6 clients and 4 workers took turns */
+    /* Daemon 3 again: it takes its seats on the board its predecessor died on (and removes the
+     * block that one left), serves, and stops cleanly. */
+    assert_int_equal(harness_start(3, "--block-size=8M", "--max-blocks=4", NULL), 0);
+    ld = mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(ld != MAP_FAILED);
+    memset(ld, 0, sizeof(*ld));
+    pid_t again = load_client(ld, 2, 3);
+    while (ops_of(ld, 2, 3) < 500 && waitpid(again, &st, WNOHANG) == 0)
+        usleep(1000);
+    atomic_store(&ld->stop, 1);
+    assert_int_equal(waitpid(again, &st, 0), again);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(ops_of(ld, 2, 3) >= 500);
+    munmap(ld, sizeof(*ld));
+    assert_int_equal(harness_stop(3), 0);
 }
 
 /* turn_us = 0: no turns, however many clients (on a machine they crowd). */
