@@ -299,7 +299,10 @@ int dmce_turns_join(dmce_turns_t *t)
         uint32_t n = atomic_load(&b->nseats);
         while (n < i + 1 && !atomic_compare_exchange_weak(&b->nseats, &n, i + 1))
             ;
-        /* A token still named after this seat (handed to its last owner as it left) is ours. */
+        /*
+         * A token handed to this seat's last owner as it left, if no tidy
+         * freed it, is ours now: take finds it held, give passes it on.
+         */
         return (int)i;
     }
     return -ENOSPC;

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -829,6 +830,33 @@ static void test_wait_timeout_is_bounded(void **state)
     seg_free(&s);
 }
 
+/*
+ * spin_gate: a spin granted for 1 s ends as soon as the gate reads 0 (the
+ * daemon took the grant back: CPU turns), and says so; an open gate spins
+ * its whole budget.
+ */
+static void test_spin_gate_cuts_the_spin(void **state)
+{
+    (void)state;
+    seg_t s = seg_new(CAP);
+    _Atomic uint32_t gate = 0;
+    uint32_t how = 99;
+    dmce_ring_wait_t w = wait_policy(1000000000u, 20);
+    w.spin_gate = &gate;
+    w.how = &how;
+    uint64_t t0 = dmce_now_ms();
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), -ETIMEDOUT);
+    assert_int_equal(how, DMCE_RING_WAITED_CUT);
+    assert_true(dmce_now_ms() - t0 < 500); /* slept, not spun for 1 s */
+    atomic_store(&gate, 1);
+    w = wait_policy(2000000u, 20); /* 2 ms of spin, then sleep */
+    w.spin_gate = &gate;
+    w.how = &how;
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), -ETIMEDOUT);
+    assert_int_equal(how, DMCE_RING_WAITED_SLEPT);
+    seg_free(&s);
+}
+
 typedef struct alive_state {
     int calls;
     int fail_after;
@@ -1422,6 +1450,7 @@ int main(void)
         cmocka_unit_test(test_random_scribbles_never_escape),
         cmocka_unit_test(test_close_by_producer_drains_then_eclosed),
         cmocka_unit_test(test_close_by_consumer_fails_producer),
+        cmocka_unit_test(test_spin_gate_cuts_the_spin),
         cmocka_unit_test(test_wait_timeout_is_bounded),
         cmocka_unit_test(test_alive_failure_ends_wait),
         cmocka_unit_test(test_first_alive_check_after_one_ms),
