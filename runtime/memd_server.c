@@ -2010,15 +2010,6 @@ static int ring_socket_event(struct memd_conn *c)
     return -1;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /*
  * Close the connections that left a frame half sent for frame_timeout_ms
  * (a client that stalled or drips bytes): their buffers and slots go to
@@ -2108,7 +2099,7 @@ static void *worker_main(void *arg)
                     w->yield_ns = now; /* a task woken on this CPU runs now, not in a slice */
                     sched_yield();
                 } else if (w->token || may_spin(m, 0))
-                    cpu_relax();
+                    dmce_cpu_relax();
                 else
                     sched_yield();
             }

@@ -49,17 +49,6 @@
 #define RELEASE memory_order_release
 #define SEQ_CST memory_order_seq_cst
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__) || defined(__arm__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    atomic_signal_fence(SEQ_CST);
-#endif
-}
-
 static int capacity_ok(uint32_t c)
 {
     return c >= DMCE_RING_CAPACITY_MIN && c <= DMCE_RING_CAPACITY_MAX && (c & (c - 1)) == 0;
@@ -437,7 +426,7 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
     /* Phase 1: spin on the peer's position, no stores to shared lines. */
     if (p->spin_ns) {
         for (unsigned i = 1;; i++) {
-            cpu_relax();
+            dmce_cpu_relax();
             n = ready(r, min);
             if (n != 0) {
                 if (p->how)

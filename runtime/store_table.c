@@ -299,15 +299,6 @@ static inline uint32_t bin_of(uint32_t units)
     return 31u - (uint32_t)__builtin_clz(units);
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /*
  * Step i of a wait for another process (a lock holder, a reader inside a
  * read section): spin, then yield, then sleep 10 us doubling to 1 ms.
@@ -317,7 +308,7 @@ static inline void cpu_relax(void)
 static void wait_step(uint32_t i)
 {
     if (i < WAIT_SPINS) {
-        cpu_relax();
+        dmce_cpu_relax();
     } else if (i < WAIT_SPINS + WAIT_YIELDS) {
         sched_yield();
     } else {

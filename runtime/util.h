@@ -14,6 +14,18 @@
 #define DMCE_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DMCE_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* One step of a busy wait: a CPU pause (x86), yield hint (Arm), else a compiler barrier. */
+static inline void dmce_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /*
  * Happens-before edges that ThreadSanitizer cannot see, because they pass
  * through another process (a client that got one reply and then sent the
