@@ -1181,13 +1181,17 @@ static int may_spin(struct dmce_memd *m, unsigned extra_spinners)
     return active + atomic_load(&m->spinning) + extra_spinners <= m->ncpus;
 }
 
-/* Tell a ring client how to wait for its responses. */
-static void grant_spin(struct dmce_memd *m, struct memd_conn *c)
+/*
+ * Tell a ring client how to wait for its responses. counted: the client is
+ * already among its worker's active clients (w->active, from a request in
+ * the last ACTIVE_NS), so it is no extra spinner.
+ */
+static void grant_spin(struct dmce_memd *m, struct memd_conn *c, int counted)
 {
     uint32_t mode, ns = (uint32_t)m->cfg.spin_us * 1000u;
     if (m->cfg.spin_us == 0 || m->ncpus < 2)
         mode = DMCE_RT_SPIN_NONE;
-    else if (may_spin(m, 1))
+    else if (may_spin(m, counted ? 0 : 1))
         mode = DMCE_RT_SPIN_PAUSE;
     else
         mode = DMCE_RT_SPIN_YIELD; /* more spinners than CPUs: take turns, do not burn them */
@@ -1246,7 +1250,7 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     if (c->w->crowded) /* in CPU turns: it waits for its turn like the others */
         atomic_store_explicit(&c->rt.ctl->spin_mode, DMCE_RT_SPIN_NONE, memory_order_relaxed);
     else
-        grant_spin(m, c);
+        grant_spin(m, c, 0);
     /* The socket now only tells liveness (and carries map descriptors out). */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
     epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
@@ -1725,8 +1729,8 @@ static int ring_serve(struct dmce_memd *m, struct memd_conn *c, int grant)
         bad = conn_input(m, c) < 0;
         if (c->last_req_ns != before) {
             did = 1;
-            if (grant)
-                grant_spin(m, c);
+            if (grant) /* counted in w->active if it asked within ACTIVE_NS before this */
+                grant_spin(m, c, before && c->last_req_ns - before < ACTIVE_NS);
         }
     }
     if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
@@ -1931,7 +1935,7 @@ static void crowd_check(struct memd_worker *w, uint64_t now)
         token_give(w);
         for (struct memd_conn *c = w->conns; c; c = c->next)
             if (c->ring)
-                grant_spin(w->m, c);
+                grant_spin(w->m, c, 0);
     }
     w->crowded = crowded;
 }

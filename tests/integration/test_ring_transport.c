@@ -294,6 +294,58 @@ static void test_daemon_dies_while_client_waits(void **state)
     assert_serves();
 }
 
+/* One stats request on a raw ring connection, and its response (polled for up to 1 s). */
+static void raw_stats(dmce_rt_t *rt, int bell)
+{
+    static uint8_t buf[64 * 1024];
+    int32_t st = -1;
+    assert_int_equal(raw_ring_request(rt, bell, DMCE_MSMP_OP_STATS, 5, NULL, 0), 0);
+    /* as a granted client: its worker, still polling, is a spinner too */
+    for (uint64_t end = dmce_now_ns() + 1000000000ull;
+         dmce_ring_readable(&rt->rp.rx) == 0 && dmce_now_ns() < end;)
+        dmce_cpu_relax();
+    assert_true(raw_ring_recv(rt, bell, &st, buf, sizeof(buf)) > 0); /* the stats */
+    assert_int_equal(st, 0);
+}
+
+/*
+ * One client and the worker that serves it fit two CPUs: the client is
+ * granted a spin with a CPU pause, never told to yield. (The daemon once
+ * counted a client that asks again twice, as an active client and as a
+ * new spinner, and told a lone client on a 2-CPU machine to yield the CPU
+ * between looks: half its throughput.)
+ */
+static void test_one_client_spins_with_a_pause(void **state)
+{
+    (void)state;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        skip(); /* one CPU: nobody spins */
+    dmce_rt_t rt;
+    int bell, fd = raw_connect(1);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
+    /*
+     * For 20 ms first: other clients' recent requests (they count as
+     * active for 5 ms) are forgotten, and the worker, whose poll now pays
+     * off, polls for us (its budget may have shrunk in an earlier test).
+     */
+    for (uint64_t end = dmce_now_ns() + 20000000ull; dmce_now_ns() < end;)
+        raw_stats(&rt, bell);
+    int yield = 0, pause = 0;
+    for (int i = 0; i < 200; i++) {
+        raw_stats(&rt, bell);
+        uint32_t m = atomic_load(&rt.ctl->spin_mode);
+        yield += m == DMCE_RT_SPIN_YIELD;
+        pause += m == DMCE_RT_SPIN_PAUSE;
+    }
+    assert_int_equal(yield, 0);
+    assert_true(pause > 0);
+    close(fd);
+    close(bell);
+    dmce_rt_unmap(&rt);
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+}
+
 /* Several ring clients at once (separate processes): every one finishes its share. */
 static void test_many_clients_none_starves(void **state)
 {
@@ -388,8 +440,11 @@ static pid_t load_client(struct load *ld, int slot, int id)
     if (harness_client_opts(&c, &id, 1, &o) || dmce_setup(c, 0, 0, NULL, NULL))
         _exit(2);
     dmce_addr_t a;
-    if (dmce_malloc(c, 256, &a))
+    int me = dmce_malloc(c, 256, &a);
+    if (me) {
+        fprintf(stderr, "load client %d of daemon %d: malloc: %s\n", slot, id, dmce_strerror(me));
         _exit(3);
+    }
     uint8_t b[256], r[256];
     uint64_t deadline = dmce_now_ms() + 30000;
     for (uint64_t k = 0; !atomic_load(&ld->stop) && dmce_now_ms() < deadline; k++) {
@@ -420,6 +475,16 @@ struct progress {
     uint64_t want;
 };
 
+/* Every one of the 6 load clients did an op: it is connected and has its memory. */
+static int all_started(void *p)
+{
+    struct load *ld = p;
+    for (int i = 0; i < 6; i++)
+        if (atomic_load(&ld->ops[i]) == 0)
+            return 0;
+    return 1;
+}
+
 /* Daemon 1's clients (slots 0-1) did `want` ops since `base`. */
 static int progressed(void *p)
 {
@@ -444,6 +509,8 @@ static void test_turns_survive_a_stopped_or_dead_daemon(void **state)
     pid_t pid[6];
     for (int i = 0; i < 6; i++) /* 2 clients of daemon 1, 4 of daemon 3 */
         pid[i] = load_client(ld, i, i < 2 ? 1 : 3);
+    /* each connected and served before daemon 3 stops (a kill then ends them all alike) */
+    assert_true(harness_wait(all_started, ld, 20000));
     struct progress g = {ld, 0, 200};
     assert_true(harness_wait(progressed, &g, 20000));
     dmce_turns_t *board = open_board_of_dir();
@@ -546,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_header_in_ring),
         cmocka_unit_test(test_corrupt_ring_positions),
         cmocka_unit_test(test_daemon_dies_while_client_waits),
+        cmocka_unit_test(test_one_client_spins_with_a_pause),
         cmocka_unit_test(test_many_clients_none_starves),
         cmocka_unit_test(test_turns_survive_a_stopped_or_dead_daemon),
         cmocka_unit_test(test_turns_off),
