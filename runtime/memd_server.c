@@ -1247,9 +1247,10 @@ static void op_ring_open(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     c->ring = 1;
     c->last_req_ns = dmce_now_ns();
     c->w->nrings++;
-    if (c->w->crowded) /* in CPU turns: it waits for its turn like the others */
+    if (c->w->crowded) { /* in CPU turns: it waits for its turn like the others */
         atomic_store_explicit(&c->rt.ctl->spin_mode, DMCE_RT_SPIN_NONE, memory_order_relaxed);
-    else
+        atomic_store_explicit(&c->rt.ctl->in_turns, 1, memory_order_relaxed);
+    } else
         grant_spin(m, c, 0);
     /* The socket now only tells liveness (and carries map descriptors out). */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
@@ -1927,6 +1928,9 @@ static void crowd_check(struct memd_worker *w, uint64_t now)
     int crowded = dmce_turns_crowded(w->m->turns, w->m->ncpus);
     if (crowded == w->crowded)
         return;
+    for (struct memd_conn *c = w->conns; c; c = c->next)
+        if (c->ring) /* its waits for a turn look at our life less often */
+            atomic_store_explicit(&c->rt.ctl->in_turns, (uint32_t)crowded, memory_order_relaxed);
     if (crowded) {
         for (struct memd_conn *c = w->conns; c; c = c->next)
             if (c->ring)

@@ -171,6 +171,10 @@ static int send_request(dmce_mconn_t *k, const uint8_t *hb, const void *p1, size
 
 /* In a CPU turn, a client yields the CPU this often (ring_wait). */
 #define TURN_YIELD_NS (50ull * 1000)
+/* Waiting for a turn, the first look at the daemon's life comes this late (ring_wait). */
+#define TURN_FIRST_CHECK_MS 5u
+/* In a turn, a response this late means the worker is not running: yield this often. */
+#define TURN_STALL_NS (5ull * 1000)
 
 /*
  * Liveness while waiting on a ring: the daemon is gone when the watcher
@@ -195,6 +199,39 @@ static void note_request_room(void *arg)
 }
 
 /*
+ * Our CPU turn's spin for min bytes (as ring_wait): poll with a CPU pause
+ * for up to budget ns, or until the daemon ends the turn (spin_mode no
+ * longer TURN). A worker answers in well under a microsecond; one that has
+ * not after TURN_STALL_NS is not running, most often because the scheduler
+ * woke us on its CPU for our turn and we now poll in its place: from then
+ * on yield the CPU every TURN_STALL_NS, so that it runs at once (and moves
+ * off our CPU, turn_place in the daemon) rather than when we give up.
+ * Returns > 0 (ready), an error, or 0 (spun out: sleep).
+ */
+static int turn_spin(dmce_mconn_t *k, int tx, size_t min, uint32_t budget)
+{
+    dmce_ring_t *r = tx ? &k->rt.rp.tx : &k->rt.rp.rx;
+    uint64_t start = dmce_now_ns(), last = start;
+    for (unsigned i = 1;; i++) {
+        int n = tx ? dmce_ring_writable(r) : dmce_ring_readable(r);
+        if (n < 0 || (size_t)n >= min)
+            return n;
+        dmce_cpu_relax();
+        if ((i & 31) != 0)
+            continue;
+        if (atomic_load_explicit(&k->rt.ctl->spin_mode, memory_order_relaxed) != DMCE_RT_SPIN_TURN)
+            return 0;
+        uint64_t t = dmce_now_ns();
+        if (t - start >= budget)
+            return 0;
+        if (t - last >= TURN_STALL_NS) {
+            last = t;
+            sched_yield();
+        }
+    }
+}
+
+/*
  * Wait for min bytes in the response ring (or room for min bytes in the
  * request ring, when tx), the way the daemon allows: poll with a CPU pause
  * or yield the CPU for the granted time, then sleep on the ring's futex in
@@ -214,17 +251,29 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
             sched_yield();
         } while (dmce_now_ns() < until);
     }
+    if (mode == DMCE_RT_SPIN_TURN && spin) {
+        int n = turn_spin(k, tx, min, DMCE_MIN(spin, 1000000u));
+        if (n != 0)
+            return n;
+        /* spun out, or the turn ended: sleep (below, no second spin) */
+    }
     uint64_t now = dmce_now_ms();
     if (now >= deadline)
         return -ETIMEDOUT;
     /* The daemon grants the spin; what it achieved lately decides how much of it to use. */
-    uint32_t max =
-        mode == DMCE_RT_SPIN_PAUSE || mode == DMCE_RT_SPIN_TURN ? DMCE_MIN(spin, 1000000u) : 0;
-    /* In its turn a client has a CPU to itself: what spinning achieved before does not count. */
-    uint32_t budget = mode == DMCE_RT_SPIN_TURN ? max : dmce_spin_budget(&k->spin, max);
+    uint32_t max = mode == DMCE_RT_SPIN_PAUSE ? DMCE_MIN(spin, 1000000u) : 0;
+    uint32_t budget = dmce_spin_budget(&k->spin, max);
     uint32_t how = DMCE_RING_WAITED_NOT;
+    /*
+     * In CPU turns the wait for our next turn is a round of the others'
+     * turns (milliseconds). Each look at the daemon's life wakes us and
+     * takes the CPU from the client whose turn it is: look first after
+     * TURN_FIRST_CHECK_MS (a daemon that dies then is noticed that late).
+     */
+    int in_turns = atomic_load_explicit(&k->rt.ctl->in_turns, memory_order_relaxed) != 0;
     dmce_ring_wait_t pol = {.spin_ns = budget,
                             .slice_ms = 20,
+                            .first_check_ms = in_turns ? TURN_FIRST_CHECK_MS : 0,
                             .timeout_ms = (uint32_t)DMCE_MIN(deadline - now, (uint64_t)UINT32_MAX),
                             .alive = ring_alive,
                             .alive_arg = k,

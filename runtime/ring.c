@@ -455,8 +455,9 @@ static int wait_level(dmce_ring_t *r, size_t min_bytes, const dmce_ring_wait_t *
         role == DMCE_RING_CONSUMER ? &r->ctl->cons_sleeps : &r->ctl->prod_sleeps;
     uint64_t max_slice_ns =
         (uint64_t)(p->slice_ms ? p->slice_ms : DMCE_RING_SLICE_MS_DEFAULT) * 1000000u;
-    /* With a liveness check: 1 ms, doubling per check up to the maximum (ring.h). */
-    uint64_t slice_ns = p->alive ? DMCE_MIN(max_slice_ns, 1000000u) : max_slice_ns;
+    /* With a liveness check: 1 ms (or first_check_ms), doubling per check up to the maximum. */
+    uint64_t first_ns = (uint64_t)(p->first_check_ms ? p->first_check_ms : 1u) * 1000000u;
+    uint64_t slice_ns = p->alive ? DMCE_MIN(max_slice_ns, first_ns) : max_slice_ns;
     uint64_t deadline = p->timeout_ms ? start + (uint64_t)p->timeout_ms * 1000000u : 0;
     uint64_t last_alive = start;
     for (;;) {

@@ -201,6 +201,10 @@ typedef struct dmce_ring_pair {
  *               ms, one that dies later within the gap of the moment
  *               (at most slice_ms), and a long wait still costs one
  *               check per slice_ms. Without it, slices are slice_ms.
+ *   first_check_ms  with `alive`: the first check comes this long into
+ *               the wait instead of 1 ms (0 = 1 ms), for a waiter that
+ *               expects to wait long and has better use for the CPU than
+ *               checks (a ring client waiting for its CPU turn).
  *   timeout_ms  give up after this long with -ETIMEDOUT (0 = never).
  *   alive       optional; called about once per slice while sleeping. 0 =
  *               the peer is alive, keep waiting; negative = the wait
@@ -219,6 +223,7 @@ typedef struct dmce_ring_pair {
 typedef struct dmce_ring_wait {
     uint32_t spin_ns;
     uint32_t slice_ms;
+    uint32_t first_check_ms;
     uint32_t timeout_ms;
     int (*alive)(void *arg);
     void *alive_arg;

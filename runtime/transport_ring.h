@@ -70,7 +70,8 @@ typedef struct dmce_rt_ctl {
     _Atomic uint32_t client_spin_ns; /* spin budget granted to the client */
     _Atomic uint32_t spin_mode;      /* enum dmce_rt_spin_mode */
     _Atomic uint32_t client_cpu;     /* in its turn: 1 + the CPU the client waits on; 0 = unknown */
-    uint8_t pad2[DMCE_RT_CTL_SIZE - 2 * DMCE_RING_LINE - 12];
+    _Atomic uint32_t in_turns;       /* 1: the daemon serves in CPU turns (a wait may be long) */
+    uint8_t pad2[DMCE_RT_CTL_SIZE - 2 * DMCE_RING_LINE - 16];
 } dmce_rt_ctl_t;
 
 _Static_assert(sizeof(dmce_rt_ctl_t) == DMCE_RT_CTL_SIZE, "control page");

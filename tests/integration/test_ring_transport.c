@@ -492,6 +492,63 @@ static int progressed(void *p)
     return ops_of(g->ld, 0, 2) - g->base >= g->want;
 }
 
+struct turns_flag {
+    dmce_rt_t *rt;
+    int bell;
+    uint32_t want;
+};
+
+/* After one request: the daemon's in_turns word in our control page reads want. */
+static int in_turns_is(void *p)
+{
+    struct turns_flag *f = p;
+    raw_stats(f->rt, f->bell);
+    return atomic_load(&f->rt->ctl->in_turns) == f->want;
+}
+
+/*
+ * While ring clients crowd the CPUs, the daemon tells each of its ring
+ * clients so (in_turns in the control page: a wait for a turn looks at
+ * the daemon's life first after 5 ms, not 1 ms), and takes it back when
+ * they no longer do.
+ */
+static void test_clients_are_told_of_turns(void **state)
+{
+    (void)state;
+    long ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpus < 2 || ncpus > 4)
+        skip(); /* 4 clients and their worker do not crowd it: nothing to tell */
+    dmce_rt_t rt;
+    int bell, fd = raw_connect(1);
+    assert_true(fd >= 0);
+    assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
+    struct turns_flag f = {&rt, bell, 0};
+    assert_true(in_turns_is(&f)); /* alone: no turns */
+    struct load *ld =
+        mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(ld != MAP_FAILED);
+    memset(ld, 0, sizeof(*ld));
+    pid_t pid[4];
+    for (int i = 0; i < 4; i++)
+        pid[i] = load_client(ld, i, 1);
+    f.want = 1;
+    int told = harness_wait(in_turns_is, &f, 10000);
+    atomic_store(&ld->stop, 1);
+    for (int i = 0; i < 4; i++) {
+        int st;
+        assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    munmap(ld, sizeof(*ld));
+    assert_true(told);
+    f.want = 0;
+    assert_true(harness_wait(in_turns_is, &f, 10000));
+    close(fd);
+    close(bell);
+    dmce_rt_unmap(&rt);
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
+}
+
 /*
  * Two ring daemons share the turns board of the runtime dir. One of them
  * is stopped (SIGSTOP: it may hold a token and never give it back), then
@@ -615,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_daemon_dies_while_client_waits),
         cmocka_unit_test(test_one_client_spins_with_a_pause),
         cmocka_unit_test(test_many_clients_none_starves),
+        cmocka_unit_test(test_clients_are_told_of_turns),
         cmocka_unit_test(test_turns_survive_a_stopped_or_dead_daemon),
         cmocka_unit_test(test_turns_off),
     };

@@ -913,6 +913,37 @@ static void test_first_alive_check_after_one_ms(void **state)
     seg_free(&s);
 }
 
+/*
+ * first_check_ms moves the first check (a ring client waiting for its CPU
+ * turn): none in a 40 ms wait with it at 5 s, where the 1 ms default
+ * makes one at 1 ms (and more at 3, 7, 15, 31 ms); with it at 20 ms the
+ * check comes, and ends the wait, no sooner than that.
+ */
+static void test_first_alive_check_can_come_later(void **state)
+{
+    (void)state;
+    seg_t s = seg_new(CAP);
+    alive_state_t a = {.fail_after = 1000000, .err = DMCE_ECLOSED};
+    dmce_ring_wait_t w = {.slice_ms = 1000,
+                          .first_check_ms = 5000,
+                          .alive = alive_cb,
+                          .alive_arg = &a,
+                          .timeout_ms = 40};
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), -ETIMEDOUT);
+    assert_int_equal(a.calls, 0);
+    w.first_check_ms = 0;
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), -ETIMEDOUT);
+    assert_true(a.calls >= 1);
+    a = (alive_state_t){.fail_after = 1, .err = DMCE_ECLOSED};
+    w.first_check_ms = 20;
+    w.timeout_ms = WAIT_BOUND_MS;
+    uint64_t t0 = dmce_now_ns();
+    assert_int_equal(dmce_ring_wait_readable(&s.server.rx, 1, &w), DMCE_ECLOSED);
+    assert_true(dmce_now_ns() - t0 >= 20ull * 1000 * 1000);
+    assert_int_equal(a.calls, 1);
+    seg_free(&s);
+}
+
 typedef struct waiter_job {
     dmce_ring_t *r;
     size_t min;
@@ -1454,6 +1485,7 @@ int main(void)
         cmocka_unit_test(test_wait_timeout_is_bounded),
         cmocka_unit_test(test_alive_failure_ends_wait),
         cmocka_unit_test(test_first_alive_check_after_one_ms),
+        cmocka_unit_test(test_first_alive_check_can_come_later),
         cmocka_unit_test(test_commit_wakes_sleeping_reader),
         cmocka_unit_test(test_consume_wakes_sleeping_writer),
         cmocka_unit_test(test_close_wakes_sleeping_reader),
