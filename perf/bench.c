@@ -650,6 +650,7 @@ static int run_clients(dmce_bench_case_t *c, const dmce_bench_opts_t *o, dmce_hi
 stop:
     if (rc < 0) {
         atomic_store(&sh->abort, 1);
+        atomic_fetch_add(&sh->go, 1); /* a client about to sleep on go sees it change */
         dmce_futex_wake(&sh->go, INT_MAX);
     }
     /* Clients exit by themselves after the last repetition or on abort; bound the wait. */

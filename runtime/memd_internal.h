@@ -178,6 +178,7 @@ struct memd_conn {
     int ring;
     dmce_rt_t rt;
     uint64_t last_req_ns;       /* when its last request arrived (spin accounting) */
+    int counted;                /* among its worker's w->active at the last ring pass */
     uint64_t partial_ms;        /* since when part of a frame waits for the rest (0: none) */
     struct memd_conn *prev, *next;
 };

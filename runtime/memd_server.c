@@ -1183,8 +1183,8 @@ static int may_spin(struct dmce_memd *m, unsigned extra_spinners)
 
 /*
  * Tell a ring client how to wait for its responses. counted: the client is
- * already among its worker's active clients (w->active, from a request in
- * the last ACTIVE_NS), so it is no extra spinner.
+ * already among its worker's active clients (w->active, as the worker's
+ * last ring pass counted them: c->counted), so it is no extra spinner.
  */
 static void grant_spin(struct dmce_memd *m, struct memd_conn *c, int counted)
 {
@@ -1708,6 +1708,16 @@ static void conn_accept_locked(struct memd_worker *w)
 
 /* A ring client counts as active (for spin accounting) this long after a request. */
 #define ACTIVE_NS (5ull * 1000 * 1000)
+
+/*
+ * c asked within ACTIVE_NS of now. Signed: a request served in this pass
+ * has a last_req_ns later than the pass's now (it once wrapped round to
+ * "long ago", and busy clients were counted as idle).
+ */
+static int asked_lately(const struct memd_conn *c, uint64_t now)
+{
+    return (int64_t)(now - c->last_req_ns) < (int64_t)ACTIVE_NS;
+}
 /* While spinning, look at the sockets (epoll) at least this often. */
 #define POLL_SLICE_NS (50ull * 1000)
 
@@ -1730,8 +1740,8 @@ static int ring_serve(struct dmce_memd *m, struct memd_conn *c, int grant)
         bad = conn_input(m, c) < 0;
         if (c->last_req_ns != before) {
             did = 1;
-            if (grant) /* counted in w->active if it asked within ACTIVE_NS before this */
-                grant_spin(m, c, before && c->last_req_ns - before < ACTIVE_NS);
+            if (grant)
+                grant_spin(m, c, c->counted);
         }
     }
     if (!bad && (dmce_outbuf_pending(&c->out) || c->closing))
@@ -1765,6 +1775,7 @@ static unsigned rings_service(struct memd_worker *w, uint64_t now)
     if (w->crowded) {
         for (struct memd_conn *c = w->conns, *next; c; c = next) {
             next = c->next;
+            c->counted = c == w->turn; /* as w->active below */
             if (c->ring && c != w->turn && (dmce_outbuf_pending(&c->out) || c->closing) &&
                 conn_flush(c) < 0)
                 conn_close(c);
@@ -1783,8 +1794,8 @@ static unsigned rings_service(struct memd_worker *w, uint64_t now)
         if (r < 0)
             continue;
         work += (unsigned)r;
-        if (now - c->last_req_ns < ACTIVE_NS)
-            active++;
+        c->counted = asked_lately(c, now);
+        active += (unsigned)c->counted;
     }
     atomic_store_explicit(&w->active, active, memory_order_relaxed);
     rings_demand(w, active);
@@ -1909,6 +1920,17 @@ static int turn_advance(struct memd_worker *w, uint64_t now)
 }
 
 /*
+ * Tell every ring client of w whether it is served in CPU turns now
+ * (in_turns in its control page), where it is not so already.
+ */
+static void rings_told_turns(struct memd_worker *w, uint32_t in_turns)
+{
+    for (struct memd_conn *c = w->conns; c; c = c->next)
+        if (c->ring && atomic_load_explicit(&c->rt.ctl->in_turns, memory_order_relaxed) != in_turns)
+            atomic_store_explicit(&c->rt.ctl->in_turns, in_turns, memory_order_relaxed);
+}
+
+/*
  * Whether w serves in turns from now: the spinners of every daemon of the
  * runtime dir (workers with ring clients, and those clients) outnumber
  * the CPUs. Going into turns, no client of w may poll until its turn;
@@ -1922,15 +1944,14 @@ static void crowd_check(struct memd_worker *w, uint64_t now)
     if (w->crowded) { /* rings_service does not count them in turns */
         unsigned active = 0;
         for (struct memd_conn *c = w->conns; c; c = c->next)
-            active += c->ring && (now - c->last_req_ns < ACTIVE_NS || conn_waiting(c));
+            active += c->ring && (asked_lately(c, now) || conn_waiting(c));
         rings_demand(w, active);
     }
     int crowded = dmce_turns_crowded(w->m->turns, w->m->ncpus);
+    /* its waits for a turn look at our life less often (rings_told_turns: cleared at a park) */
+    rings_told_turns(w, (uint32_t)crowded);
     if (crowded == w->crowded)
         return;
-    for (struct memd_conn *c = w->conns; c; c = c->next)
-        if (c->ring) /* its waits for a turn look at our life less often */
-            atomic_store_explicit(&c->rt.ctl->in_turns, (uint32_t)crowded, memory_order_relaxed);
     if (crowded) {
         for (struct memd_conn *c = w->conns; c; c = c->next)
             if (c->ring)
@@ -2131,6 +2152,8 @@ static void *worker_main(void *arg)
                 }
                 token_give(w);      /* never sleep with a token */
                 rings_demand(w, 0); /* asleep, it keeps no CPU busy: the board must know */
+                rings_told_turns(w, 0); /* nobody waits for a turn of a sleeper (crowd_check
+                                           says so again once it runs and the CPUs still are) */
                 rings_park(w, 1);
                 atomic_thread_fence(memory_order_seq_cst);
                 if (rings_pending(w)) { /* a request slipped in before the flags were seen */

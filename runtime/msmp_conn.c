@@ -278,7 +278,7 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
                             .alive = ring_alive,
                             .alive_arg = k,
                             .how = &how,
-                            /* in CPU turns the daemon takes the grant back when ours ends */
+                            /* the daemon takes a PAUSE grant back when it goes into turns */
                             .spin_gate = &k->rt.ctl->spin_mode};
     int before = tx ? 0 : dmce_ring_writable(&k->rt.rp.tx);
     k->spin_end_free = -1;
@@ -289,7 +289,7 @@ static int ring_wait(dmce_mconn_t *k, int tx, size_t min, uint64_t deadline)
         /* nothing learnt: the turn's spin is the daemon's to grant */
     } else if (how == DMCE_RING_WAITED_SPUN) {
         dmce_spin_update(&k->spin, max, budget, 1);
-    } else if (how == DMCE_RING_WAITED_SLEPT) { /* (CUT: our turn ended, which tells nothing) */
+    } else if (how == DMCE_RING_WAITED_SLEPT) { /* (CUT: turns began, which tells nothing) */
         /*
          * A spin for a response that ran out says the CPUs are taken only
          * if the worker was awake (no doorbell) and had taken no more of

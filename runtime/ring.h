@@ -202,7 +202,7 @@ typedef struct dmce_ring_pair {
  *               (at most slice_ms), and a long wait still costs one
  *               check per slice_ms. Without it, slices are slice_ms.
  *   first_check_ms  with `alive`: the first check comes this long into
- *               the wait instead of 1 ms (0 = 1 ms), for a waiter that
+ *               the wait instead of 1 ms (0 = 1 ms; at most slice_ms), for a waiter that
  *               expects to wait long and has better use for the CPU than
  *               checks (a ring client waiting for its CPU turn).
  *   timeout_ms  give up after this long with -ETIMEDOUT (0 = never).

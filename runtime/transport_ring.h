@@ -55,8 +55,10 @@ enum dmce_rt_spin_mode {
     DMCE_RT_SPIN_NONE = 0,  /* sleep at once */
     DMCE_RT_SPIN_PAUSE = 1, /* busy-poll with a CPU pause for client_spin_ns */
     DMCE_RT_SPIN_YIELD = 2, /* poll, yielding the CPU between looks, for client_spin_ns */
-    DMCE_RT_SPIN_TURN = 3,  /* CPU turns: the client's turn; poll with a pause, the whole
-                               client_spin_ns, until the daemon sets another mode */
+    DMCE_RT_SPIN_TURN = 3,  /* CPU turns: the client's turn; poll with a pause for
+                               client_spin_ns whatever spinning achieved before (yielding
+                               every 5 us once a response is 5 us late), until the daemon
+                               sets another mode */
 };
 
 /* The control page, after the ring segment. 4096 bytes. */

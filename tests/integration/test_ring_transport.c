@@ -294,18 +294,21 @@ static void test_daemon_dies_while_client_waits(void **state)
     assert_serves();
 }
 
-/* One stats request on a raw ring connection, and its response (polled for up to 1 s). */
-static void raw_stats(dmce_rt_t *rt, int bell)
+/*
+ * One stats request on a raw ring connection, and its response (polled for
+ * up to 1 s). 0, or -1 (the caller fails: it may have children to stop first).
+ */
+static int raw_stats(dmce_rt_t *rt, int bell)
 {
     static uint8_t buf[64 * 1024];
     int32_t st = -1;
-    assert_int_equal(raw_ring_request(rt, bell, DMCE_MSMP_OP_STATS, 5, NULL, 0), 0);
+    if (raw_ring_request(rt, bell, DMCE_MSMP_OP_STATS, 5, NULL, 0) != 0)
+        return -1;
     /* as a granted client: its worker, still polling, is a spinner too */
     for (uint64_t end = dmce_now_ns() + 1000000000ull;
          dmce_ring_readable(&rt->rp.rx) == 0 && dmce_now_ns() < end;)
         dmce_cpu_relax();
-    assert_true(raw_ring_recv(rt, bell, &st, buf, sizeof(buf)) > 0); /* the stats */
-    assert_int_equal(st, 0);
+    return raw_ring_recv(rt, bell, &st, buf, sizeof(buf)) > 0 && st == 0 ? 0 : -1;
 }
 
 /*
@@ -330,10 +333,10 @@ static void test_one_client_spins_with_a_pause(void **state)
      * off, polls for us (its budget may have shrunk in an earlier test).
      */
     for (uint64_t end = dmce_now_ns() + 20000000ull; dmce_now_ns() < end;)
-        raw_stats(&rt, bell);
+        assert_int_equal(raw_stats(&rt, bell), 0);
     int yield = 0, pause = 0;
     for (int i = 0; i < 200; i++) {
-        raw_stats(&rt, bell);
+        assert_int_equal(raw_stats(&rt, bell), 0);
         uint32_t m = atomic_load(&rt.ctl->spin_mode);
         yield += m == DMCE_RT_SPIN_YIELD;
         pause += m == DMCE_RT_SPIN_PAUSE;
@@ -475,13 +478,27 @@ struct progress {
     uint64_t want;
 };
 
-/* Every one of the 6 load clients did an op: it is connected and has its memory. */
+struct starting {
+    struct load *ld;
+    pid_t *pid;
+    int exited; /* a load client ended before its first op */
+};
+
+/* Every one of the 6 load clients did an op (it is connected and has its memory), or one ended. */
 static int all_started(void *p)
 {
-    struct load *ld = p;
-    for (int i = 0; i < 6; i++)
-        if (atomic_load(&ld->ops[i]) == 0)
-            return 0;
+    struct starting *s = p;
+    for (int i = 0; i < 6; i++) {
+        if (atomic_load(&s->ld->ops[i]))
+            continue;
+        int st;
+        if (waitpid(s->pid[i], &st, WNOHANG) == s->pid[i]) {
+            s->pid[i] = 0;
+            s->exited = 1;
+            return 1;
+        }
+        return 0;
+    }
     return 1;
 }
 
@@ -496,13 +513,17 @@ struct turns_flag {
     dmce_rt_t *rt;
     int bell;
     uint32_t want;
+    int failed; /* a request failed: the wait ends, the test fails after reaping */
 };
 
 /* After one request: the daemon's in_turns word in our control page reads want. */
 static int in_turns_is(void *p)
 {
     struct turns_flag *f = p;
-    raw_stats(f->rt, f->bell);
+    if (raw_stats(f->rt, f->bell) != 0) {
+        f->failed = 1;
+        return 1;
+    }
     return atomic_load(&f->rt->ctl->in_turns) == f->want;
 }
 
@@ -522,7 +543,7 @@ static void test_clients_are_told_of_turns(void **state)
     int bell, fd = raw_connect(1);
     assert_true(fd >= 0);
     assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
-    struct turns_flag f = {&rt, bell, 0};
+    struct turns_flag f = {&rt, bell, 0, 0};
     assert_true(in_turns_is(&f)); /* alone: no turns */
     struct load *ld =
         mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -540,9 +561,11 @@ static void test_clients_are_told_of_turns(void **state)
         assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
     munmap(ld, sizeof(*ld));
+    assert_false(f.failed);
     assert_true(told);
     f.want = 0;
     assert_true(harness_wait(in_turns_is, &f, 10000));
+    assert_false(f.failed);
     close(fd);
     close(bell);
     dmce_rt_unmap(&rt);
@@ -567,7 +590,15 @@ static void test_turns_survive_a_stopped_or_dead_daemon(void **state)
     for (int i = 0; i < 6; i++) /* 2 clients of daemon 1, 4 of daemon 3 */
         pid[i] = load_client(ld, i, i < 2 ? 1 : 3);
     /* each connected and served before daemon 3 stops (a kill then ends them all alike) */
-    assert_true(harness_wait(all_started, ld, 20000));
+    struct starting sg = {ld, pid, 0};
+    int started = harness_wait(all_started, &sg, 20000);
+    if (!started || sg.exited) {
+        atomic_store(&ld->stop, 1);
+        for (int i = 0; i < 6; i++)
+            if (pid[i] > 0)
+                waitpid(pid[i], NULL, 0);
+        fail_msg("the load clients did not all start (one exited: %d)", sg.exited);
+    }
     struct progress g = {ld, 0, 200};
     assert_true(harness_wait(progressed, &g, 20000));
     dmce_turns_t *board = open_board_of_dir();

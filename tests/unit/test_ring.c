@@ -924,7 +924,7 @@ static void test_first_alive_check_can_come_later(void **state)
     (void)state;
     seg_t s = seg_new(CAP);
     alive_state_t a = {.fail_after = 1000000, .err = DMCE_ECLOSED};
-    dmce_ring_wait_t w = {.slice_ms = 1000,
+    dmce_ring_wait_t w = {.slice_ms = 10000, /* (first_check_ms is capped at slice_ms) */
                           .first_check_ms = 5000,
                           .alive = alive_cb,
                           .alive_arg = &a,
