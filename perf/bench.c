@@ -21,6 +21,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -368,6 +370,10 @@ static void print_summary(const dmce_bench_case_t *c, const dmce_bench_opts_t *o
                 "%.2f (%.2f..%.2f)\n",
                 r->client_min_ops_per_s.median, r->client_max_ops_per_s.median, r->fair_min.median,
                 r->fair_min.min, r->fair_min.max);
+    const char *probe = strstr(r->note, "CPU line ");
+    if (probe)
+        fprintf(o->human, "     %.*s round trip before / after (line probe)\n",
+                (int)strcspn(probe, ";"), probe);
 }
 
 int dmce_bench_emit_json(const dmce_perf_result_t *r)
@@ -724,17 +730,133 @@ static int busy_start(unsigned n, pid_t *pids)
 
 static int run_case(dmce_bench_case_t *c, const dmce_bench_opts_t *o);
 
+/* Append tail to the result's note, once (run_pair runs the same case once per repetition). */
+static void note_append(dmce_bench_case_t *c, const char *tail)
+{
+    size_t nl = strlen(c->res.note), tl = strlen(tail);
+    if (!strstr(c->res.note, tail) && nl + tl < sizeof(c->res.note))
+        memcpy(c->res.note + nl, tail, tl + 1);
+}
+
+/*
+ * The line probe: a cache line bounced between two threads pinned to the
+ * first two CPUs this process may use, both spinning. On this project's
+ * 2-vCPU VM that round trip is 50-70 ns for minutes, then 320-350 ns for
+ * minutes (the host places the vCPUs near or far from each other), and
+ * every figure that needs two CPUs to talk (a ring round trip, two store
+ * processes writing shared lines) moves with it: 2-3x. Each result of
+ * dmce_bench_run says what the probe read just before and just after it,
+ * so that a figure can be read against the state it was taken in.
+ */
+#define PROBE_TRIPS 2000u
+#define PROBE_BATCHES 5
+#define PROBE_GIVE_UP_NS (100ull * 1000 * 1000)
+
+typedef struct probe {
+    _Atomic uint32_t line __attribute__((aligned(64)));
+    _Atomic int quit;
+    int cpu;
+} probe_t;
+
+static int pin_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* The far side: answer odd values with the next even one until told to quit. */
+static void *probe_echo(void *arg)
+{
+    probe_t *p = arg;
+    if (pin_to(p->cpu) != 0) {
+        atomic_store(&p->quit, 1);
+        return NULL;
+    }
+    uint32_t seen = 0;
+    while (!atomic_load_explicit(&p->quit, memory_order_relaxed)) {
+        uint32_t v = atomic_load_explicit(&p->line, memory_order_acquire);
+        if (v != seen && (v & 1u)) {
+            seen = v + 1;
+            atomic_store_explicit(&p->line, seen, memory_order_release);
+        } else {
+            dmce_cpu_relax();
+        }
+    }
+    return NULL;
+}
+
+/* Median round trip in us over PROBE_BATCHES batches; NAN with fewer than 2 CPUs or a failure. */
+static double line_probe_us(void)
+{
+    cpu_set_t mine;
+    if (pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) != 0 || CPU_COUNT(&mine) < 2)
+        return NAN;
+    int a = -1, b = -1;
+    for (int i = 0; i < CPU_SETSIZE && b < 0; i++) {
+        if (!CPU_ISSET(i, &mine))
+            continue;
+        if (a < 0)
+            a = i;
+        else
+            b = i;
+    }
+    probe_t *p = aligned_alloc(64, sizeof(*p)); /* owner: this function */
+    if (!p)
+        return NAN;
+    memset(p, 0, sizeof(*p));
+    p->cpu = b;
+    double batch[PROBE_BATCHES], us = NAN;
+    pthread_t t;
+    if (pin_to(a) != 0 || pthread_create(&t, NULL, probe_echo, p) != 0) {
+        pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
+        free(p);
+        return NAN;
+    }
+    int ok = 1;
+    uint32_t v = 0;
+    for (int k = 0; k < PROBE_BATCHES && ok; k++) {
+        uint64_t t0 = dmce_now_ns();
+        for (uint32_t i = 0; i < PROBE_TRIPS && ok; i++) {
+            atomic_store_explicit(&p->line, v + 1, memory_order_release);
+            for (unsigned s = 1; atomic_load_explicit(&p->line, memory_order_acquire) != v + 2;
+                 s++) {
+                dmce_cpu_relax();
+                if ((s & 1023) == 0 &&
+                    (atomic_load(&p->quit) || dmce_now_ns() - t0 > PROBE_GIVE_UP_NS))
+                    ok = 0; /* the far side cannot run there (or could not pin): no figure */
+                if (!ok)
+                    break;
+            }
+            v += 2;
+        }
+        batch[k] = (double)(dmce_now_ns() - t0) / 1000.0 / PROBE_TRIPS;
+    }
+    atomic_store(&p->quit, 1);
+    pthread_join(t, NULL);
+    pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
+    free(p);
+    if (ok) {
+        dmce_perf_stat_t st;
+        dmce_perf_stat_from(&st, batch, PROBE_BATCHES);
+        us = st.median;
+    }
+    return us;
+}
+
+/* What the line probe read before the case of dmce_bench_run (NAN: none). */
+static double probe_before_us = NAN;
+
 int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
 {
     pid_t busy[DMCE_BENCH_MAX_BUSY];
     if (o->busy) {
         int e = dmce_perf_param_num(&c->res, "busy", o->busy);
-        char tail[48]; /* once: run_pair runs the same case once per repetition */
-        int tl = snprintf(tail, sizeof(tail), "; beside %u busy process%s", o->busy,
-                          o->busy == 1 ? "" : "es");
-        size_t nl = strlen(c->res.note);
-        if (!strstr(c->res.note, tail) && nl + (size_t)tl < sizeof(c->res.note))
-            memcpy(c->res.note + nl, tail, (size_t)tl + 1);
+        char tail[48];
+        snprintf(tail, sizeof(tail), "; beside %u busy process%s", o->busy,
+                 o->busy == 1 ? "" : "es");
+        note_append(c, tail);
         if (e == 0)
             e = busy_start(o->busy, busy);
         if (e < 0) {
@@ -742,7 +864,9 @@ int dmce_bench_run(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
             return e;
         }
     }
+    probe_before_us = line_probe_us();
     int rc = run_case(c, o);
+    probe_before_us = NAN;
     busy_stop(o->busy, busy);
     return rc;
 }
@@ -766,6 +890,15 @@ static int run_case(dmce_bench_case_t *c, const dmce_bench_opts_t *o)
         rc = run_clients(c, o, h, all, figs, p50, p99, p999);
     else
         rc = run_inline(c, o, h, all, figs, p50, p99, p999);
+    if (rc == 0 && !isnan(probe_before_us)) { /* (a case of dmce_bench_run, not of run_pair) */
+        double after = line_probe_us();
+        char tail[96];
+        snprintf(tail, sizeof(tail), "; CPU line %.3f/%.3f us", probe_before_us, after);
+        char *old = strstr(c->res.note, "; CPU line ");
+        if (old) /* run_pair's repetitions: the last one's probe stands */
+            *old = '\0';
+        note_append(c, tail);
+    }
     if (rc == 0) {
         summarize(c, o, figs, p50, p99, p999, all);
         print_summary(c, o);
