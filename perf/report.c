@@ -2044,7 +2044,13 @@ static const char *figref_text(const dmce_perf_run_t *run, const char *area,
         char u[32];
         snprintf(v, sizeof(v), "%s %s us", fig_names[ref->fig], fmt_us_v(s->median, u, sizeof(u)));
     }
-    snprintf(buf, len, "%s [%s]: %s", label, ref->impl, v);
+    /* The line probe (perf/bench.c) the result was taken at: which state the machine was in. */
+    const char *probe = strstr(r->note, "CPU line ");
+    if (probe)
+        snprintf(buf, len, "%s [%s]: %s (%.*s)", label, ref->impl, v,
+                 (int)strcspn(probe, ";|"), probe);
+    else
+        snprintf(buf, len, "%s [%s]: %s", label, ref->impl, v);
     return buf;
 }
 

@@ -662,6 +662,39 @@ static void test_targets_wildcard(void **state)
     dmce_perf_run_free(&run);
 }
 
+/* A target's figures say which state the machine was in: the line probe of their notes. */
+static void test_targets_show_the_line_probe(void **state)
+{
+    (void)state;
+    dmce_perf_run_t run;
+    dmce_perf_run_init(&run);
+    dmce_perf_result_t r = mk("msmp", "get", "dmce", 64, 8, 1500000, 0.5);
+    snprintf(r.note, sizeof(r.note), "dmce_read of one allocation; CPU line 0.331/0.064 us");
+    assert_int_equal(dmce_perf_run_add(&run, &r), 0);
+    r = mk("msmp", "get", "dmce", 64, 1, 2000000, 0.4);
+    snprintf(r.note, sizeof(r.note), "dmce_read of one allocation");
+    assert_int_equal(dmce_perf_run_add(&run, &r), 0);
+    const char *text = "msmp ops:dmce:get[clients=8,size=64] / ops:dmce:get[clients=1,size=64] "
+                       ">= 1 eight against one\n";
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    dmce_perf_targets_t t;
+    char err[200] = "";
+    assert_int_equal(dmce_perf_targets_read(&t, f, "t", err, sizeof(err)), 0);
+    fclose(f);
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *m = open_memstream(&out, &outlen);
+    unsigned met = 0, not_met = 0;
+    assert_true(dmce_perf_render_targets(&run, &t, "msmp", m, &met, &not_met) > 0);
+    fclose(m);
+    assert_int_equal(not_met, 1);
+    /* the 8-client figure names its probe; the one-client figure has none to name */
+    assert_non_null(strstr(out, "[dmce]: 1.50M/s (CPU line 0.331/0.064 us)"));
+    assert_null(strstr(out, "2.00M/s (CPU"));
+    free(out);
+    dmce_perf_run_free(&run);
+}
+
 /* ---- reports ---------------------------------------------------------------------- */
 
 /* limits + msmp: dmce, dmce-mapped, redis; memcached only for one row. */
@@ -989,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_import_redis_csv),
         cmocka_unit_test(test_plot_data),
         cmocka_unit_test(test_targets_wildcard),
+        cmocka_unit_test(test_targets_show_the_line_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
