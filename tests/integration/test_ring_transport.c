@@ -464,6 +464,30 @@ static pid_t load_client(struct load *ld, int slot, int id)
     _exit(dmce_disconnect(c) ? 5 : 0);
 }
 
+/* n load clients of daemon id (slots 0..n-1) in pid[], sharing the returned struct. */
+static struct load *load_start(pid_t *pid, int n, int id)
+{
+    struct load *ld =
+        mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(ld != MAP_FAILED);
+    memset(ld, 0, sizeof(*ld));
+    for (int i = 0; i < n; i++)
+        pid[i] = load_client(ld, i, id);
+    return ld;
+}
+
+/* Stop them; each must have ended well. */
+static void load_stop(struct load *ld, pid_t *pid, int n)
+{
+    atomic_store(&ld->stop, 1);
+    for (int i = 0; i < n; i++) {
+        int st;
+        assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    munmap(ld, sizeof(*ld));
+}
+
 static uint64_t ops_of(struct load *ld, int from, int to)
 {
     uint64_t n = 0;
@@ -545,22 +569,11 @@ static void test_clients_are_told_of_turns(void **state)
     assert_int_equal(raw_ring_open(fd, 0, &rt, &bell), 0);
     struct turns_flag f = {&rt, bell, 0, 0};
     assert_true(in_turns_is(&f)); /* alone: no turns */
-    struct load *ld =
-        mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(ld != MAP_FAILED);
-    memset(ld, 0, sizeof(*ld));
     pid_t pid[4];
-    for (int i = 0; i < 4; i++)
-        pid[i] = load_client(ld, i, 1);
+    struct load *ld = load_start(pid, 4, 1);
     f.want = 1;
     int told = harness_wait(in_turns_is, &f, 10000);
-    atomic_store(&ld->stop, 1);
-    for (int i = 0; i < 4; i++) {
-        int st;
-        assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
-        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    munmap(ld, sizeof(*ld));
+    load_stop(ld, pid, 4);
     assert_false(f.failed);
     assert_true(told);
     f.want = 0;
@@ -667,22 +680,12 @@ static void test_turns_off(void **state)
     assert_int_equal(harness_start(1, "--block-size=8M", "--max-blocks=4", "--ring-capacity=4K",
                                    "--turn-us=0", NULL),
                      0);
-    struct load *ld =
-        mmap(NULL, sizeof(*ld), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(ld != MAP_FAILED);
-    memset(ld, 0, sizeof(*ld));
     pid_t pid[4];
-    for (int i = 0; i < 4; i++)
-        pid[i] = load_client(ld, i, 1);
+    struct load *ld = load_start(pid, 4, 1);
     struct progress g = {ld, 0, 2000};
-    assert_true(harness_wait(progressed, &g, 20000));
-    atomic_store(&ld->stop, 1);
-    for (int i = 0; i < 4; i++) {
-        int st;
-        assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
-        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    munmap(ld, sizeof(*ld));
+    int went = harness_wait(progressed, &g, 20000);
+    load_stop(ld, pid, 4);
+    assert_true(went);
     dmce_stats_t s1;
     assert_int_equal(harness_sock_stats(harness_sock(1), &s1), 0);
     assert_int_equal(s1.ring_turns, 0);
