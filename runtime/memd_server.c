@@ -1351,7 +1351,7 @@ static void dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p)
 
 /* ---- connections --------------------------------------------------------------------- */
 
-static void rings_demand(struct memd_worker *w, unsigned active);
+static void rings_idle(struct memd_worker *w);
 static void token_give(struct memd_worker *w);
 
 static void conn_close(struct memd_conn *c)
@@ -1394,7 +1394,7 @@ static void conn_close(struct memd_conn *c)
         w->nrings--;
         if (w->nrings == 0) { /* no ring pass will count them again, nor give the token */
             token_give(w);
-            rings_demand(w, 0);
+            rings_idle(w);
         }
         STAT_ADD(m, DMCE_STAT_RING_CLIENTS, (uint64_t)-1);
     }
@@ -1762,6 +1762,20 @@ static void rings_demand(struct memd_worker *w, unsigned active)
 }
 
 /*
+ * w goes to sleep, or has no ring client left: none of its clients keeps a
+ * CPU busy now, for the spin grants of the daemon's other workers
+ * (w->active, which only a ring pass recounts: a count left from clients
+ * that left made a lone client on another worker YIELD) and for the board.
+ */
+static void rings_idle(struct memd_worker *w)
+{
+    for (struct memd_conn *c = w->conns; c; c = c->next)
+        c->counted = 0;
+    atomic_store_explicit(&w->active, 0, memory_order_relaxed);
+    rings_demand(w, 0);
+}
+
+/*
  * Serve every ring connection of w once: read and handle whole frames, put
  * responses into the rings. In CPU turns only the client whose turn it is
  * (the others' pending output still goes out; their demand is counted by
@@ -2078,6 +2092,12 @@ static void *worker_main(void *arg)
     int polled = 0;   /* polled its rings without work since the last request */
     while (!atomic_load(&m->stop)) {
         int timeout = -1, parked = 0;
+        if (!w->nrings && spinning) {
+            /* its last ring client left while it polled: no spinner now (the
+             * count was once left up, and a lone client elsewhere told to YIELD) */
+            atomic_fetch_sub(&m->spinning, 1);
+            spinning = 0;
+        }
         if (w->nrings) {
             /*
              * Ring connections: poll them for up to POLL_SLICE_NS while there
@@ -2151,7 +2171,7 @@ static void *worker_main(void *arg)
                     spinning = 0;
                 }
                 token_give(w);      /* never sleep with a token */
-                rings_demand(w, 0); /* asleep, it keeps no CPU busy: the board must know */
+                rings_idle(w); /* asleep, it keeps no CPU busy: grants and the board must know */
                 rings_told_turns(w, 0); /* nobody waits for a turn of a sleeper (crowd_check
                                            says so again once it runs and the CPUs still are) */
                 rings_park(w, 1);

@@ -323,6 +323,8 @@ static void test_one_client_spins_with_a_pause(void **state)
     (void)state;
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
         skip(); /* one CPU: nobody spins */
+    /* the earlier tests' clients are gone (the daemon closed them: they count no more) */
+    assert_true(harness_wait(ring_clients_are_zero, NULL, 5000));
     dmce_rt_t rt;
     int bell, fd = raw_connect(1);
     assert_true(fd >= 0);
