@@ -2047,8 +2047,8 @@ static const char *figref_text(const dmce_perf_run_t *run, const char *area,
     /* The line probe (perf/bench.c) the result was taken at: which state the machine was in. */
     const char *probe = strstr(r->note, "CPU line ");
     if (probe)
-        snprintf(buf, len, "%s [%s]: %s (%.*s)", label, ref->impl, v,
-                 (int)strcspn(probe, ";|"), probe);
+        snprintf(buf, len, "%s [%s]: %s (%.*s)", label, ref->impl, v, (int)strcspn(probe, ";|"),
+                 probe);
     else
         snprintf(buf, len, "%s [%s]: %s", label, ref->impl, v);
     return buf;

@@ -67,14 +67,20 @@ static void test_busy_option_parses(void **state)
     assert_int_equal(parse(&o, 3, a3), -1);
 }
 
+/* Options from argv, human output to /dev/null (the caller closes o->human). */
+static void quiet_opts(dmce_bench_opts_t *o, int argc, char **argv)
+{
+    assert_int_equal(parse(o, argc, argv), 0);
+    o->human = fopen("/dev/null", "w");
+    assert_non_null(o->human);
+}
+
 static void run_busy(unsigned busy, int fail_at, int want_rc)
 {
     dmce_bench_opts_t o;
     char *a[] = {"t", "--ops", "200", "--reps", "2", "--warmup", "0", NULL};
-    assert_int_equal(parse(&o, 7, a), 0);
+    quiet_opts(&o, 7, a);
     o.busy = busy;
-    o.human = fopen("/dev/null", "w");
-    assert_non_null(o.human);
     busy_ctx_t x = {.fail_at = fail_at};
     dmce_bench_case_t c;
     assert_int_equal(dmce_bench_case_init(&c, "test", "busy", "frame"), 0);
@@ -132,9 +138,7 @@ static void test_line_probe_in_the_note(void **state)
     assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof(before), &before), 0);
     dmce_bench_opts_t o;
     char *a[] = {"t", "--ops", "100", "--reps", "1", "--warmup", "0", NULL};
-    assert_int_equal(parse(&o, 7, a), 0);
-    o.human = fopen("/dev/null", "w");
-    assert_non_null(o.human);
+    quiet_opts(&o, 7, a);
     dmce_bench_case_t c;
     assert_int_equal(dmce_bench_case_init(&c, "test", "probe", "frame"), 0);
     c.op = noop_op;
@@ -166,9 +170,7 @@ static void test_clients_are_waited_for(void **state)
     (void)state;
     dmce_bench_opts_t o;
     char *a[] = {"t", "--ops", "2000", "--reps", "3", "--warmup", "10", "--clients", "4", NULL};
-    assert_int_equal(parse(&o, 9, a), 0);
-    o.human = fopen("/dev/null", "w");
-    assert_non_null(o.human);
+    quiet_opts(&o, 9, a);
     dmce_bench_case_t c;
     assert_int_equal(dmce_bench_case_init(&c, "test", "clients", "frame"), 0);
     c.op = noop_op;
