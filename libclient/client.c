@@ -39,6 +39,9 @@
  * blocks), send, receive. A broken connection ends the session here (the
  * daemon keeps it for its grace period).
  */
+static int setup_locked(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
+                        uint32_t layout, uint64_t *granted);
+
 static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1,
                       size_t l1, const void *p2, size_t l2, void *resp, size_t resp_cap,
                       size_t *resp_len, int *fd_out)
@@ -51,6 +54,22 @@ static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, c
         return r;
     if (r == 1 && before && atomic_load(&k->t.pid) != before)
         dmce__map_daemon_reset(c, (unsigned)(k - c->conn));
+    if (r == 1 && k->set_up && c->disp && c->set_up && op != DMCE_MSMP_OP_SETUP &&
+        op != DMCE_MSMP_OP_STATS) {
+        /*
+         * A new connection: the one our session was bound to broke
+         * unnoticed (the daemon restarted, or the socket did). A daemon
+         * knows a session by its connection, so bind it again first, under
+         * the cluster-wide ID, as dmce__ensure_session does for a daemon first
+         * used; a restarted daemon may hold our allocations by now
+         * (promoted copies), orphaned until we do.
+         */
+        k->set_up = 0;
+        uint64_t g;
+        int e = setup_locked(c, k, 0, DMCE_SETUP_PARTIAL, (uint32_t)c->layout, &g);
+        if (e < 0 && e != DMCE_ESETUPDONE)
+            return e;
+    }
     r = dmce_mconn_rpc(&k->t, op, p1, l1, p2, l2, resp, resp_cap, resp_len, fd_out);
     if (k->t.fd < 0)
         k->set_up = 0;
@@ -190,8 +209,9 @@ dmce_layout_t dmce_client_layout(const dmce_client_t *c)
 
 /* ---- setup ----------------------------------------------------------------------- */
 
-static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
-                     uint32_t layout, uint64_t *granted)
+/* Set up (or reattach) a session on daemon k, k->lock held. */
+static int setup_locked(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
+                        uint32_t layout, uint64_t *granted)
 {
     dmce_msmp_setup_req_t rq = {
         .amount = amount, .flags = flags, .layout = layout, .session_id = c->session_id};
@@ -199,7 +219,6 @@ static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount
     uint8_t p[DMCE_MSMP_SETUP_REQ_SIZE], resp[DMCE_MSMP_SETUP_RESP_SIZE];
     dmce_msmp_setup_req_encode(&rq, p);
     size_t rlen = 0;
-    pthread_mutex_lock(&k->lock);
     int r = rpc_locked(c, k, DMCE_MSMP_OP_SETUP, p, sizeof(p), NULL, 0, resp, sizeof(resp), &rlen,
                        NULL);
     if (r == 0)
@@ -212,6 +231,14 @@ static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount
     } else if (r == DMCE_ENOMEM) {
         dmce_mconn_close(&k->t); /* the daemon disconnects after a refused setup */
     }
+    return r;
+}
+
+static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
+                     uint32_t layout, uint64_t *granted)
+{
+    pthread_mutex_lock(&k->lock);
+    int r = setup_locked(c, k, amount, flags, layout, granted);
     pthread_mutex_unlock(&k->lock);
     return r;
 }
@@ -257,7 +284,7 @@ int dmce_setup(dmce_client_t *c, uint64_t amount, unsigned flags, const dmce_tok
         c->token = *token;
     else if ((r = dmce_random_bytes(c->token.bytes, sizeof(c->token.bytes))) < 0)
         goto out;
-    /* Daemons the directory names later get a session when first used (ensure_session). */
+    /* Daemons the directory names later get a session when first used (dmce__ensure_session). */
     unsigned n = atomic_load(&c->n);
     c->session_id = 0; /* a reattach finds its session by token, then names its ID */
 
@@ -440,12 +467,8 @@ int dmce_daemon_of(const dmce_client_t *c, dmce_addr_t addr)
     return dmce__daemon_of_block(c, p.block);
 }
 
-/*
- * With a dispatcher, a daemon the client has no session on yet (it joined,
- * or came back, after dmce_setup) gets one under the cluster-wide session
- * ID, with no reservation of its own. Must not hold k->lock.
- */
-static int ensure_session(struct dmce_client *c, struct dmce_conn *k)
+/* No reservation of its own: the session's room is what setup reserved elsewhere. */
+int dmce__ensure_session(struct dmce_client *c, struct dmce_conn *k)
 {
     if (!c->disp || !c->set_up || k->set_up)
         return 0;
@@ -460,7 +483,7 @@ int dmce_malloc_on(dmce_client_t *c, unsigned daemon, uint64_t size, dmce_addr_t
         return -EINVAL;
     if (!c->set_up)
         return DMCE_ENOSETUP;
-    int r = ensure_session(c, &c->conn[daemon]);
+    int r = dmce__ensure_session(c, &c->conn[daemon]);
     if (r < 0)
         return r;
     uint8_t p[8], resp[8];
@@ -552,7 +575,7 @@ int dmce__route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k)
     if (i < 0)
         return i;
     *k = &c->conn[i];
-    return ensure_session(c, *k);
+    return dmce__ensure_session(c, *k);
 }
 
 static int free_once(dmce_client_t *c, dmce_addr_t addr)
@@ -823,6 +846,8 @@ int dmce_cluster_stats(dmce_client_t *c, dmce_cluster_stats_t *out)
         .moves = v[DMCE_DSTAT_MOVES],
         .moves_failed = v[DMCE_DSTAT_MOVES_FAILED],
         .last_move_us = v[DMCE_DSTAT_LAST_MOVE_US],
+        .remirrors_adopted = v[DMCE_DSTAT_REMIRRORS_ADOPTED],
+        .remirror_bytes_adopted = v[DMCE_DSTAT_REMIRROR_BYTES_ADOPTED],
     };
     return 0;
 }

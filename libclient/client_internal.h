@@ -118,6 +118,12 @@ int dmce__rpc(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const voi
  * on it (made on first use with a dispatcher). DMCE_ENOSETUP before setup.
  */
 int dmce__route(dmce_client_t *c, dmce_addr_t addr, struct dmce_conn **k);
+/*
+ * With a dispatcher, give daemon k a session under the cluster-wide ID if
+ * it has none of ours (it joined, or came back, after dmce_setup). 0 or
+ * the setup's error. Must not hold k->lock.
+ */
+int dmce__ensure_session(struct dmce_client *c, struct dmce_conn *k);
 
 /* Index of the daemon whose block range holds block ID `block`, or DMCE_ENOBLOCK. */
 int dmce__daemon_of_block(const struct dmce_client *c, uint32_t block);

@@ -411,7 +411,11 @@ static int blk_for(struct dmce_client *c, dmce_addr_t addr, uint64_t len, struct
         int d = dmce__daemon_of_block(c, p.block);
         if (d < 0)
             return d;
-        int r = block_open(c, (unsigned)d, addr, len, p.block, &b);
+        /* A daemon with no session of ours yet (it joined, or came back, since setup):
+         * the map request needs one. */
+        int r = dmce__ensure_session(c, &c->conn[d]);
+        if (r == 0)
+            r = block_open(c, (unsigned)d, addr, len, p.block, &b);
         if (r < 0)
             return r;
     }

@@ -428,6 +428,65 @@ static void persist_survives(void **state)
     assert_true(harness_wait(all_alive_3, NULL, 10000));
 }
 
+/*
+ * ---- a client's session on a daemon that restarted while it looked away ----
+ *
+ * The client has sessions on every daemon. Each daemon other than the one
+ * holding its allocation is killed and started again while the client
+ * does not talk to it, so the client's connection to it is stale. Then the
+ * allocation's daemon dies, and its copy is promoted on one of those: the
+ * client reads it (mapped or over MSMP), the new process taking its
+ * session and the allocations it adopted from the promotion.
+ */
+static void session_on_restarted_daemon(void **state)
+{
+    (void)state;
+    assert_true(harness_wait(two_copies, NULL, 20000));
+    dmce_client_t *c;
+    assert_int_equal(harness_client_dir(&c, 0), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    dmce_addr_t a, x;
+    assert_int_equal(dmce_malloc(c, 64 << 10, &a), 0);
+    uint8_t want[64 << 10], back[64 << 10];
+    for (size_t i = 0; i < sizeof(want); i++)
+        want[i] = (uint8_t)(i * 7 + 3);
+    assert_int_equal(dmce_write(c, a, want, sizeof(want)), 0);
+    int p = dmce_daemon_of(c, a);
+    assert_true(p >= 0);
+    dmce_stats_t pst;
+    assert_int_equal(dmce_daemon_stats(c, (unsigned)p, &pst), 0);
+    /* A session on every daemon: a malloc on each (then freed). */
+    for (unsigned i = 0; i < dmce_daemon_count(c); i++) {
+        assert_int_equal(dmce_malloc_on(c, i, 4096, &x), 0);
+        assert_int_equal(dmce_free(c, x), 0);
+    }
+    for (int id = 1; id <= 3; id++) {
+        if (id == (int)pst.daemon_id)
+            continue;
+        harness_kill(id);
+        assert_int_equal(start_memd(id), 0);
+        assert_true(harness_wait(all_alive_3, NULL, 10000));
+        assert_true(harness_wait(two_copies, NULL, 20000));
+    }
+    dmce_cluster_stats_t before;
+    assert_int_equal(stats(&before), 0);
+    harness_kill((int)pst.daemon_id);
+    struct promoted_since ps = {before.promotions};
+    assert_true(harness_wait(promoted, &ps, 10000));
+    memset(back, 0, sizeof(back));
+    assert_int_equal(dmce_read(c, a, back, sizeof(back)), 0);
+    assert_memory_equal(back, want, sizeof(back));
+    /* And written again there (the session owns the allocation on the new daemon). */
+    want[0] ^= 0xff;
+    assert_int_equal(dmce_write(c, a, want, 1), 0);
+    assert_int_equal(dmce_read(c, a, back, 1), 0);
+    assert_int_equal(back[0], want[0]);
+    assert_int_equal(dmce_free(c, a), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
+    assert_int_equal(start_memd((int)pst.daemon_id), 0);
+    assert_true(harness_wait(all_alive_3, NULL, 10000));
+}
+
 /* ---- the session store: acknowledged sets survive the primary ---- */
 
 #define STORE_KEYS 200
@@ -586,6 +645,7 @@ int main(void)
         cmocka_unit_test(kill_under_load),
         cmocka_unit_test(restarted_daemon_used),
         cmocka_unit_test(persist_survives),
+        cmocka_unit_test(session_on_restarted_daemon),
         cmocka_unit_test(store_survives),
     };
     const struct CMUnitTest unmirrored[] = {
