@@ -834,6 +834,8 @@ static const struct field stats_fields[] = {
     SF(spares_used, F_U64),
     SF(ring_turns, F_U64),
     SF(turn_wait_us, F_U64),
+    SF(mirrors_kept, F_U64),
+    SF(mirror_adopted, F_U64),
     SF(uptime_ms, F_MS),
 };
 #undef SF
@@ -868,6 +870,8 @@ static const struct field cluster_fields[] = {
     CF(moves, F_U64),
     CF(moves_failed, F_U64),
     CF(last_move_us, F_US),
+    CF(remirrors_adopted, F_U64),
+    CF(remirror_bytes_adopted, F_BYTES),
 };
 #undef CF
 _Static_assert(DMCE_ARRAY_LEN(cluster_fields) == DMCE_DSTAT_COUNT_,
@@ -1130,10 +1134,12 @@ static void status_text(const struct ctl *c, const struct view *v, const struct 
                s->daemons_alive, s->daemons_dead, s->blocks, s->blocks_mirrored, s->blocks_single,
                s->blocks_remirroring, s->blocks_lost);
         printf("  moves %" PRIu64 " (%" PRIu64 " failed, last %s), promotions %" PRIu64
-               " (last failover %s), re-mirrors %" PRIu64 "/%" PRIu64 " (%s)\n",
+               " (last failover %s), re-mirrors %" PRIu64 "/%" PRIu64 " (%s copied; %" PRIu64
+               " took over a kept copy, %s)\n",
                s->moves, s->moves_failed, s->moves ? dur_txt(s->last_move_us).s : "-",
                s->promotions, s->deaths ? ms_txt(s->last_failover_ms).s : "-", s->remirrors_done,
-               s->remirrors_started, size_txt(s->remirror_bytes).s);
+               s->remirrors_started, size_txt(s->remirror_bytes).s, s->remirrors_adopted,
+               size_txt(s->remirror_bytes_adopted).s);
     }
     for (unsigned i = 0; i < w->n; i++)
         printf("warning: %s\n", w->text[i]);

@@ -135,6 +135,12 @@ struct dblock {
     uint16_t peer_pending;    /* REMIRRORING: the daemon the new copy is made on */
     uint8_t drop_mirror;      /* tell the primary to stop keeping its mirror (a dead peer) */
     /*
+     * The primary was told its mirror's holder is dead and may keep that
+     * copy in step (mirror_keep_ms): the re-mirror most likely takes the
+     * copy over, no copy made, so it does not wait for remirror_parallel.
+     */
+    uint8_t kept;
+    /*
      * A new block whose mirror is being made (mirror_peer) and whose events
      * have not come yet: its copy is complete before any allocation in it
      * is handed out, so if its primary dies now the copy may be promoted.
@@ -655,6 +661,7 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
         *k = (struct dblock){.primary = (uint16_t)ev.daemon_id, .live = 1};
         break;
     case DMCE_DISP_EV_MIRRORED:
+    case DMCE_DISP_EV_MIRROR_ADOPTED:
         if (k->live && k->primary == ev.daemon_id &&
             (ev.peer > MAX_DAEMONS || d->daemons[ev.peer].state != DMCE_DISP_ALIVE)) {
             /* the peer died while the copy was made: not a copy to count on */
@@ -665,10 +672,16 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
         } else if (k->live && k->primary == ev.daemon_id) {
             if (k->state == DMCE_DISP_REMIRRORING) {
                 d->st[DMCE_DSTAT_REMIRRORS_DONE]++;
-                d->st[DMCE_DSTAT_REMIRROR_BYTES] += ev.bytes;
+                if (ev.event == DMCE_DISP_EV_MIRROR_ADOPTED) {
+                    d->st[DMCE_DSTAT_REMIRRORS_ADOPTED]++;
+                    d->st[DMCE_DSTAT_REMIRROR_BYTES_ADOPTED] += ev.bytes;
+                } else {
+                    d->st[DMCE_DSTAT_REMIRROR_BYTES] += ev.bytes;
+                }
             }
             k->mirror = (uint16_t)ev.peer;
             k->state = DMCE_DISP_MIRRORED;
+            k->kept = 0;
             k->tries = 0;
             k->drop_mirror = 0; /* this mirror is good: keep it */
         }
@@ -676,6 +689,7 @@ static void op_block_event(struct dmce_disp *d, struct dconn *c, const uint8_t *
     case DMCE_DISP_EV_MIRROR_LOST:
         if (k->live && k->primary == ev.daemon_id) {
             k->mirror = 0;
+            k->kept = 0; /* re-mirror failed: the next try is a copy */
             k->state = DMCE_DISP_SINGLE;
             /* at once the first time, then backing off: 200, 400 .. 51200 ms */
             k->since_ms = k->tries ? dmce_now_ms() + 100ull * (1u << DMCE_MIN(k->tries, 9)) : 0;
@@ -1692,6 +1706,7 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
                     d->daemons[e.peer].state == DMCE_DISP_ALIVE) {
                     k->mirror = (uint16_t)e.peer;
                     k->state = DMCE_DISP_MIRRORED;
+                    k->kept = 0;
                 } else if (e.mirror_state == 2 && e.peer && peer_may_register_locked(d, e.peer)) {
                     /* Mirrored on a daemon that has not registered again yet: progress() decides. */
                     k->mirror = 0;
@@ -1764,6 +1779,11 @@ static void drop_dead_mirrors(struct dmce_disp *d)
         uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
         dmce_msmp_block_req_encode(due[i], rq);
         int r = daemon_rpc(d, prim[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
+        pthread_mutex_lock(&d->lock);
+        struct dblock *k = &d->blocks[due[i]];
+        if (r == 0 && k->live && k->primary == prim[i] && k->state == DMCE_DISP_SINGLE)
+            k->kept = 1;
+        pthread_mutex_unlock(&d->lock);
         LOG_INFO("block %u: memd[%u] told to drop its mirror on a dead daemon%s%s", due[i],
                  prim[i], r < 0 && r != -ENOENT ? ": " : "",
                  r < 0 && r != -ENOENT ? dmce_strerror(r) : "");
@@ -1861,10 +1881,12 @@ static void remirror(struct dmce_disp *d)
         unsigned running = 0;
         uint32_t pick = 0, peer = 0;
         if (cluster_flags_locked(d) & DMCE_DISP_MIRRORING) {
+            /* A takeover (kept) first: it copies nothing and does not count as a copy. */
             for (uint32_t b = 1; b < d->nids; b++) {
                 struct dblock *k = &d->blocks[b];
-                running += k->live && k->state == DMCE_DISP_REMIRRORING;
-                if (pick || !k->live || k->state != DMCE_DISP_SINGLE || k->since_ms > now ||
+                running += k->live && k->state == DMCE_DISP_REMIRRORING && !k->kept;
+                if ((pick && (d->blocks[pick].kept || !k->kept)) || !k->live ||
+                    k->state != DMCE_DISP_SINGLE || k->since_ms > now ||
                     k->drop_mirror || /* its dead mirror is dropped first (drop_dead_mirrors) */
                     d->daemons[k->primary].state != DMCE_DISP_ALIVE)
                     continue;
@@ -1875,7 +1897,7 @@ static void remirror(struct dmce_disp *d)
                 }
             }
         }
-        if (!pick || running >= (unsigned)d->cfg.remirror_parallel) {
+        if (!pick || (!d->blocks[pick].kept && running >= (unsigned)d->cfg.remirror_parallel)) {
             pthread_mutex_unlock(&d->lock);
             return;
         }
@@ -1902,6 +1924,7 @@ static void remirror(struct dmce_disp *d)
                      r < 0 ? ": " : "", r < 0 ? dmce_strerror(r) : "");
         if (r < 0 && r != -EALREADY) {
             pthread_mutex_lock(&d->lock);
+            k->kept = 0; /* gone, or a copy to make, as far as we know */
             k->state = DMCE_DISP_SINGLE;
             k->since_ms = now + 200ull * (1u << DMCE_MIN(k->tries, 8));
             k->tries++;
@@ -1966,6 +1989,7 @@ static void progress(struct dmce_disp *d)
                 } else if (e.mirror_state == 2 && e.peer) {
                     k->mirror = (uint16_t)e.peer;
                     k->state = DMCE_DISP_MIRRORED;
+                    k->kept = 0;
                     d->st[DMCE_DSTAT_REMIRRORS_DONE]++;
                     d->st[DMCE_DSTAT_REMIRROR_BYTES] += e.copied;
                     bump_locked(d);

@@ -344,7 +344,7 @@ static int backup_block(struct dmce_memd *m, uint32_t id, const char *dir, dmce_
                 }
             }
             if (r == 0) {
-                struct memd_mirror *mr = atomic_load(&b->mirror);
+                struct memd_mirror *mr = memd_live_mirror(b);
                 x->block = id;
                 x->mirror_daemon = mr ? mr->daemon_id : 0;
                 x->page_size = bh->page_size;

@@ -100,6 +100,17 @@ struct memd_block {
      * first one's copy from under it).
      */
     atomic_int attaching;
+    /*
+     * 1: the mirror's holder is gone (the dispatcher said so: it died, or
+     * it drains). The copy is still kept in step, as when it had a holder,
+     * so that a new holder can take the object over as it is (mirror_adopt)
+     * instead of a copy being made; for mirror_keep_ms at most
+     * (memd_mirror_tick, from mirror_gone_ms). Set and cleared under `lock`
+     * and every stripe. Nothing counts such a copy as a mirror: not the
+     * stats, not the blocks report, not a move.
+     */
+    atomic_int mirror_gone;
+    uint64_t mirror_gone_ms;
     pthread_mutex_t stripes[MEMD_STRIPES]; /* chunk i: stripes[i % MEMD_STRIPES] */
     /*
      * Live migration (memd_migrate.c). frozen: handed off to another
@@ -561,19 +572,33 @@ void memd_mirror_stop(struct dmce_memd *m);
 int memd_mirror_busy_locked(const struct dmce_memd *m, uint32_t block);
 
 /*
- * Attach a mirror of primary block b on the daemon at path (id peer): have
- * it create the copy object, map it, publish it and copy b into it (writes
- * go on meanwhile; mallocs and frees wait). 0, or an error with the block
- * left unmirrored (logged). Not under b->lock; may block on the peer.
- */
-/*
  * A new block that is not published after all (memd_table_add failed): its
  * mirror, if it got one, is dropped on the peer and forgotten here. No
  * event: the dispatcher never heard of the block. Nobody else uses b.
  */
 void memd_mirror_abandon(struct dmce_memd *m, struct memd_block *b);
+/*
+ * Attach a mirror of primary block b on the daemon at path (id peer). If b
+ * keeps a copy whose holder is gone (memd_block.mirror_gone), the peer takes
+ * that object over as it is: 1, *copied = the bytes in use, none copied.
+ * Else (or if the peer cannot take it) the peer creates a new object,
+ * which is mapped, published and filled with b (writes go on meanwhile;
+ * mallocs and frees wait): 0, *copied = the bytes copied. An error leaves
+ * the block unmirrored (logged). Not under b->lock; may block on the peer.
+ */
 int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer, const char *path,
                        uint64_t *copied);
+/* Drop the kept copies (memd_block.mirror_gone) older than mirror_keep_ms. From the daemon's tick.
+ */
+void memd_mirror_tick(struct dmce_memd *m);
+/* b's kept copy (if any) is no longer kept: its handover name goes. The caller frees the mirror. */
+void memd_mirror_forget_kept(struct dmce_memd *m, struct memd_block *b);
+
+/* b's mirror, if it has a holder (a kept copy whose holder is gone is not one); else NULL. */
+static inline struct memd_mirror *memd_live_mirror(struct memd_block *b)
+{
+    return atomic_load(&b->mirror_gone) ? NULL : atomic_load(&b->mirror);
+}
 
 /* ---- the dispatcher (memd_disp.c) ---- */
 

@@ -105,7 +105,8 @@ static int freeze(struct dmce_memd *m, uint32_t id, struct memd_block **out)
     if (r == 0) {
         pthread_mutex_lock(&b->lock);
         struct memd_mirror *mr = atomic_load(&b->mirror);
-        if (mr && atomic_load(&mr->state) != MEMD_MIRROR_SYNCED)
+        /* A copy being made, or one whose holder is gone (a new holder takes it soon). */
+        if (mr && (atomic_load(&mr->state) != MEMD_MIRROR_SYNCED || atomic_load(&b->mirror_gone)))
             r = -EBUSY;
         pthread_mutex_lock(&m->mr_lock);
         if (r == 0 && memd_mirror_busy_locked(m, id))

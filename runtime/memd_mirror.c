@@ -29,6 +29,7 @@
  * b->stripes[i] (chunk writes) > sess_lock; peer_lock alone.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,22 +106,154 @@ void memd_block_persist(struct memd_block *b, uint64_t cell, uint64_t len)
  * every stripe has been taken. The peer keeps its object until told to
  * drop it.
  */
+static void stripes_lock(struct memd_block *b)
+{
+    for (unsigned i = 0; i < MEMD_STRIPES; i++)
+        pthread_mutex_lock(&b->stripes[i]);
+}
+
+static void stripes_unlock(struct memd_block *b)
+{
+    for (unsigned i = MEMD_STRIPES; i-- > 0;)
+        pthread_mutex_unlock(&b->stripes[i]);
+}
+
+/* The objects' directory as a path: shm_dir, or /dev/shm for POSIX shm names. */
+static const char *obj_dir(const struct dmce_memd *m)
+{
+    return m->cfg.shm_dir[0] ? "" : "/dev/shm";
+}
+
+/*
+ * The name under which a daemon of this cluster hands over its kept copy
+ * of block id (which = 'h') or holds its copy of it (which = 'b').
+ */
+static int cluster_obj_name(const struct dmce_memd *m, uint32_t daemon, char which, uint32_t id,
+                            char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/dmce.%u.%s.m%u.%c%u", m->cfg.shm_dir, (unsigned)geteuid(),
+                     m->cfg.cluster, daemon, which, id);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The path of the handover name of b's kept copy (cluster_obj_name 'h'); -ENAMETOOLONG. */
+static int kept_path(const struct dmce_memd *m, uint32_t id, char *name, size_t nlen, char *path,
+                     size_t plen)
+{
+    int r = cluster_obj_name(m, (uint32_t)m->cfg.id, 'h', id, name, nlen);
+    if (r == 0 && (size_t)snprintf(path, plen, "%s%s", obj_dir(m), name) >= plen)
+        r = -ENAMETOOLONG;
+    return r;
+}
+
+/* The handover name of b's kept copy goes (the copy is dropped, or the block). */
+static void kept_unlink(const struct dmce_memd *m, const struct memd_block *b)
+{
+    char name[DMCE_MSMP_NAME_MAX + 1], path[DMCE_MSMP_NAME_MAX + 16];
+    if (kept_path(m, b->id, name, sizeof(name), path, sizeof(path)) == 0 && unlink(path) < 0 &&
+        errno != ENOENT)
+        LOG_WARN("block %u: cannot remove %s: %s", b->id, path, strerror(errno));
+}
+
+void memd_mirror_forget_kept(struct dmce_memd *m, struct memd_block *b)
+{
+    if (atomic_exchange(&b->mirror_gone, 0))
+        kept_unlink(m, b);
+}
+
+/* Unpublish b's mirror and free our side of it (b->lock held). */
+static void mirror_free_locked(struct dmce_memd *m, struct memd_block *b, struct memd_mirror *mr)
+{
+    stripes_lock(b);
+    atomic_store_explicit(&b->mirror, NULL, memory_order_release);
+    memd_mirror_forget_kept(m, b);
+    stripes_unlock(b);
+    munmap(mr->base, b->size);
+    close(mr->fd);
+    free(mr);
+}
+
 static void mirror_detach_locked(struct dmce_memd *m, struct memd_block *b, const char *why)
 {
     struct memd_mirror *mr = atomic_load(&b->mirror);
     if (!mr)
         return;
-    for (unsigned i = 0; i < MEMD_STRIPES; i++)
-        pthread_mutex_lock(&b->stripes[i]);
-    atomic_store_explicit(&b->mirror, NULL, memory_order_release);
-    for (unsigned i = MEMD_STRIPES; i-- > 0;)
-        pthread_mutex_unlock(&b->stripes[i]);
-    LOG_WARN("block %u: mirror on memd[%u] dropped: %s", b->id, mr->daemon_id, why);
+    int gone = atomic_load(&b->mirror_gone);
+    LOG_WARN("block %u: mirror on memd[%u] dropped%s: %s", b->id, mr->daemon_id,
+             gone ? " (its holder was gone already)" : "", why);
+    mirror_free_locked(m, b, mr);
+    if (gone)
+        return; /* counted and reported as lost when its holder went (mirror_keep_locked) */
     STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
     memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0, 0);
-    munmap(mr->base, b->size);
-    close(mr->fd);
-    free(mr);
+}
+
+/*
+ * b's mirror lost its holder (b->lock held; the mirror is synced): go on
+ * keeping the copy in step, for a new holder to take over (mirror_adopt),
+ * for mirror_keep_ms at most. For the dispatcher and the stats the block
+ * has no mirror from now on. Only on the dispatcher's word (op_drop).
+ */
+static int mirror_keep_locked(struct dmce_memd *m, struct memd_block *b, struct memd_mirror *mr)
+{
+    /*
+     * A name of ours for the object now, while the dead holder's name
+     * still keeps it linked: a restart of the holder removes that name,
+     * and a file with no name left cannot be linked again. The new holder
+     * renames ours to its own (op_mirror_adopt).
+     */
+    char name[DMCE_MSMP_NAME_MAX + 1], path[DMCE_MSMP_NAME_MAX + 16], proc[64];
+    int r = kept_path(m, b->id, name, sizeof(name), path, sizeof(path));
+    if (r == 0) {
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mr->fd);
+        (void)unlink(path); /* left by a process of ours that died */
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
+            r = -errno;
+    }
+    if (r < 0) {
+        LOG_INFO("block %u: the copy memd[%u] held cannot be kept for a new holder (%s: %s)", b->id,
+                 mr->daemon_id, path, strerror(-r));
+        return r;
+    }
+    stripes_lock(b);
+    b->mirror_gone_ms = dmce_now_ms();
+    atomic_store(&b->mirror_gone, 1);
+    stripes_unlock(b);
+    LOG_WARN("block %u: its mirror's holder memd[%u] is gone; the copy is kept in step for up "
+             "to %lld ms, for another daemon to take over",
+             b->id, mr->daemon_id, (long long)m->cfg.mirror_keep_ms);
+    /* No event: the dispatcher, which said the holder is gone, counts the block single. */
+    STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
+    return 0;
+}
+
+void memd_mirror_tick(struct dmce_memd *m)
+{
+    uint64_t now = dmce_now_ms();
+    uint32_t due[64];
+    unsigned n = 0;
+    rcu_read_lock();
+    struct memd_table *t = memd_table_get(m);
+    for (uint32_t i = 0; i < t->count && n < 64; i++) {
+        struct memd_block *b = t->list[i];
+        if (b->role == MEMD_PRIMARY && atomic_load(&b->mirror_gone) &&
+            now - b->mirror_gone_ms >= (uint64_t)m->cfg.mirror_keep_ms)
+            due[n++] = b->id;
+    }
+    rcu_read_unlock();
+    /* Under grow_lock: the block stays in the table (a drop or a move takes that lock). */
+    for (unsigned i = 0; i < n; i++) {
+        pthread_mutex_lock(&m->grow_lock);
+        struct memd_block *b = due[i] < m->table->nids ? m->table->by_id[due[i]] : NULL;
+        if (b && b->role == MEMD_PRIMARY) {
+            pthread_mutex_lock(&b->lock);
+            /* Not while an attach may be taking it over (memd_mirror_attach). */
+            if (atomic_load(&b->mirror_gone) && !atomic_load(&b->attaching))
+                mirror_detach_locked(m, b, "no daemon took it over in time (mirror_keep_ms)");
+            pthread_mutex_unlock(&b->lock);
+        }
+        pthread_mutex_unlock(&m->grow_lock);
+    }
 }
 
 static struct memd_mirror *synced_mirror(struct memd_block *b)
@@ -229,10 +362,81 @@ void memd_mirror_abandon(struct dmce_memd *m, struct memd_block *b)
     struct memd_mirror *mr = atomic_exchange(&b->mirror, NULL);
     if (!mr)
         return;
-    peer_drop(m, mr->peer, b->id);
+    if (atomic_load(&b->mirror_gone))
+        memd_mirror_forget_kept(m, b);
+    else
+        peer_drop(m, mr->peer, b->id);
     munmap(mr->base, b->size);
     close(mr->fd);
     free(mr);
+}
+
+/*
+ * Have the daemon at path take over b's kept copy (its holder is gone) as
+ * it is: the copy gets a name the peer renames to its own, and no byte is
+ * copied. 0 (the copy is b's mirror again, on peer_id), or an error with b
+ * as it was (the caller drops the copy and makes a new one).
+ */
+static int mirror_adopt(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id,
+                        const char *path, uint64_t *copied)
+{
+    dmce_msmp_mirror_adopt_t rq = {.block = b->id, .primary = (uint32_t)m->cfg.id, .size = b->size};
+    char fspath[sizeof(rq.name) + 16];
+    int r = kept_path(m, b->id, rq.name, sizeof(rq.name), fspath, sizeof(fspath));
+    pthread_mutex_lock(&b->lock);
+    struct memd_mirror *mr = atomic_load(&b->mirror);
+    struct stat st;
+    if (r < 0)
+        ;
+    else if (!mr || !atomic_load(&b->mirror_gone))
+        r = -ENOENT; /* dropped meanwhile (or given a holder): nothing to hand over */
+    else if (fstat(mr->fd, &st) < 0)
+        r = -errno;
+    if (r == 0) {
+        rq.holder = mr->daemon_id;
+        rq.ino = (uint64_t)st.st_ino;
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (r < 0) {
+        LOG_WARN("block %u: its kept copy cannot be handed over (%s): a new copy is made", b->id,
+                 strerror(-r));
+        return r;
+    }
+    uint8_t pl[DMCE_MSMP_MIRROR_ADOPT_HDR + DMCE_MSMP_NAME_MAX];
+    int n = dmce_msmp_mirror_adopt_encode(&rq, pl, sizeof(pl));
+    unsigned nfd = 0;
+    uint64_t t0 = dmce_now_ns();
+    r = n < 0 ? n
+              : memd_peer_rpc(m, path, DMCE_MSMP_OP_MIRROR_ADOPT, pl, (size_t)n, NULL, 0, NULL,
+                              NULL, 0, &nfd);
+    if (r < 0) { /* the kept copy and its name go (memd_mirror_attach) */
+        LOG_WARN("block %u: memd[%u] (%s) did not take over its kept copy: %s; a new copy is made",
+                 b->id, peer_id, path, dmce_strerror(r));
+        return r;
+    }
+    pthread_mutex_lock(&b->lock);
+    if (atomic_load(&b->mirror) != mr) {
+        /* Dropped while the peer took it (an allocator mismatch): its copy is not one. */
+        pthread_mutex_unlock(&b->lock);
+        LOG_WARN("block %u: its kept copy was dropped while memd[%u] took it over", b->id, peer_id);
+        peer_drop(m, path, b->id);
+        return -ESTALE;
+    }
+    stripes_lock(b);
+    mr->daemon_id = peer_id;
+    snprintf(mr->peer, sizeof(mr->peer), "%s", path);
+    uint64_t in_use = mr->to_copy = used_extent(b); /* mr is not ours once b->lock goes */
+    atomic_store(&mr->copied, in_use);
+    atomic_store(&b->mirror_gone, 0); /* its handover name is the peer's own name now */
+    stripes_unlock(b);
+    pthread_mutex_unlock(&b->lock);
+    LOG_INFO("block %u mirrored on memd[%u] again: it took over the copy memd[%u] held, %llu "
+             "bytes in use, in %llu us, nothing copied",
+             b->id, peer_id, rq.holder, (unsigned long long)in_use,
+             (unsigned long long)((dmce_now_ns() - t0) / 1000));
+    if (copied)
+        *copied = in_use;
+    return 0;
 }
 
 int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id, const char *path,
@@ -240,7 +444,18 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_
 {
     if (atomic_exchange(&b->attaching, 1))
         return -EALREADY; /* another attach of this block is under way */
-    int r = mirror_attach_once(m, b, peer_id, path, copied);
+    int r = -EALREADY;
+    if (atomic_load(&b->mirror_gone)) {
+        r = mirror_adopt(m, b, peer_id, path, copied) == 0 ? 1 : -ENOENT;
+        if (r < 0) { /* a new copy, then: the kept one goes */
+            pthread_mutex_lock(&b->lock);
+            if (atomic_load(&b->mirror_gone))
+                mirror_detach_locked(m, b, "a new copy is made instead");
+            pthread_mutex_unlock(&b->lock);
+        }
+    }
+    if (r < 0)
+        r = mirror_attach_once(m, b, peer_id, path, copied);
     atomic_store(&b->attaching, 0);
     return r;
 }
@@ -325,13 +540,13 @@ static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_
         return -ECANCELED;
     }
     atomic_store(&mr->state, MEMD_MIRROR_SYNCED);
+    uint64_t done = mr->to_copy; /* mr is not ours once b->lock goes (a mismatch frees it) */
     pthread_mutex_unlock(&b->lock);
     double s = (double)(dmce_now_ns() - t0) / 1e9;
     LOG_INFO("block %u mirrored on memd[%u]: %llu bytes copied in %.3f s (%.2f GB/s)", b->id,
-             peer_id, (unsigned long long)mr->to_copy, s,
-             s > 0 ? (double)mr->to_copy / 1e9 / s : 0.0);
+             peer_id, (unsigned long long)done, s, s > 0 ? (double)done / 1e9 / s : 0.0);
     if (copied)
-        *copied = mr->to_copy;
+        *copied = done;
     return 0;
 }
 
@@ -357,8 +572,9 @@ static void mirror_job(struct dmce_memd *m, const struct memd_mirror_job *j)
     }
     uint64_t copied = 0;
     int r = memd_mirror_attach(m, b, j->peer, j->path, &copied);
-    if (r == 0)
-        memd_disp_event(m, b->id, DMCE_DISP_EV_MIRRORED, j->peer, copied);
+    if (r >= 0)
+        memd_disp_event(m, b->id, r ? DMCE_DISP_EV_MIRROR_ADOPTED : DMCE_DISP_EV_MIRRORED, j->peer,
+                        copied);
     else if (r != -EALREADY)
         memd_disp_event(m, b->id, DMCE_DISP_EV_MIRROR_LOST, 0, 0);
 }
@@ -566,6 +782,136 @@ static void op_mirror_create(struct dmce_memd *m, struct memd_conn *c, const uin
         dmce_msmp_mirror_create_encode(&rq, out);
 }
 
+/*
+ * mirror_adopt (peer side): take over as our copy of another daemon's
+ * block the object its primary kept in step after the copy's holder went
+ * (mirror_adopt above). The object must be the handover name of that
+ * primary in our directory, with the inode the primary names: a name
+ * elsewhere, or another object under it, is refused.
+ */
+static void op_mirror_adopt(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
+                            uint32_t len)
+{
+    dmce_msmp_mirror_adopt_t rq;
+    int r = dmce_msmp_mirror_adopt_decode(p, len, &rq);
+    if (r < 0)
+        return memd_reply_error(m, c, &c->h, r);
+    if (rq.primary == (uint32_t)m->cfg.id)
+        return memd_reply_error(m, c, &c->h, -EINVAL); /* a block is never its own mirror */
+    if (rq.size > (1ull << 40))
+        return memd_reply_error(m, c, &c->h, -EMSGSIZE);
+    char want[sizeof(rq.name)], from[sizeof(rq.name) + 16];
+    if (cluster_obj_name(m, rq.primary, 'h', rq.block, want, sizeof(want)) < 0 ||
+        strcmp(rq.name, want) != 0) {
+        LOG_WARN("mirror_adopt of block %u from memd[%u]: %s is not its handover name here (%s)",
+                 rq.block, rq.primary, rq.name, want);
+        return memd_reply_error(m, c, &c->h, -EXDEV);
+    }
+    snprintf(from, sizeof(from), "%s%s", obj_dir(m), rq.name);
+    int fd = m->cfg.shm_dir[0] ? open(rq.name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+                               : shm_open(rq.name, O_RDWR | O_CLOEXEC, 0);
+    struct stat st, dir;
+    if (fd < 0 || fstat(fd, &st) < 0 ||
+        stat(m->cfg.shm_dir[0] ? m->cfg.shm_dir : "/dev/shm", &dir) < 0)
+        r = -errno;
+    else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_ino != rq.ino || st.st_dev != dir.st_dev ||
+             st.st_uid != geteuid())
+        r = -ESTALE; /* not the object the primary linked */
+    else if ((uint64_t)st.st_size < rq.size)
+        r = -EPROTO;
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd);
+        LOG_WARN("mirror_adopt of block %u from memd[%u]: %s: %s", rq.block, rq.primary, rq.name,
+                 strerror(-r));
+        return memd_reply_error(m, c, &c->h, r);
+    }
+    uint64_t t0 = dmce_now_ns();
+    struct memd_block *b = NULL;
+    int counted = 0;
+    pthread_mutex_lock(&m->grow_lock);
+    if (rq.block >= m->table->nids)
+        r = -EINVAL;
+    else if (m->table->by_id[rq.block])
+        r = -EEXIST;
+    else if (m->table->count >= (uint32_t)m->cfg.max_blocks)
+        r = DMCE_ENOMEM;
+    if (r == 0) { /* a copy takes a block of room, as a new one would */
+        pthread_mutex_lock(&m->sess_lock);
+        if (m->committed + m->mirror_bytes + m->block_data_bytes > m->capacity)
+            r = DMCE_ENOMEM;
+        else
+            m->mirror_bytes += m->block_data_bytes;
+        counted = r == 0;
+        pthread_mutex_unlock(&m->sess_lock);
+    }
+    if (r == 0)
+        r = memd_block_from_fd(m, rq.block, fd, rq.size, &b); /* owns fd from here */
+    else
+        close(fd);
+    if (r == 0) {
+        const dmce_block_hdr_t *h = b->base;
+        b->role = MEMD_MIRROR;
+        b->primary_daemon = rq.primary;
+        b->primary_pid = c->pid;
+        b->primary_conn = c->serial;
+        b->handed_off = 1; /* no name of ours yet: the destroy must not unlink one */
+        if ((r = dmce_block_attach(b->base, b->size)) < 0 || h->block_id != rq.block ||
+            h->size != rq.size) {
+            LOG_ERROR("block %u: the copy memd[%u] handed over is not that block (%s)", rq.block,
+                      rq.primary, r < 0 ? "its header is not a block's" : "another ID or size");
+            r = r < 0 ? r : DMCE_ECORRUPT;
+        }
+    }
+    if (r == 0) {
+        char to[sizeof(b->name) + 16];
+        snprintf(to, sizeof(to), "%s%s", obj_dir(m), b->name);
+        struct stat now;
+        if (rename(from, to) < 0) {
+            r = -errno;
+            LOG_ERROR("block %u: cannot rename %s to %s: %s", rq.block, from, to, strerror(errno));
+        } else if (stat(to, &now) < 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+            /* Another object came under the name between our open and the rename: not ours. */
+            r = -ESTALE;
+            (void)rename(to, from);
+            LOG_ERROR("block %u: %s changed under us; not taken over", rq.block, from);
+        } else {
+            b->handed_off = 0;
+        }
+    }
+    if (r == 0)
+        r = memd_table_add_locked(m, b);
+    if (r < 0 && counted) {
+        pthread_mutex_lock(&m->sess_lock);
+        m->mirror_bytes -= DMCE_MIN(m->mirror_bytes, m->block_data_bytes);
+        pthread_mutex_unlock(&m->sess_lock);
+    }
+    pthread_mutex_unlock(&m->grow_lock);
+    if (r < 0) {
+        if (b) /* our name, if it got one, goes; the primary keeps the object open */
+            memd_block_destroy(m, b);
+        LOG_WARN("cannot take over the copy of memd[%u]'s block %u: %s", rq.primary, rq.block,
+                 dmce_strerror(r));
+        return memd_reply_error(m, c, &c->h, r);
+    }
+    /* The name the copy had on its old holder: ours now, so its restart need not remove it. */
+    char old[sizeof(rq.name)], oldpath[sizeof(rq.name) + 16];
+    struct stat ost;
+    if (rq.holder && rq.holder != (uint32_t)m->cfg.id &&
+        cluster_obj_name(m, rq.holder, 'b', rq.block, old, sizeof(old)) == 0) {
+        snprintf(oldpath, sizeof(oldpath), "%s%s", obj_dir(m), old);
+        if (stat(oldpath, &ost) == 0 && ost.st_ino == st.st_ino && ost.st_dev == st.st_dev &&
+            unlink(oldpath) == 0)
+            LOG_INFO("block %u: removed %s, the name the copy had on memd[%u]", rq.block, old,
+                     rq.holder);
+    }
+    STAT_ADD(m, DMCE_STAT_MIRROR_ADOPTED, 1);
+    LOG_INFO("holding a mirror of memd[%u]'s block %u again: took over the copy memd[%u] held, "
+             "in %llu us",
+             rq.primary, rq.block, rq.holder, (unsigned long long)((dmce_now_ns() - t0) / 1000));
+    memd_reply_begin(c, &c->h, 0, 0);
+}
+
 /* mirror_start (from the dispatcher): copy a primary to a new mirror on a peer. */
 static void op_mirror_start(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p,
                             uint32_t len)
@@ -580,7 +926,7 @@ static void op_mirror_start(struct dmce_memd *m, struct memd_conn *c, const uint
         r = DMCE_ENOBLOCK;
     else if (atomic_load(&b->frozen))
         r = DMCE_EMOVING;
-    else if (atomic_load(&b->mirror))
+    else if (memd_live_mirror(b))
         r = -EALREADY;
     rcu_read_unlock();
     if (r == 0 && rq.peer == (uint32_t)m->cfg.id)
@@ -736,10 +1082,12 @@ static void op_drop(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
         r = DMCE_ENOBLOCK;
     } else if (b->role == MEMD_PRIMARY) {
         pthread_mutex_lock(&b->lock);
-        if (atomic_load(&b->mirror))
-            mirror_detach_locked(m, b, "its holder is gone");
-        else
+        struct memd_mirror *mr = memd_live_mirror(b);
+        if (!mr)
             r = -ENOENT;
+        else if (m->cfg.mirror_keep_ms <= 0 || atomic_load(&mr->state) != MEMD_MIRROR_SYNCED ||
+                 mirror_keep_locked(m, b, mr) < 0)
+            mirror_detach_locked(m, b, "its holder is gone");
         pthread_mutex_unlock(&b->lock);
         b = NULL;
     } else if ((r = memd_table_remove_locked(m, b)) == 0) {
@@ -781,7 +1129,7 @@ static void op_blocks(struct dmce_memd *m, struct memd_conn *c, uint32_t len)
                 memd_block_usage_nowait(b, &u);
                 /* The mirror is freed only with every stripe held: hold one to read it. */
                 pthread_mutex_lock(&b->stripes[0]);
-                struct memd_mirror *mr = atomic_load(&b->mirror);
+                struct memd_mirror *mr = memd_live_mirror(b);
                 if (mr) {
                     e.peer = mr->daemon_id;
                     e.mirror_state = (uint32_t)atomic_load(&mr->state);
@@ -805,6 +1153,7 @@ int memd_mirror_dispatch(struct dmce_memd *m, struct memd_conn *c, const uint8_t
     case DMCE_MSMP_OP_PERSIST: op_persist(m, c, p, len); return 1;
     case DMCE_MSMP_OP_MIRROR_CREATE: op_mirror_create(m, c, p, len); return 1;
     case DMCE_MSMP_OP_MIRROR_START: op_mirror_start(m, c, p, len); return 1;
+    case DMCE_MSMP_OP_MIRROR_ADOPT: op_mirror_adopt(m, c, p, len); return 1;
     case DMCE_MSMP_OP_PROMOTE: op_promote(m, c, p, len); return 1;
     case DMCE_MSMP_OP_DROP: op_drop(m, c, p, len); return 1;
     case DMCE_MSMP_OP_BLOCKS: op_blocks(m, c, len); return 1;

@@ -130,6 +130,10 @@ const dmce_config_def_t dmce_memd_config_defs[] = {
      "objects of block_size the daemon allocates ahead of need, in free block slots only, "
      "so that a new block or a mirror copy for a peer does not wait for its memory (0 = "
      "none)"},
+    {"mirror_keep_ms", DMCE_CFG_INT, OFF(mirror_keep_ms), "10000", 0, 3600000, NULL,
+     "when a mirror's holder dies, keep writing the copy it held this long, so that another "
+     "daemon can take it over without copying a byte (0 = drop it at once; every re-mirror "
+     "copies)"},
     {"shm_dir", DMCE_CFG_STRING, OFF(shm_dir), "", 0, 0, NULL,
      "directory on a tmpfs or hugetlbfs mount for the block files; empty = POSIX shm "
      "(/dev/shm). A tmpfs mounted with huge=within_size gives blocks 2 MiB pages"},
@@ -327,6 +331,7 @@ void memd_block_destroy(struct dmce_memd *m, struct memd_block *b)
 {
     memd_spare_forget(m, b);
     struct memd_mirror *mr = atomic_load(&b->mirror);
+    memd_mirror_forget_kept(m, b); /* a kept copy (its holder gone): its handover name goes */
     if (mr) { /* our mapping of a peer's copy: the peer owns the object */
         munmap(mr->base, b->size);
         close(mr->fd);
@@ -1272,14 +1277,15 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
     uint64_t blocks = 0, free_bytes = 0, used = 0, nallocs = 0;
     rcu_read_lock();
     struct memd_table *t = memd_table_get(m);
-    uint64_t mirrors = 0, copies = 0;
+    uint64_t mirrors = 0, copies = 0, kept = 0;
     for (uint32_t i = 0; i < t->count; i++) {
         struct memd_block *b = t->list[i];
         if (b->role != MEMD_PRIMARY) {
             copies++;
             continue;
         }
-        mirrors += atomic_load(&b->mirror) != NULL;
+        mirrors += memd_live_mirror(b) != NULL;
+        kept += atomic_load(&b->mirror_gone) != 0;
         dmce_block_usage_t u;
         memd_block_usage_nowait(b, &u);
         blocks++;
@@ -1290,6 +1296,7 @@ static void collect_stats(struct dmce_memd *m, uint64_t *v)
     uint64_t nslots = (uint64_t)m->cfg.max_blocks - copies;
     rcu_read_unlock();
     v[DMCE_STAT_MIRRORS] = mirrors;
+    v[DMCE_STAT_MIRRORS_KEPT] = kept;
     v[DMCE_STAT_MIRROR_COPIES] = copies;
     v[DMCE_STAT_BLOCKS] = blocks;
     v[DMCE_STAT_BYTES_TOTAL] = m->capacity;
@@ -2724,6 +2731,7 @@ fail:
 void dmce_memd_tick(dmce_memd_t *m)
 {
     memd_migrate_tick(m);
+    memd_mirror_tick(m);
     if (m->turns) {
         dmce_turns_beat(m->turns);
         dmce_turns_tidy(m->turns, 0); /* a dead daemon's clients stop counting; opens no file */

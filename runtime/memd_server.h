@@ -38,6 +38,7 @@ typedef struct dmce_memd_config {
     int64_t frame_timeout_ms;
     int prefault;
     int64_t spare_blocks;
+    int64_t mirror_keep_ms;
     int rings;
     uint64_t ring_capacity;
     int64_t spin_us;

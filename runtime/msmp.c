@@ -19,21 +19,18 @@ const char *dmce_msmp_op_name(unsigned op)
     /* Every operation of the protocol, core, store (msmp_store.h) and
      * dispatcher (msmp_dispatch.h): one table so logs name them all. */
     static const char *const names[] = {
-        [1] = "setup",         [2] = "malloc",         [3] = "read",
-        [4] = "write",         [5] = "free",           [6] = "disconnect",
-        [7] = "stats",         [8] = "map",            [9] = "ring_open",
-        [10] = "persist",      [11] = "mirror_create", [12] = "mirror_start",
-        [13] = "promote",      [14] = "drop",          [15] = "blocks",
-        [16] = "store_format", [17] = "store_open",    [18] = "store_get",
-        [19] = "store_set",    [20] = "store_del",     [21] = "store_touch",
-        [22] = "store_stats",  [23] = "store_sweep",   [24] = "store_verify",
-        [25] = "sessions",     [26] = "handoff",       [27] = "adopt",
-        [28] = "release",      [29] = "reparent",      [30] = "backup",
-        [31] = "backup_status",
-        [32] = "register",     [33] = "heartbeat",     [34] = "directory",
-        [35] = "pick",         [36] = "session",       [37] = "block_event",
-        [38] = "mirror_peer",  [39] = "disp_stats",    [40] = "migrate",
-        [41] = "drain",        [42] = "jobs",          [43] = "daemons",       [44] = "restore"};
+        [1] = "setup",        [2] = "malloc",       [3] = "read",           [4] = "write",
+        [5] = "free",         [6] = "disconnect",   [7] = "stats",          [8] = "map",
+        [9] = "ring_open",    [10] = "persist",     [11] = "mirror_create", [12] = "mirror_start",
+        [13] = "promote",     [14] = "drop",        [15] = "blocks",        [16] = "store_format",
+        [17] = "store_open",  [18] = "store_get",   [19] = "store_set",     [20] = "store_del",
+        [21] = "store_touch", [22] = "store_stats", [23] = "store_sweep",   [24] = "store_verify",
+        [25] = "sessions",    [26] = "handoff",     [27] = "adopt",         [28] = "release",
+        [29] = "reparent",    [30] = "backup",      [31] = "backup_status", [32] = "register",
+        [33] = "heartbeat",   [34] = "directory",   [35] = "pick",          [36] = "session",
+        [37] = "block_event", [38] = "mirror_peer", [39] = "disp_stats",    [40] = "migrate",
+        [41] = "drain",       [42] = "jobs",        [43] = "daemons",       [44] = "restore",
+        [45] = "mirror_adopt"};
     if (op >= sizeof(names) / sizeof(names[0]) || names[op] == NULL)
         return "?";
     return names[op];
@@ -339,6 +336,41 @@ int dmce_msmp_mirror_start_decode(const uint8_t *in, size_t len, dmce_msmp_mirro
     return 0;
 }
 
+int dmce_msmp_mirror_adopt_encode(const dmce_msmp_mirror_adopt_t *m, uint8_t *out, size_t cap)
+{
+    size_t n = strnlen(m->name, sizeof(m->name));
+    if (n == 0 || n > DMCE_MSMP_NAME_MAX || cap < DMCE_MSMP_MIRROR_ADOPT_HDR + n)
+        return -EINVAL;
+    dmce_put_le32(out, m->block);
+    dmce_put_le32(out + 4, m->primary);
+    dmce_put_le64(out + 8, m->size);
+    dmce_put_le64(out + 16, m->ino);
+    dmce_put_le32(out + 24, m->holder);
+    dmce_put_le32(out + 28, (uint32_t)n);
+    memcpy(out + DMCE_MSMP_MIRROR_ADOPT_HDR, m->name, n);
+    return (int)(DMCE_MSMP_MIRROR_ADOPT_HDR + n);
+}
+
+int dmce_msmp_mirror_adopt_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_adopt_t *m)
+{
+    if (len < DMCE_MSMP_MIRROR_ADOPT_HDR)
+        return -EBADMSG;
+    m->block = dmce_get_le32(in);
+    m->primary = dmce_get_le32(in + 4);
+    m->size = dmce_get_le64(in + 8);
+    m->ino = dmce_get_le64(in + 16);
+    m->holder = dmce_get_le32(in + 24);
+    uint32_t n = dmce_get_le32(in + 28);
+    if (m->block == 0 || m->primary == 0 || m->size == 0 || m->size % 4096 || n == 0 ||
+        n > DMCE_MSMP_NAME_MAX || (uint64_t)len != DMCE_MSMP_MIRROR_ADOPT_HDR + (uint64_t)n)
+        return -EBADMSG;
+    memcpy(m->name, in + DMCE_MSMP_MIRROR_ADOPT_HDR, n);
+    m->name[n] = 0;
+    if (memchr(m->name, 0, n)) /* an embedded NUL would name another object */
+        return -EBADMSG;
+    return 0;
+}
+
 void dmce_msmp_block_req_encode(uint32_t block, uint8_t *out)
 {
     dmce_put_le32(out, block);
@@ -482,6 +514,8 @@ static const struct {
     {DMCE_STAT_SPARES_USED, offsetof(dmce_stats_t, spares_used), 0},
     {DMCE_STAT_RING_TURNS, offsetof(dmce_stats_t, ring_turns), 0},
     {DMCE_STAT_TURN_WAIT_US, offsetof(dmce_stats_t, turn_wait_us), 0},
+    {DMCE_STAT_MIRRORS_KEPT, offsetof(dmce_stats_t, mirrors_kept), 0},
+    {DMCE_STAT_MIRROR_ADOPTED, offsetof(dmce_stats_t, mirror_adopted), 0},
 };
 _Static_assert(sizeof(stat_fields) / sizeof(stat_fields[0]) == DMCE_STAT_COUNT_, "every stat");
 

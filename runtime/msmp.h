@@ -56,6 +56,8 @@ enum dmce_msmp_op {
     DMCE_MSMP_OP_PROMOTE = 13,       /* dispatcher -> mirror holder: become the primary */
     DMCE_MSMP_OP_DROP = 14,          /* dispatcher -> holder: forget a copy */
     DMCE_MSMP_OP_BLOCKS = 15,        /* anyone: the blocks this daemon holds */
+    /* 16..44: store (msmp_store.h), admin (msmp_admin.h), dispatcher (msmp_dispatch.h) */
+    DMCE_MSMP_OP_MIRROR_ADOPT = 45, /* primary daemon -> peer: take over a kept copy */
     DMCE_MSMP_OP_MAX_ = 15,
 };
 
@@ -219,6 +221,26 @@ typedef struct dmce_msmp_mirror_start {
 } dmce_msmp_mirror_start_t;
 #define DMCE_MSMP_MIRROR_START_HDR 16u
 
+/*
+ * mirror_adopt request (primary daemon -> peer): 32 bytes + name: u32
+ * block, u32 primary daemon ID, u64 block size, u64 the object's inode
+ * number, u32 the daemon that held the copy (0: unknown), u32 name length
+ * (1..255), then the name (no NUL) under which the primary has linked a
+ * copy whose holder is gone (a shm name, or a path in shm_dir). The peer
+ * takes that object over as its copy of the block, renaming it to its own
+ * name: no byte is copied. Response: empty.
+ */
+#define DMCE_MSMP_NAME_MAX 255u
+typedef struct dmce_msmp_mirror_adopt {
+    uint32_t block;
+    uint32_t primary;
+    uint64_t size;
+    uint64_t ino;
+    uint32_t holder;
+    char name[DMCE_MSMP_NAME_MAX + 1]; /* NUL-terminated once decoded */
+} dmce_msmp_mirror_adopt_t;
+#define DMCE_MSMP_MIRROR_ADOPT_HDR 32u
+
 /* promote and drop requests: 8 bytes: u32 block, u32 reserved (0). */
 #define DMCE_MSMP_BLOCK_REQ_SIZE 8u
 /* promote response: 16 bytes: u64 allocations adopted, u64 bytes adopted. */
@@ -287,11 +309,13 @@ enum dmce_msmp_stat {
     DMCE_STAT_BACKUP_BYTES,
     DMCE_STAT_BACKUP_REPASSES,
     DMCE_STAT_RESTORED,
-    DMCE_STAT_STARTING,     /* 1 while client requests wait for the start to end */
-    DMCE_STAT_SPARES,       /* spare block objects ready (memd_spare.c) */
-    DMCE_STAT_SPARES_USED,  /* blocks and copies made from a spare, ever */
-    DMCE_STAT_RING_TURNS,   /* turns given to ring clients while the CPUs were crowded */
-    DMCE_STAT_TURN_WAIT_US, /* microseconds workers waited for a turn token (turns.h) */
+    DMCE_STAT_STARTING,       /* 1 while client requests wait for the start to end */
+    DMCE_STAT_SPARES,         /* spare block objects ready (memd_spare.c) */
+    DMCE_STAT_SPARES_USED,    /* blocks and copies made from a spare, ever */
+    DMCE_STAT_RING_TURNS,     /* turns given to ring clients while the CPUs were crowded */
+    DMCE_STAT_TURN_WAIT_US,   /* microseconds workers waited for a turn token (turns.h) */
+    DMCE_STAT_MIRRORS_KEPT,   /* primaries keeping a copy whose holder is gone (mirror_keep_ms) */
+    DMCE_STAT_MIRROR_ADOPTED, /* copies taken over from a gone holder, nothing copied, ever */
     DMCE_STAT_COUNT_
 };
 #define DMCE_MSMP_STATS_SIZE (8u + 8u * DMCE_STAT_COUNT_)
@@ -334,6 +358,9 @@ int dmce_msmp_mirror_create_decode(const uint8_t *in, size_t len, dmce_msmp_mirr
 /* Returns the encoded length (16 + path length), or -EINVAL for a bad path. */
 int dmce_msmp_mirror_start_encode(const dmce_msmp_mirror_start_t *m, uint8_t *out, size_t cap);
 int dmce_msmp_mirror_start_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_start_t *m);
+/* Returns the encoded length, or -EINVAL (an empty or too long name). */
+int dmce_msmp_mirror_adopt_encode(const dmce_msmp_mirror_adopt_t *m, uint8_t *out, size_t cap);
+int dmce_msmp_mirror_adopt_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_adopt_t *m);
 void dmce_msmp_block_req_encode(uint32_t block, uint8_t *out);
 int dmce_msmp_block_req_decode(const uint8_t *in, size_t len, uint32_t *block);
 void dmce_msmp_block_info_encode(const dmce_msmp_block_info_t *m, uint8_t *out);

@@ -279,7 +279,9 @@ int dmce_disp_event_decode(const uint8_t *in, size_t len, dmce_disp_event_msg_t 
     m->peer = dmce_get_le32(in + 12);
     m->bytes = dmce_get_le64(in + 16);
     if (m->daemon_id == 0 || m->block == 0 || m->event < DMCE_DISP_EV_CREATED ||
-        m->event > DMCE_DISP_EV_GONE || (m->event == DMCE_DISP_EV_MIRRORED && !m->peer))
+        m->event > DMCE_DISP_EV_MIRROR_ADOPTED ||
+        ((m->event == DMCE_DISP_EV_MIRRORED || m->event == DMCE_DISP_EV_MIRROR_ADOPTED) &&
+         !m->peer))
         return -EBADMSG;
     return 0;
 }

@@ -64,6 +64,8 @@ enum dmce_disp_stat {
     DMCE_DSTAT_MOVES,             /* blocks moved live to another daemon (dmcectl migrate/drain) */
     DMCE_DSTAT_MOVES_FAILED,
     DMCE_DSTAT_LAST_MOVE_US,      /* the last move, queued job started -> source released */
+    DMCE_DSTAT_REMIRRORS_ADOPTED, /* re-mirrors that took over a kept copy: nothing copied */
+    DMCE_DSTAT_REMIRROR_BYTES_ADOPTED, /* bytes in use of those blocks */
     DMCE_DSTAT_COUNT_
 };
 
@@ -204,6 +206,7 @@ enum dmce_disp_event {
     DMCE_DISP_EV_MIRRORED = 2,    /* its mirror on `peer` is a full copy */
     DMCE_DISP_EV_MIRROR_LOST = 3, /* it lost its mirror (dropped, or the copy failed) */
     DMCE_DISP_EV_GONE = 4,        /* the daemon no longer holds it */
+    DMCE_DISP_EV_MIRROR_ADOPTED = 5, /* its mirror on `peer` is a gone holder's copy, taken over */
 };
 
 typedef struct dmce_disp_event_msg {

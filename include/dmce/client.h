@@ -243,6 +243,9 @@ typedef struct dmce_stats {
     uint64_t spares_used; /* blocks and mirror copies made from a spare, ever */
     uint64_t ring_turns;  /* turns given to ring clients while they outnumbered the CPUs */
     uint64_t turn_wait_us;    /* time this daemon's workers waited for a turn token (us) */
+    uint64_t
+        mirrors_kept; /* blocks keeping the copy of a gone holder for a new one (mirror_keep_ms) */
+    uint64_t mirror_adopted;  /* copies taken over from a gone holder, nothing copied, ever */
     uint64_t uptime_ms;       /* keep last: dmce_stats sums the fields before it */
 } dmce_stats_t;
 
@@ -274,6 +277,7 @@ typedef struct dmce_cluster_stats {
     uint64_t promotions;         /* mirrors promoted to primary, ever */
     uint64_t remirrors_started, remirrors_done;
     uint64_t remirror_bytes;     /* copied into new mirrors, ever (running copies included) */
+                                 /* (remirrors_done includes remirrors_adopted, below) */
     uint64_t last_failover_ms;   /* death seen -> every block promoted, last time */
     uint64_t picks;              /* malloc placements answered */
     uint64_t sessions;           /* cluster-wide session IDs handed out */
@@ -281,6 +285,8 @@ typedef struct dmce_cluster_stats {
     uint64_t moves;              /* blocks moved live to another daemon, ever */
     uint64_t moves_failed;       /* moves that failed (the block stayed where it was) */
     uint64_t last_move_us;       /* how long the last move took (writers paused less) */
+    uint64_t remirrors_adopted;  /* re-mirrors that took over the copy a gone holder had, ever */
+    uint64_t remirror_bytes_adopted; /* bytes in use of those blocks (none copied), ever */
 } dmce_cluster_stats_t;
 
 /*

@@ -22,7 +22,7 @@
  * Coverage: setup (req, resp), malloc / free (u64), read (req), write
  * (req), stats (resp), map (req, resp), ring_open (req, resp); the
  * mirroring ops between daemons and the dispatcher (msmp.h): persist
- * (range), mirror_create, mirror_start, promote / drop (block req), blocks
+ * (range), mirror_create, mirror_start, mirror_adopt, promote / drop (block req), blocks
  * (count and every entry); and every dispatcher op (msmp_dispatch.h):
  * register (req, resp), heartbeat (member and monitor pulse), directory
  * (header, every daemon and block entry), pick, session (u32 resp),
@@ -240,6 +240,24 @@ static void mirror_create(const uint8_t *p, size_t n)
         FZ_CHECK(m.block != 0 && m.size != 0 && m.size % 4096 == 0);
         dmce_msmp_mirror_create_encode(&m, b);
         FZ_CHECK(memcmp(b, p, sizeof b) == 0);
+    }
+}
+
+static void mirror_adopt(const uint8_t *p, size_t n)
+{
+    dmce_msmp_mirror_adopt_t m;
+    int r = dmce_msmp_mirror_adopt_decode(p, n, &m);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r == 0) {
+        /* a name the daemon can hand to open(): NUL-terminated, no NUL inside */
+        size_t len = strnlen(m.name, sizeof m.name);
+        FZ_CHECK(len >= 1 && len <= DMCE_MSMP_NAME_MAX);
+        FZ_CHECK_EQ(n, DMCE_MSMP_MIRROR_ADOPT_HDR + len);
+        FZ_CHECK(m.block != 0 && m.primary != 0 && m.size != 0 && m.size % 4096 == 0);
+        uint8_t b[DMCE_MSMP_MIRROR_ADOPT_HDR + DMCE_MSMP_NAME_MAX];
+        int k = dmce_msmp_mirror_adopt_encode(&m, b, sizeof b);
+        FZ_CHECK_EQ(k, n);
+        FZ_CHECK(memcmp(b, p, n) == 0);
     }
 }
 
@@ -488,8 +506,9 @@ static void disp_event(const uint8_t *p, size_t n)
     if (r != 0)
         return;
     FZ_CHECK(m.daemon_id != 0 && m.block != 0);
-    FZ_CHECK(m.event >= DMCE_DISP_EV_CREATED && m.event <= DMCE_DISP_EV_GONE);
-    FZ_CHECK(m.event != DMCE_DISP_EV_MIRRORED || m.peer != 0);
+    FZ_CHECK(m.event >= DMCE_DISP_EV_CREATED && m.event <= DMCE_DISP_EV_MIRROR_ADOPTED);
+    FZ_CHECK((m.event != DMCE_DISP_EV_MIRRORED && m.event != DMCE_DISP_EV_MIRROR_ADOPTED) ||
+             m.peer != 0);
     uint8_t b[DMCE_DISP_EVENT_SIZE];
     FZ_CHECK_EQ(n, sizeof b);
     dmce_disp_event_encode(&m, b);
@@ -720,6 +739,10 @@ static void frame_payload(const dmce_msmp_hdr_t *h, const uint8_t *p, size_t n)
         if (!resp)
             mirror_start(p, n);
         break;
+    case DMCE_MSMP_OP_MIRROR_ADOPT:
+        if (!resp)
+            mirror_adopt(p, n);
+        break;
     case DMCE_MSMP_OP_PROMOTE:
     case DMCE_MSMP_OP_DROP:
         if (!resp)
@@ -821,6 +844,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     range(data, size);
     mirror_create(data, size);
     mirror_start(data, size);
+    mirror_adopt(data, size);
     block_req(data, size);
     blocks_resp(data, size);
     disp_register(data, size);

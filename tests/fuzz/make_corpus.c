@@ -200,6 +200,13 @@ static void corpus_msmp_dispatch(void)
     need(n > 0, "mirror_start encode");
     frame("mirror_start_req", DMCE_MSMP_OP_MIRROR_START, 0, 0, p, (uint32_t)n);
     put("msmp", "mirror_start_req.payload", p, (size_t)n, NULL, 0);
+    dmce_msmp_mirror_adopt_t ma = {
+        .block = 9, .primary = 1, .size = 4u << 20, .ino = 77, .holder = 2};
+    snprintf(ma.name, sizeof(ma.name), "/dmce.0.c.m1.h9");
+    n = dmce_msmp_mirror_adopt_encode(&ma, p, sizeof p);
+    need(n > 0, "mirror_adopt encode");
+    frame("mirror_adopt_req", DMCE_MSMP_OP_MIRROR_ADOPT, 0, 0, p, (uint32_t)n);
+    put("msmp", "mirror_adopt_req.payload", p, (size_t)n, NULL, 0);
     dmce_msmp_block_req_encode(9, p);
     frame("promote_req", DMCE_MSMP_OP_PROMOTE, 0, 0, p, DMCE_MSMP_BLOCK_REQ_SIZE);
     dmce_put_le64(p, 12);

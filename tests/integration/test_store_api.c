@@ -832,7 +832,7 @@ static void test_raw_frames_bad_payloads(void **state)
     dmce_put_le64(p, 0);
     raw_expect(fd, DMCE_MSMP_OP_STORE_SWEEP, p, 8, DMCE_ENULLADDR);
     /* the reserved store ops are unknown */
-    raw_expect(fd, 45, p, 8, -EOPNOTSUPP); /* unused op numbers */
+    raw_expect(fd, 46, p, 8, -EOPNOTSUPP); /* unused op numbers */
     raw_expect(fd, 200, p, 8, -EOPNOTSUPP);
     close(fd);
     /* Nothing above broke the store. */

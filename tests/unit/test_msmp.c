@@ -242,8 +242,62 @@ static void test_op_names(void **state)
     assert_string_equal(dmce_msmp_op_name(43), "daemons");
     assert_string_equal(dmce_msmp_op_name(30), "backup");
     assert_string_equal(dmce_msmp_op_name(44), "restore");
-    assert_string_equal(dmce_msmp_op_name(45), "?");
+    assert_string_equal(dmce_msmp_op_name(45), "mirror_adopt");
+    assert_string_equal(dmce_msmp_op_name(46), "?");
     assert_string_equal(dmce_msmp_op_name(1000), "?");
+}
+
+/* mirror_adopt: the request a primary sends the daemon that takes over a kept copy. */
+static void test_mirror_adopt_payload(void **state)
+{
+    (void)state;
+    dmce_msmp_mirror_adopt_t a = {
+        .block = 9, .primary = 2, .size = 16u << 20, .ino = 4242, .holder = 3};
+    strcpy(a.name, "/dmce.0.c.m2.h9");
+    uint8_t b[DMCE_MSMP_MIRROR_ADOPT_HDR + DMCE_MSMP_NAME_MAX + 8];
+    int n = dmce_msmp_mirror_adopt_encode(&a, b, sizeof(b));
+    assert_int_equal(n, DMCE_MSMP_MIRROR_ADOPT_HDR + strlen(a.name));
+    dmce_msmp_mirror_adopt_t d;
+    assert_int_equal(dmce_msmp_mirror_adopt_decode(b, (size_t)n, &d), 0);
+    assert_int_equal(d.block, 9);
+    assert_int_equal(d.primary, 2);
+    assert_int_equal(d.size, 16u << 20);
+    assert_int_equal(d.ino, 4242);
+    assert_int_equal(d.holder, 3);
+    assert_string_equal(d.name, a.name);
+    /* Truncated, or one byte more than the name says. */
+    assert_int_equal(dmce_msmp_mirror_adopt_decode(b, (size_t)n - 1, &d), -EBADMSG);
+    assert_int_equal(dmce_msmp_mirror_adopt_decode(b, DMCE_MSMP_MIRROR_ADOPT_HDR - 1, &d),
+                     -EBADMSG);
+    b[n] = 'x';
+    assert_int_equal(dmce_msmp_mirror_adopt_decode(b, (size_t)n + 1, &d), -EBADMSG);
+    /* Each field that cannot be zero or odd. */
+    static const struct {
+        size_t off;
+        uint8_t v;
+    } bad[] = {{0, 0}, {4, 0}, {8, 1}, {28, 0}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t c[sizeof(b)];
+        memcpy(c, b, (size_t)n);
+        if (bad[i].off == 8) {
+            c[8] = bad[i].v; /* size not a multiple of 4096 */
+        } else {
+            memset(c + bad[i].off, 0, 4); /* block, primary, name length 0 */
+        }
+        assert_int_equal(dmce_msmp_mirror_adopt_decode(c, (size_t)n, &d), -EBADMSG);
+    }
+    /* An embedded NUL would name another object. */
+    b[DMCE_MSMP_MIRROR_ADOPT_HDR + 3] = 0;
+    assert_int_equal(dmce_msmp_mirror_adopt_decode(b, (size_t)n, &d), -EBADMSG);
+    /* Encoding: an empty name, a name over 255 bytes, too small a buffer. */
+    a.name[0] = 0;
+    assert_int_equal(dmce_msmp_mirror_adopt_encode(&a, b, sizeof(b)), -EINVAL);
+    memset(a.name, 'a', DMCE_MSMP_NAME_MAX);
+    a.name[DMCE_MSMP_NAME_MAX] = 0;
+    assert_int_equal(dmce_msmp_mirror_adopt_encode(&a, b, sizeof(b)),
+                     DMCE_MSMP_MIRROR_ADOPT_HDR + DMCE_MSMP_NAME_MAX);
+    assert_int_equal(dmce_msmp_mirror_adopt_encode(&a, b, DMCE_MSMP_MIRROR_ADOPT_HDR + 10),
+                     -EINVAL);
 }
 
 int main(void)
@@ -257,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_stats_payload),
         cmocka_unit_test(test_random_headers_never_crash),
         cmocka_unit_test(test_op_names),
+        cmocka_unit_test(test_mirror_adopt_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
