@@ -36,11 +36,18 @@
  *                     iteration waits until every block has two copies.
  *     bench remirror  --fill bytes in 1 MiB allocations on one daemon,
  *                     written through dmce_write (so mirrored); --reps
- *                     times: kill -9 the daemon holding most of its
- *                     mirrors, and time from the kill until the dispatcher
- *                     counts no block with one copy and none being copied;
- *                     the bytes are the dispatcher's remirror_bytes over
- *                     that time. One op is 1 MiB copied (ops/s = MiB/s),
+ *                     times each, interleaved: kill -9 the daemon holding
+ *                     most mirror copies (impl dmce: the primaries keep
+ *                     their copies in step and another daemon takes them
+ *                     over), then the one holding most primaries (impl
+ *                     dmce-primary-lost: the copies are promoted and
+ *                     copied to new mirrors), and time from the process's
+ *                     death (seen through its pidfd; the kernel's teardown
+ *                     after the kill comes first and is shown apart) until
+ *                     the dispatcher counts no block with one copy and
+ *                     none being copied; the bytes are the dispatcher's
+ *                     remirror_bytes + remirror_bytes_adopted over that
+ *                     time. One op is 1 MiB (ops/s = MiB/s),
  *                     beside memcpy of the same bytes measured here
  *                     (impl limit: both buffers touched before; impl
  *                     memcpy-fresh: into a fresh memfd mapping, paying
@@ -1007,13 +1014,30 @@ out:
     return rc;
 }
 
-/* The re-mirror: results remirror/dmce, remirror/limit, remirror/memcpy-fresh. */
+/* The share of `part` in `whole` over n repetitions (0 when nothing was re-mirrored). */
+static double share(const double *part, const double *whole, unsigned n)
+{
+    double p = 0, w = 0;
+    for (unsigned i = 0; i < n; i++) {
+        p += part[i];
+        w += whole[i];
+    }
+    return w > 0 ? p / w : 0;
+}
+
+/*
+ * The re-mirror: results remirror/dmce (a mirror holder killed: its copies
+ * are taken over), remirror/dmce-primary-lost (a primary holder killed:
+ * promoted copies are copied to new mirrors), remirror/limit,
+ * remirror/memcpy-fresh.
+ */
 static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t *c)
 {
     const uint64_t nchunks = x->fill / FILL_CHUNK;
     dmce_addr_t *a = calloc(nchunks, sizeof(*a));
     unsigned char *src = malloc(x->fill), *dst = malloc(x->fill), *back = malloc(FILL_CHUNK);
-    double bytes[DMCE_PERF_MAX_REPS], secs[DMCE_PERF_MAX_REPS];
+    double bytes[DMCE_PERF_MAX_REPS], secs[DMCE_PERF_MAX_REPS], hadopted[DMCE_PERF_MAX_REPS];
+    double pbytes[DMCE_PERF_MAX_REPS], psecs[DMCE_PERF_MAX_REPS], padopted[DMCE_PERF_MAX_REPS];
     double mbytes[DMCE_PERF_MAX_REPS], msecs[DMCE_PERF_MAX_REPS], fsecs[DMCE_PERF_MAX_REPS];
     uint64_t nalloc = 0;
     int rc = -ENOMEM;
@@ -1046,65 +1070,82 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
     if ((rc = wait_healthy(x, 0, REMIRROR_MS, NULL)) < 0)
         goto out;
     fprintf(o->human,
-            "remirror: %llu MiB in 1 MiB allocations on memd[%u]; %u x kill -9 of "
-            "the daemon holding most of its mirrors\n",
+            "remirror: %llu MiB in 1 MiB allocations on memd[%u]; %u x (kill -9 of the daemon "
+            "holding most mirror copies, then of the one holding most primaries)\n",
             (unsigned long long)(x->fill >> 20), pst.daemon_id, o->reps);
-    fprintf(o->human, "%4s %8s %10s %10s %10s\n", "rep", "memd", "MiB", "ms", "GB/s");
+    fprintf(o->human, "%4s %-8s %6s %10s %10s %10s %10s %10s\n", "rep", "killed", "memd", "MiB",
+            "adopted", "exit ms", "ms", "GB/s");
     for (unsigned rep = 0; rep < o->reps; rep++) {
-        dmce_cluster_stats_t before, s;
-        if ((rc = wait_healthy(x, 0, READY_MS, &before)) < 0)
-            goto out;
-        /* The victim: of the others, the one holding most mirror copies. */
-        unsigned n = dmce_daemon_count(c);
-        dmce_stats_t best;
-        memset(&best, 0, sizeof(best));
-        for (unsigned i = 0; i < n; i++) {
-            dmce_stats_t st;
-            if (dmce_daemon_stats(c, i, &st) < 0 || st.daemon_id == pst.daemon_id)
-                continue;
-            if (st.mirror_copies > best.mirror_copies)
-                best = st;
-        }
-        if (best.mirror_copies == 0) {
-            fprintf(stderr, PROG ": remirror: no other daemon holds a mirror\n");
-            rc = -EPROTO;
-            goto out;
-        }
-        uint64_t t_kill = 0, t_dead = 0;
-        if ((rc = kill_memd(x, best.daemon_id, (pid_t)best.pid, &t_kill, &t_dead)) < 0)
-            goto out;
-        /* Done: the failover ran (a re-mirror started after it) and nothing is single or
-         * being copied. */
-        uint64_t deadline = dmce_now_ms() + REMIRROR_MS, t_done = 0;
-        for (;;) {
-            rc = dmce_cluster_stats(x->observer, &s);
-            t_done = dmce_now_ns();
-            if (rc == 0 && s.deaths > before.deaths &&
-                s.remirrors_started > before.remirrors_started && s.blocks_single == 0 &&
-                s.blocks_remirroring == 0)
-                break;
-            if (dmce_now_ms() >= deadline) {
-                if (rc < 0)
-                    fprintf(stderr, PROG ": dmce_cluster_stats: %s\n", dmce_strerror(rc));
-                else
-                    dmce_bench_print_cluster(PROG, "remirror: not done in time", &s);
-                rc = -ETIMEDOUT;
+        for (int kind = 0; kind < 2; kind++) { /* 0: a mirror holder; 1: a primary holder */
+            dmce_cluster_stats_t before, s;
+            if ((rc = wait_healthy(x, 0, READY_MS, &before)) < 0)
+                goto out;
+            /* The daemon holding most primary blocks (the filled one, until it dies), and
+             * of the others the one holding most mirror copies. */
+            unsigned n = dmce_daemon_count(c);
+            dmce_stats_t prim, hold, st;
+            memset(&prim, 0, sizeof(prim));
+            memset(&hold, 0, sizeof(hold));
+            for (unsigned i = 0; i < n; i++)
+                if (dmce_daemon_stats(c, i, &st) == 0 && st.blocks > prim.blocks)
+                    prim = st;
+            for (unsigned i = 0; i < n; i++)
+                if (dmce_daemon_stats(c, i, &st) == 0 && st.daemon_id != prim.daemon_id &&
+                    st.mirror_copies > hold.mirror_copies)
+                    hold = st;
+            const dmce_stats_t *v = kind ? &prim : &hold;
+            if (v->daemon_id == 0 || (kind == 0 && hold.mirror_copies == 0)) {
+                fprintf(stderr, PROG ": remirror: no daemon %s\n",
+                        kind ? "holds a primary" : "other than the primaries' holds a mirror");
+                rc = -EPROTO;
                 goto out;
             }
-            dmce_bench_sleep_us(POLL_US);
+            uint64_t t_kill = 0, t_dead = 0;
+            if ((rc = kill_memd(x, v->daemon_id, (pid_t)v->pid, &t_kill, &t_dead)) < 0)
+                goto out;
+            /* Done: the failover ran (a re-mirror started after it) and nothing is single
+             * or being copied. */
+            uint64_t deadline = dmce_now_ms() + REMIRROR_MS, t_done = 0;
+            for (;;) {
+                rc = dmce_cluster_stats(x->observer, &s);
+                t_done = dmce_now_ns();
+                if (rc == 0 && s.deaths > before.deaths &&
+                    s.remirrors_started > before.remirrors_started && s.blocks_single == 0 &&
+                    s.blocks_remirroring == 0)
+                    break;
+                if (dmce_now_ms() >= deadline) {
+                    if (rc < 0)
+                        fprintf(stderr, PROG ": dmce_cluster_stats: %s\n", dmce_strerror(rc));
+                    else
+                        dmce_bench_print_cluster(PROG, "remirror: not done in time", &s);
+                    rc = -ETIMEDOUT;
+                    goto out;
+                }
+                dmce_bench_sleep_us(POLL_US);
+            }
+            /* Bytes back in two copies: copied, or in use in a kept copy taken over. */
+            double adopted = (double)(s.remirror_bytes_adopted - before.remirror_bytes_adopted);
+            double *b = kind ? pbytes : bytes, *t = kind ? psecs : secs;
+            b[rep] = (double)(s.remirror_bytes - before.remirror_bytes) + adopted;
+            /* From the death: the kernel's teardown of the killed process (exit ms) comes
+             * before anyone can know of it, and is no part of re-mirroring. */
+            t[rep] = (double)(t_done - t_dead) / 1e9;
+            (kind ? padopted : hadopted)[rep] = adopted;
+            /* exit ms: kill -> the process seen gone (the kernel tearing it down); ms: from
+             * then to two copies of every block */
+            fprintf(o->human, "%4u %-8s %6u %10.1f %10.1f %10.2f %10.2f %10.3f\n", rep + 1,
+                    kind ? "primary" : "mirror", v->daemon_id, b[rep] / (1 << 20),
+                    adopted / (1 << 20), (double)(t_dead - t_kill) / 1e6, t[rep] * 1e3,
+                    b[rep] / t[rep] / 1e9);
+            if (s.blocks_lost != before.blocks_lost) {
+                fprintf(stderr, PROG ": remirror: %llu block(s) lost\n",
+                        (unsigned long long)(s.blocks_lost - before.blocks_lost));
+                rc = -EPROTO;
+                goto out;
+            }
+            if ((rc = restart_memd(x, v->daemon_id, s.blocks, NULL)) < 0)
+                goto out;
         }
-        bytes[rep] = (double)(s.remirror_bytes - before.remirror_bytes);
-        secs[rep] = (double)(t_done - t_kill) / 1e9;
-        fprintf(o->human, "%4u %8u %10.1f %10.2f %10.3f\n", rep + 1, best.daemon_id,
-                bytes[rep] / (1 << 20), secs[rep] * 1e3, bytes[rep] / secs[rep] / 1e9);
-        if (s.blocks_lost != before.blocks_lost) {
-            fprintf(stderr, PROG ": remirror: %llu block(s) lost\n",
-                    (unsigned long long)(s.blocks_lost - before.blocks_lost));
-            rc = -EPROTO;
-            goto out;
-        }
-        if ((rc = restart_memd(x, best.daemon_id, s.blocks, NULL)) < 0)
-            goto out;
     }
     /* The data is still what was written. */
     for (uint64_t i = 0; i < nchunks; i++) {
@@ -1145,12 +1186,25 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
         goto out;
     dmce_bench_result_rates(&cs.res, bytes, secs, o->reps, (double)FILL_CHUNK);
     snprintf(cs.res.note, sizeof(cs.res.note),
-             "kill -9 of a mirror holder -> two copies again; %.0f MiB re-mirrored (median); "
-             "op = 1 MiB",
-             (double)mb / (1 << 20));
+             "mirror holder's death -> two copies; %.0f MiB (median), %.0f%% taken over "
+             "uncopied; op 1 MiB",
+             (double)mb / (1 << 20), 100.0 * share(hadopted, bytes, o->reps));
     if ((rc = dmce_bench_emit(o, &cs.res)) < 0)
         goto out;
     double gbs = cs.res.gb_per_s.median;
+    if (dmce_bench_case_init(&cs, "failover", "remirror", "dmce-primary-lost") < 0 ||
+        dmce_perf_param_num(&cs.res, "daemons", x->daemons) < 0) {
+        rc = -EINVAL;
+        goto out;
+    }
+    dmce_bench_result_rates(&cs.res, pbytes, psecs, o->reps, (double)FILL_CHUNK);
+    snprintf(cs.res.note, sizeof(cs.res.note),
+             "primary holder's death -> promoted, copied to new mirrors; %.0f%% taken "
+             "over uncopied; op 1 MiB",
+             100.0 * share(padopted, pbytes, o->reps));
+    if ((rc = dmce_bench_emit(o, &cs.res)) < 0)
+        goto out;
+    double pgbs = cs.res.gb_per_s.median;
     if (dmce_bench_case_init(&cs, "failover", "remirror", "limit") < 0 ||
         dmce_perf_param_num(&cs.res, "daemons", x->daemons) < 0) {
         rc = -EINVAL;
@@ -1173,9 +1227,10 @@ static int remirror_reps(mir_ctx_t *x, const dmce_bench_opts_t *o, dmce_client_t
     if ((rc = dmce_bench_emit(o, &cs.res)) < 0)
         goto out;
     fprintf(o->human,
-            "remirror: %.3f GB/s (median); memcpy %.3f GB/s, into fresh memory %.3f GB/s; "
-            "re-mirror / memcpy %.2f\n",
-            gbs, lim, cs.res.gb_per_s.median, lim > 0 ? gbs / lim : 0);
+            "remirror: mirror holder lost %.3f GB/s, primary holder lost %.3f GB/s (medians); "
+            "memcpy %.3f GB/s, into fresh memory %.3f GB/s; re-mirror / memcpy %.2f and %.2f\n",
+            gbs, pgbs, lim, cs.res.gb_per_s.median, lim > 0 ? gbs / lim : 0,
+            lim > 0 ? pgbs / lim : 0);
 out:
     for (uint64_t i = 0; i < nalloc; i++) {
         int r = dmce_free(c, a[i]);
