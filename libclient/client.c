@@ -39,9 +39,6 @@
  * blocks), send, receive. A broken connection ends the session here (the
  * daemon keeps it for its grace period).
  */
-static int setup_locked(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
-                        uint32_t layout, uint64_t *granted);
-
 static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, const void *p1,
                       size_t l1, const void *p2, size_t l2, void *resp, size_t resp_cap,
                       size_t *resp_len, int *fd_out)
@@ -54,22 +51,6 @@ static int rpc_locked(struct dmce_client *c, struct dmce_conn *k, uint16_t op, c
         return r;
     if (r == 1 && before && atomic_load(&k->t.pid) != before)
         dmce__map_daemon_reset(c, (unsigned)(k - c->conn));
-    if (r == 1 && k->set_up && c->disp && c->set_up && op != DMCE_MSMP_OP_SETUP &&
-        op != DMCE_MSMP_OP_STATS) {
-        /*
-         * A new connection: the one our session was bound to broke
-         * unnoticed (the daemon restarted, or the socket did). A daemon
-         * knows a session by its connection, so bind it again first, under
-         * the cluster-wide ID, as dmce__ensure_session does for a daemon first
-         * used; a restarted daemon may hold our allocations by now
-         * (promoted copies), orphaned until we do.
-         */
-        k->set_up = 0;
-        uint64_t g;
-        int e = setup_locked(c, k, 0, DMCE_SETUP_PARTIAL, (uint32_t)c->layout, &g);
-        if (e < 0 && e != DMCE_ESETUPDONE)
-            return e;
-    }
     r = dmce_mconn_rpc(&k->t, op, p1, l1, p2, l2, resp, resp_cap, resp_len, fd_out);
     if (k->t.fd < 0)
         k->set_up = 0;
@@ -209,9 +190,8 @@ dmce_layout_t dmce_client_layout(const dmce_client_t *c)
 
 /* ---- setup ----------------------------------------------------------------------- */
 
-/* Set up (or reattach) a session on daemon k, k->lock held. */
-static int setup_locked(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
-                        uint32_t layout, uint64_t *granted)
+static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
+                     uint32_t layout, uint64_t *granted)
 {
     dmce_msmp_setup_req_t rq = {
         .amount = amount, .flags = flags, .layout = layout, .session_id = c->session_id};
@@ -219,6 +199,7 @@ static int setup_locked(struct dmce_client *c, struct dmce_conn *k, uint64_t amo
     uint8_t p[DMCE_MSMP_SETUP_REQ_SIZE], resp[DMCE_MSMP_SETUP_RESP_SIZE];
     dmce_msmp_setup_req_encode(&rq, p);
     size_t rlen = 0;
+    pthread_mutex_lock(&k->lock);
     int r = rpc_locked(c, k, DMCE_MSMP_OP_SETUP, p, sizeof(p), NULL, 0, resp, sizeof(resp), &rlen,
                        NULL);
     if (r == 0)
@@ -231,14 +212,6 @@ static int setup_locked(struct dmce_client *c, struct dmce_conn *k, uint64_t amo
     } else if (r == DMCE_ENOMEM) {
         dmce_mconn_close(&k->t); /* the daemon disconnects after a refused setup */
     }
-    return r;
-}
-
-static int setup_one(struct dmce_client *c, struct dmce_conn *k, uint64_t amount, unsigned flags,
-                     uint32_t layout, uint64_t *granted)
-{
-    pthread_mutex_lock(&k->lock);
-    int r = setup_locked(c, k, amount, flags, layout, granted);
     pthread_mutex_unlock(&k->lock);
     return r;
 }

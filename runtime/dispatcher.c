@@ -1575,6 +1575,27 @@ static int daemon_rpc(struct dmce_disp *d, uint32_t id, uint16_t op, const void 
     return r;
 }
 
+/*
+ * Tell the primary of block b that its mirror's holder died (drop with
+ * DMCE_MSMP_DROP_KEEP). When it keeps the copy for a new holder, and the
+ * block still waits for a mirror, note it (kept): its re-mirror is a
+ * takeover. Not under d->lock. Returns the drop's status.
+ */
+static int drop_dead_holder_copy(struct dmce_disp *d, uint32_t b, uint32_t primary)
+{
+    uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE], resp[DMCE_MSMP_DROP_RESP_SIZE];
+    size_t rlen = 0;
+    dmce_msmp_drop_req_encode(b, DMCE_MSMP_DROP_KEEP, rq);
+    int r = daemon_rpc(d, primary, DMCE_MSMP_OP_DROP, rq, sizeof(rq), resp, sizeof(resp), &rlen);
+    int kept = r == 0 && rlen == sizeof(resp) && (dmce_get_le32(resp) & DMCE_MSMP_DROP_KEPT);
+    pthread_mutex_lock(&d->lock);
+    struct dblock *k = &d->blocks[b];
+    if (kept && k->live && k->primary == primary && k->state == DMCE_DISP_SINGLE)
+        k->kept = 1;
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
 /* Promote the mirrors of dead daemon `id`'s blocks; drop the mirrors it held. */
 static void failover(struct dmce_disp *d, uint32_t id)
 {
@@ -1638,11 +1659,8 @@ static void failover(struct dmce_disp *d, uint32_t id)
             bump_locked(d);
             int primary_alive = d->daemons[k.primary].state == DMCE_DISP_ALIVE;
             pthread_mutex_unlock(&d->lock);
-            if (primary_alive) { /* stop writing into the dead copy */
-                uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
-                dmce_msmp_block_req_encode(b, rq);
-                daemon_rpc(d, k.primary, DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
-            }
+            if (primary_alive) /* its copy has no holder: kept for a new one, or dropped */
+                drop_dead_holder_copy(d, b, k.primary);
         }
     }
     pthread_mutex_lock(&d->lock);
@@ -1720,6 +1738,13 @@ static void read_blocks(struct dmce_disp *d, uint32_t id)
             }
         } else if (k->live && k->primary == e.peer && k->mirror == id) {
             /* the copy the directory expects */
+        } else if (k->live && k->primary == e.peer && k->mirror && k->state == DMCE_DISP_MIRRORED) {
+            /*
+             * Another daemon holds its mirror: copied or taken over while this
+             * one was counted dead (a stall not fenced, or a drop it never
+             * got). This copy is kept in step by nobody: it goes.
+             */
+            drop = 1;
         } else if (k->live && k->primary == e.peer && !k->mirror) {
             /* its primary has not said yet: it will (its own blocks) */
         } else if (!k->live) {
@@ -1776,14 +1801,7 @@ static void drop_dead_mirrors(struct dmce_disp *d)
     }
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < n; i++) {
-        uint8_t rq[DMCE_MSMP_BLOCK_REQ_SIZE];
-        dmce_msmp_block_req_encode(due[i], rq);
-        int r = daemon_rpc(d, prim[i], DMCE_MSMP_OP_DROP, rq, sizeof(rq), NULL, 0, NULL);
-        pthread_mutex_lock(&d->lock);
-        struct dblock *k = &d->blocks[due[i]];
-        if (r == 0 && k->live && k->primary == prim[i] && k->state == DMCE_DISP_SINGLE)
-            k->kept = 1;
-        pthread_mutex_unlock(&d->lock);
+        int r = drop_dead_holder_copy(d, due[i], prim[i]);
         LOG_INFO("block %u: memd[%u] told to drop its mirror on a dead daemon%s%s", due[i],
                  prim[i], r < 0 && r != -ENOENT ? ": " : "",
                  r < 0 && r != -ENOENT ? dmce_strerror(r) : "");
@@ -1937,6 +1955,9 @@ static void remirror(struct dmce_disp *d)
  * Progress of the copies under way, from the primaries' block lists; a copy
  * whose event was lost is settled here (a synced mirror, or none).
  */
+#define EVENT_GRACE_MS                                                                             \
+    1000u /* a synced mirror's event not here this long after the start: lost                      \
+           */
 static void progress(struct dmce_disp *d)
 {
     uint8_t want[MAX_DAEMONS + 1] = {0};
@@ -1986,12 +2007,20 @@ static void progress(struct dmce_disp *d)
                     k->state = DMCE_DISP_SINGLE; /* made on a daemon that died since */
                     k->since_ms = 0;
                     k->drop_mirror = 1;
+                } else if (e.mirror_state == 2 && e.peer &&
+                           dmce_now_ms() - k->since_ms < EVENT_GRACE_MS) {
+                    /*
+                     * Synced: its block_event is on its way (the pulse thread
+                     * sends it at once) and says whether the copy was made or
+                     * taken over; settled here only if that event is lost.
+                     */
                 } else if (e.mirror_state == 2 && e.peer) {
                     k->mirror = (uint16_t)e.peer;
                     k->state = DMCE_DISP_MIRRORED;
                     k->kept = 0;
                     d->st[DMCE_DSTAT_REMIRRORS_DONE]++;
-                    d->st[DMCE_DSTAT_REMIRROR_BYTES] += e.copied;
+                    d->st[DMCE_DSTAT_REMIRROR_BYTES] +=
+                        e.copied; /* copied or taken over: unknown */
                     bump_locked(d);
                 } else if (e.mirror_state == 0 && dmce_now_ms() - k->since_ms > 2000) {
                     k->state = DMCE_DISP_SINGLE; /* the copy failed: try again */

@@ -110,7 +110,7 @@ struct memd_block {
      * stats, not the blocks report, not a move.
      */
     atomic_int mirror_gone;
-    uint64_t mirror_gone_ms;
+    atomic_uint_fast64_t mirror_gone_ms;
     pthread_mutex_t stripes[MEMD_STRIPES]; /* chunk i: stripes[i % MEMD_STRIPES] */
     /*
      * Live migration (memd_migrate.c). frozen: handed off to another
@@ -593,6 +593,8 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer,
 void memd_mirror_tick(struct dmce_memd *m);
 /* b's kept copy (if any) is no longer kept: its handover name goes. The caller frees the mirror. */
 void memd_mirror_forget_kept(struct dmce_memd *m, struct memd_block *b);
+/* Drop b's kept copy, if it has one (b->lock held): a block that moves leaves it. */
+void memd_mirror_drop_kept_locked(struct dmce_memd *m, struct memd_block *b);
 
 /* b's mirror, if it has a holder (a kept copy whose holder is gone is not one); else NULL. */
 static inline struct memd_mirror *memd_live_mirror(struct memd_block *b)

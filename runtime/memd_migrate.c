@@ -105,14 +105,15 @@ static int freeze(struct dmce_memd *m, uint32_t id, struct memd_block **out)
     if (r == 0) {
         pthread_mutex_lock(&b->lock);
         struct memd_mirror *mr = atomic_load(&b->mirror);
-        /* A copy being made, or one whose holder is gone (a new holder takes it soon). */
-        if (mr && (atomic_load(&mr->state) != MEMD_MIRROR_SYNCED || atomic_load(&b->mirror_gone)))
-            r = -EBUSY;
+        if (mr && atomic_load(&mr->state) != MEMD_MIRROR_SYNCED)
+            r = -EBUSY; /* a copy being made */
         pthread_mutex_lock(&m->mr_lock);
         if (r == 0 && memd_mirror_busy_locked(m, id))
             r = -EBUSY;
         if (r == 0)
             r = memd_backup_busy(m, id); /* a backup copying it gives it up: ask again */
+        if (r == 0) /* a copy whose holder is gone does not move with it: re-mirrored after */
+            memd_mirror_drop_kept_locked(m, b);
         pthread_mutex_lock(&m->pf_lock);
         if (m->pf_current == b)
             r = -EBUSY;
@@ -205,7 +206,7 @@ static void op_handoff(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
     /* Frozen: nothing detaches the mirror but a drop, which takes grow_lock (held by no one here).
      */
     pthread_mutex_lock(&m->grow_lock);
-    struct memd_mirror *mr = atomic_load(&b->mirror);
+    struct memd_mirror *mr = memd_live_mirror(b); /* freeze dropped a kept copy */
     int fds[2] = {b->fd, -1};
     if (mr) {
         h.mirror_daemon = mr->daemon_id;

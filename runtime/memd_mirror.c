@@ -216,7 +216,7 @@ static int mirror_keep_locked(struct dmce_memd *m, struct memd_block *b, struct 
         return r;
     }
     stripes_lock(b);
-    b->mirror_gone_ms = dmce_now_ms();
+    atomic_store(&b->mirror_gone_ms, dmce_now_ms());
     atomic_store(&b->mirror_gone, 1);
     stripes_unlock(b);
     LOG_WARN("block %u: its mirror's holder memd[%u] is gone; the copy is kept in step for up "
@@ -225,6 +225,12 @@ static int mirror_keep_locked(struct dmce_memd *m, struct memd_block *b, struct 
     /* No event: the dispatcher, which said the holder is gone, counts the block single. */
     STAT_ADD(m, DMCE_STAT_MIRROR_BROKEN, 1);
     return 0;
+}
+
+void memd_mirror_drop_kept_locked(struct dmce_memd *m, struct memd_block *b)
+{
+    if (atomic_load(&b->mirror_gone))
+        mirror_detach_locked(m, b, "the block moves to another daemon");
 }
 
 void memd_mirror_tick(struct dmce_memd *m)
@@ -237,7 +243,7 @@ void memd_mirror_tick(struct dmce_memd *m)
     for (uint32_t i = 0; i < t->count && n < 64; i++) {
         struct memd_block *b = t->list[i];
         if (b->role == MEMD_PRIMARY && atomic_load(&b->mirror_gone) &&
-            now - b->mirror_gone_ms >= (uint64_t)m->cfg.mirror_keep_ms)
+            now - atomic_load(&b->mirror_gone_ms) >= (uint64_t)m->cfg.mirror_keep_ms)
             due[n++] = b->id;
     }
     rcu_read_unlock();
@@ -796,7 +802,7 @@ static void op_mirror_adopt(struct dmce_memd *m, struct memd_conn *c, const uint
     int r = dmce_msmp_mirror_adopt_decode(p, len, &rq);
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
-    if (rq.primary == (uint32_t)m->cfg.id)
+    if (rq.primary == (uint32_t)m->cfg.id || rq.holder == rq.primary)
         return memd_reply_error(m, c, &c->h, -EINVAL); /* a block is never its own mirror */
     if (rq.size > (1ull << 40))
         return memd_reply_error(m, c, &c->h, -EMSGSIZE);
@@ -867,8 +873,8 @@ static void op_mirror_adopt(struct dmce_memd *m, struct memd_conn *c, const uint
         char to[sizeof(b->name) + 16];
         snprintf(to, sizeof(to), "%s%s", obj_dir(m), b->name);
         struct stat now;
-        if (rename(from, to) < 0) {
-            r = -errno;
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+            r = -errno; /* EEXIST: a stale object of ours under that name: not replaced */
             LOG_ERROR("block %u: cannot rename %s to %s: %s", rq.block, from, to, strerror(errno));
         } else if (stat(to, &now) < 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
             /* Another object came under the name between our open and the rename: not ours. */
@@ -1068,14 +1074,18 @@ static void op_promote(struct dmce_memd *m, struct memd_conn *c, const uint8_t *
 /*
  * drop (from the dispatcher): a mirror copy is not needed any more (its
  * primary is gone for good, or moved): delete it; or a primary's mirror
- * holder is gone: stop keeping that mirror.
+ * holder is gone: stop keeping that mirror. With DMCE_MSMP_DROP_KEEP (the
+ * holder died) the primary keeps a synced copy for a new holder instead,
+ * and says so; not on a drain (the holder lives and drops its own copy:
+ * two daemons must never hold one object) nor on a block being moved.
  */
 static void op_drop(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, uint32_t len)
 {
-    uint32_t id;
-    int r = dmce_msmp_block_req_decode(p, len, &id);
+    uint32_t id, flags;
+    int r = dmce_msmp_drop_req_decode(p, len, &id, &flags);
     if (r < 0)
         return memd_reply_error(m, c, &c->h, r);
+    int kept = 0;
     pthread_mutex_lock(&m->grow_lock);
     struct memd_block *b = id < m->table->nids ? m->table->by_id[id] : NULL;
     if (!b) {
@@ -1085,8 +1095,11 @@ static void op_drop(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
         struct memd_mirror *mr = memd_live_mirror(b);
         if (!mr)
             r = -ENOENT;
-        else if (m->cfg.mirror_keep_ms <= 0 || atomic_load(&mr->state) != MEMD_MIRROR_SYNCED ||
-                 mirror_keep_locked(m, b, mr) < 0)
+        else if ((flags & DMCE_MSMP_DROP_KEEP) && m->cfg.mirror_keep_ms > 0 &&
+                 atomic_load(&mr->state) == MEMD_MIRROR_SYNCED && !atomic_load(&b->frozen) &&
+                 mirror_keep_locked(m, b, mr) == 0)
+            kept = 1;
+        else
             mirror_detach_locked(m, b, "its holder is gone");
         pthread_mutex_unlock(&b->lock);
         b = NULL;
@@ -1102,7 +1115,11 @@ static void op_drop(struct dmce_memd *m, struct memd_conn *c, const uint8_t *p, 
         LOG_INFO("mirror copy of block %u (memd[%u]'s) dropped", id, b->primary_daemon);
         memd_block_destroy(m, b);
     }
-    memd_reply_begin(c, &c->h, 0, 0);
+    uint8_t *out = memd_reply_begin(c, &c->h, 0, kept ? DMCE_MSMP_DROP_RESP_SIZE : 0);
+    if (out && kept) {
+        dmce_put_le32(out, DMCE_MSMP_DROP_KEPT);
+        dmce_put_le32(out + 4, 0);
+    }
 }
 
 /* blocks: what this daemon holds, for the dispatcher (rebuilds) and dmcectl. */

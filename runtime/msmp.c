@@ -385,6 +385,21 @@ int dmce_msmp_block_req_decode(const uint8_t *in, size_t len, uint32_t *block)
     return *block ? 0 : -EBADMSG;
 }
 
+void dmce_msmp_drop_req_encode(uint32_t block, uint32_t flags, uint8_t *out)
+{
+    dmce_put_le32(out, block);
+    dmce_put_le32(out + 4, flags);
+}
+
+int dmce_msmp_drop_req_decode(const uint8_t *in, size_t len, uint32_t *block, uint32_t *flags)
+{
+    if (len != DMCE_MSMP_BLOCK_REQ_SIZE)
+        return -EBADMSG;
+    *block = dmce_get_le32(in);
+    *flags = dmce_get_le32(in + 4);
+    return *block && !(*flags & ~DMCE_MSMP_DROP_KEEP) ? 0 : -EBADMSG;
+}
+
 void dmce_msmp_block_info_encode(const dmce_msmp_block_info_t *m, uint8_t *out)
 {
     dmce_put_le32(out, m->block);

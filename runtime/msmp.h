@@ -363,6 +363,18 @@ int dmce_msmp_mirror_adopt_encode(const dmce_msmp_mirror_adopt_t *m, uint8_t *ou
 int dmce_msmp_mirror_adopt_decode(const uint8_t *in, size_t len, dmce_msmp_mirror_adopt_t *m);
 void dmce_msmp_block_req_encode(uint32_t block, uint8_t *out);
 int dmce_msmp_block_req_decode(const uint8_t *in, size_t len, uint32_t *block);
+/*
+ * drop request: as a block request, the reserved word holding flags:
+ * DMCE_MSMP_DROP_KEEP (to a primary whose mirror's holder died: keep the
+ * copy in step for a new holder to take over, if it can). Response: none,
+ * or 8 bytes when the primary keeps the copy: u32 DMCE_MSMP_DROP_KEPT,
+ * u32 reserved (0).
+ */
+#define DMCE_MSMP_DROP_KEEP 0x1u
+#define DMCE_MSMP_DROP_KEPT 0x1u
+#define DMCE_MSMP_DROP_RESP_SIZE 8u
+void dmce_msmp_drop_req_encode(uint32_t block, uint32_t flags, uint8_t *out);
+int dmce_msmp_drop_req_decode(const uint8_t *in, size_t len, uint32_t *block, uint32_t *flags);
 void dmce_msmp_block_info_encode(const dmce_msmp_block_info_t *m, uint8_t *out);
 /* One entry of a blocks response: entry i of the payload in[0, len). */
 int dmce_msmp_blocks_count(const uint8_t *in, size_t len, uint32_t *count);

@@ -22,7 +22,7 @@
  * Coverage: setup (req, resp), malloc / free (u64), read (req), write
  * (req), stats (resp), map (req, resp), ring_open (req, resp); the
  * mirroring ops between daemons and the dispatcher (msmp.h): persist
- * (range), mirror_create, mirror_start, mirror_adopt, promote / drop (block req), blocks
+ * (range), mirror_create, mirror_start, mirror_adopt, promote (block req), drop, blocks
  * (count and every entry); and every dispatcher op (msmp_dispatch.h):
  * register (req, resp), heartbeat (member and monitor pulse), directory
  * (header, every daemon and block entry), pick, session (u32 resp),
@@ -289,6 +289,20 @@ static void block_req(const uint8_t *p, size_t n)
         FZ_CHECK_EQ(n, sizeof b);
         FZ_CHECK(block != 0);
         dmce_msmp_block_req_encode(block, b);
+        FZ_CHECK(memcmp(b, p, sizeof b) == 0);
+    }
+}
+
+static void drop_req(const uint8_t *p, size_t n)
+{
+    uint32_t block, flags;
+    int r = dmce_msmp_drop_req_decode(p, n, &block, &flags);
+    FZ_CHECK(r == 0 || r == -EBADMSG);
+    if (r == 0) {
+        uint8_t b[DMCE_MSMP_BLOCK_REQ_SIZE];
+        FZ_CHECK_EQ(n, sizeof b);
+        FZ_CHECK(block != 0 && (flags & ~DMCE_MSMP_DROP_KEEP) == 0);
+        dmce_msmp_drop_req_encode(block, flags, b);
         FZ_CHECK(memcmp(b, p, sizeof b) == 0);
     }
 }
@@ -744,9 +758,12 @@ static void frame_payload(const dmce_msmp_hdr_t *h, const uint8_t *p, size_t n)
             mirror_adopt(p, n);
         break;
     case DMCE_MSMP_OP_PROMOTE:
-    case DMCE_MSMP_OP_DROP:
         if (!resp)
             block_req(p, n);
+        break;
+    case DMCE_MSMP_OP_DROP:
+        if (!resp)
+            drop_req(p, n);
         break;
     case DMCE_MSMP_OP_BLOCKS:
         if (resp)
@@ -846,6 +863,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mirror_start(data, size);
     mirror_adopt(data, size);
     block_req(data, size);
+    drop_req(data, size);
     blocks_resp(data, size);
     disp_register(data, size);
     disp_register_resp(data, size);

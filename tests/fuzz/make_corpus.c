@@ -214,6 +214,11 @@ static void corpus_msmp_dispatch(void)
     frame("promote_resp", DMCE_MSMP_OP_PROMOTE, 1, 0, p, DMCE_MSMP_PROMOTE_RESP_SIZE);
     dmce_msmp_block_req_encode(17, p);
     frame("drop_req", DMCE_MSMP_OP_DROP, 0, 0, p, DMCE_MSMP_BLOCK_REQ_SIZE);
+    dmce_msmp_drop_req_encode(17, DMCE_MSMP_DROP_KEEP, p);
+    frame("drop_keep_req", DMCE_MSMP_OP_DROP, 0, 0, p, DMCE_MSMP_BLOCK_REQ_SIZE);
+    dmce_put_le32(p, DMCE_MSMP_DROP_KEPT);
+    dmce_put_le32(p + 4, 0);
+    frame("drop_kept_resp", DMCE_MSMP_OP_DROP, 1, 0, p, DMCE_MSMP_DROP_RESP_SIZE);
     frame("blocks_req", DMCE_MSMP_OP_BLOCKS, 0, 0, NULL, 0);
     dmce_put_le32(p, 2);
     dmce_put_le32(p + 4, 0);

@@ -87,6 +87,16 @@ static int two_copies(void *arg)
            s.blocks_remirroring == 0 && s.blocks_mirrored == s.blocks;
 }
 
+/* Before each test of a group: any daemon a failed test left dead is started again. */
+static int all_daemons_up(void **state)
+{
+    (void)state;
+    for (int id = 1; id <= 3; id++)
+        if (!H.pid[id] && start_memd(id) < 0)
+            return -1;
+    return harness_wait(all_alive_3, NULL, 10000) ? 0 : -1;
+}
+
 static int setup_cluster(const char *mirroring)
 {
     if (harness_init() < 0)
@@ -494,6 +504,77 @@ static void session_on_restarted_daemon(void **state)
     assert_true(harness_wait(all_alive_3, NULL, 10000));
 }
 
+/*
+ * ---- a mirror holder's death: its copies are taken over, not made again ----
+ *
+ * Through the dispatcher: kill the daemon holding most mirror copies; the
+ * primaries keep those copies in step and the third daemon takes each one
+ * over (mirror_adopt). Every one of them is counted as taken over (none
+ * copied, none miscounted), and the data reads back.
+ */
+static void holder_death_copies_taken_over(void **state)
+{
+    (void)state;
+    assert_true(harness_wait(two_copies, NULL, 20000));
+    dmce_client_t *c;
+    assert_int_equal(harness_client_dir(&c, 0), 0);
+    assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
+    enum { N = 12, SZ = 96 << 10 };
+    dmce_addr_t a[N];
+    static uint8_t want[N][SZ], back[SZ];
+    for (int i = 0; i < N; i++) {
+        for (size_t j = 0; j < SZ; j++)
+            want[i][j] = (uint8_t)(i * 31 + j * 7);
+        assert_int_equal(dmce_malloc(c, SZ, &a[i]), 0);
+        assert_int_equal(dmce_write(c, a[i], want[i], SZ), 0);
+    }
+    assert_true(harness_wait(two_copies, NULL, 20000));
+    /* The victim: the daemon holding most copies. */
+    dmce_stats_t st, victim;
+    memset(&victim, 0, sizeof(victim));
+    for (unsigned i = 0; i < dmce_daemon_count(c); i++)
+        if (dmce_daemon_stats(c, i, &st) == 0 && st.mirror_copies > victim.mirror_copies)
+            victim = st;
+    assert_true(victim.mirror_copies > 0);
+    dmce_cluster_stats_t before, s;
+    assert_int_equal(stats(&before), 0);
+    harness_kill((int)victim.daemon_id);
+    /* Healed on the two left: the death seen and failed over (re-mirrors started after it),
+     * nothing single or being copied. */
+    uint64_t deadline = dmce_now_ms() + 20000;
+    for (;;) {
+        assert_int_equal(stats(&s), 0);
+        if (s.deaths > before.deaths && s.remirrors_started > before.remirrors_started &&
+            s.daemons_alive == 2 && s.blocks_single == 0 && s.blocks_remirroring == 0 &&
+            s.blocks_mirrored == s.blocks)
+            break;
+        assert_true(dmce_now_ms() < deadline);
+        usleep(1000);
+    }
+    print_message("memd[%u] held %llu copies: %llu taken over (%.1f MiB in use), %llu re-mirrors "
+                  "in all, %.1f MiB copied\n",
+                  victim.daemon_id, (unsigned long long)victim.mirror_copies,
+                  (unsigned long long)(s.remirrors_adopted - before.remirrors_adopted),
+                  (double)(s.remirror_bytes_adopted - before.remirror_bytes_adopted) / (1 << 20),
+                  (unsigned long long)(s.remirrors_done - before.remirrors_done),
+                  (double)(s.remirror_bytes - before.remirror_bytes) / (1 << 20));
+    /* Every copy it held had a live primary and a daemon to take it over. */
+    assert_int_equal(s.remirrors_adopted - before.remirrors_adopted, victim.mirror_copies);
+    assert_true(s.remirror_bytes_adopted > before.remirror_bytes_adopted);
+    assert_int_equal(s.blocks_lost, before.blocks_lost);
+    for (unsigned i = 0; i < dmce_daemon_count(c); i++)
+        if (dmce_daemon_stats(c, i, &st) == 0) /* the dead one does not answer */
+            assert_int_equal(st.mirrors_kept, 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(dmce_read(c, a[i], back, SZ), 0);
+        assert_memory_equal(back, want[i], SZ);
+        assert_int_equal(dmce_free(c, a[i]), 0);
+    }
+    assert_int_equal(dmce_disconnect(c), 0);
+    assert_int_equal(start_memd((int)victim.daemon_id), 0);
+    assert_true(harness_wait(two_copies, NULL, 20000));
+}
+
 /* ---- the session store: acknowledged sets survive the primary ---- */
 
 #define STORE_KEYS 200
@@ -544,7 +625,7 @@ static void store_survives(void **state)
                          0);
     }
     int d = dmce_daemon_of(c, sa);
-    assert_true(d > 0);
+    assert_true(d >= 0); /* an index: 0 is a daemon */
     dmce_stats_t st;
     assert_int_equal(dmce_daemon_stats(c, (unsigned)d, &st), 0);
     dmce_store_close(in);
@@ -649,11 +730,12 @@ static void lost_block(void **state)
 int main(void)
 {
     const struct CMUnitTest mirrored[] = {
-        cmocka_unit_test(kill_under_load),
-        cmocka_unit_test(restarted_daemon_used),
-        cmocka_unit_test(persist_survives),
-        cmocka_unit_test(session_on_restarted_daemon),
-        cmocka_unit_test(store_survives),
+        cmocka_unit_test_setup(kill_under_load, all_daemons_up),
+        cmocka_unit_test_setup(restarted_daemon_used, all_daemons_up),
+        cmocka_unit_test_setup(persist_survives, all_daemons_up),
+        cmocka_unit_test_setup(session_on_restarted_daemon, all_daemons_up),
+        cmocka_unit_test_setup(holder_death_copies_taken_over, all_daemons_up),
+        cmocka_unit_test_setup(store_survives, all_daemons_up),
     };
     const struct CMUnitTest unmirrored[] = {
         cmocka_unit_test(lost_block),

@@ -92,6 +92,22 @@ static int32_t block_op(int fd, uint16_t op, uint32_t block, void *resp, size_t 
     return raw_call(fd, op, p, sizeof(p), resp, cap, NULL);
 }
 
+/*
+ * drop with DMCE_MSMP_DROP_KEEP, as the dispatcher tells a primary that its
+ * mirror's holder died. *kept: whether the primary says it keeps the copy.
+ */
+static int32_t drop_dead_holder(int fd, uint32_t block, int *kept)
+{
+    uint8_t p[DMCE_MSMP_BLOCK_REQ_SIZE], resp[DMCE_MSMP_DROP_RESP_SIZE];
+    int n = 0;
+    dmce_msmp_drop_req_encode(block, DMCE_MSMP_DROP_KEEP, p);
+    int32_t st = raw_call(fd, DMCE_MSMP_OP_DROP, p, sizeof(p), resp, sizeof(resp), &n);
+    *kept = st == 0 && n == (int)sizeof(resp) && dmce_get_le32(resp) == DMCE_MSMP_DROP_KEPT;
+    if (st == 0 && !*kept)
+        assert_int_equal(n, 0); /* not kept: no payload */
+    return st;
+}
+
 /* The entry for `block` in daemon fd's blocks list; 0 if found. */
 static int find_block(int fd, uint32_t block, dmce_msmp_block_info_t *out)
 {
@@ -787,7 +803,9 @@ static void kept_begin(struct kept *k)
     /* The holder dies; the dispatcher tells the primary, which keeps the copy in step. */
     harness_kill(2);
     uint64_t t0 = dmce_now_ms();
-    assert_int_equal(block_op(k->f1, DMCE_MSMP_OP_DROP, k->block, NULL, 0), 0);
+    int kept = 0;
+    assert_int_equal(drop_dead_holder(k->f1, k->block, &kept), 0);
+    assert_true(kept); /* it says so */
     stats_of(1, &k->d1);
     /* Kept for mirror_keep_ms: only a daemon with a short one may have let it go already. */
     if (k->d1.mirrors_kept != 1)
@@ -799,7 +817,7 @@ static void kept_begin(struct kept *k)
     assert_int_equal(e.role, 0);
     assert_int_equal(e.peer, 0);
     assert_int_equal(e.mirror_state, 0);
-    assert_int_equal(block_op(k->f1, DMCE_MSMP_OP_DROP, k->block, NULL, 0), -ENOENT); /* once */
+    assert_int_equal(drop_dead_holder(k->f1, k->block, &kept), -ENOENT); /* once */
 
     /* Writes, a free and a malloc while nobody holds the copy. */
     obj_write(k->c, &k->o[0], 4096, 64 * KiB, 10);
@@ -942,7 +960,9 @@ static void test_kept_copy_taken_over_twice(void **state)
     kept_more(k);
 
     harness_kill(3);
-    assert_int_equal(block_op(k->f1, DMCE_MSMP_OP_DROP, k->block, NULL, 0), 0);
+    int kept = 0;
+    assert_int_equal(drop_dead_holder(k->f1, k->block, &kept), 0);
+    assert_true(kept);
     dmce_stats_t a1;
     stats_of(1, &a1);
     assert_int_equal(a1.mirrors_kept, 1);
@@ -1029,6 +1049,46 @@ static void test_kept_copy_gone_with_its_daemon(void **state)
     assert_int_equal(harness_stop(1), 0);
     assert_false(obj_exists(obj_path(1, 'h', k->block)));
     assert_false(obj_exists(obj_path(1, 'b', k->block)));
+}
+
+/*
+ * A drop without DMCE_MSMP_DROP_KEEP (the dispatcher's drain: the holder
+ * lives and drops its own copy) never keeps the copy: two daemons must
+ * never hold one object. Nothing kept, no handover name, no payload.
+ */
+static void test_drop_without_keep_detaches(void **state)
+{
+    (void)state;
+    dmce_client_t *c;
+    const int one[] = {1};
+    assert_int_equal(harness_client(&c, one, 1), 0);
+    assert_int_equal(dmce_setup(c, 1 * MiB, 0, NULL, NULL), 0);
+    dmce_addr_t a;
+    assert_int_equal(dmce_malloc(c, 64 * KiB, &a), 0);
+    uint32_t block = block_of(c, a);
+    int f1 = raw_connect(1);
+    assert_true(f1 >= 0);
+    assert_int_equal(mirror_start(f1, block, 2), 0);
+    struct mirrored_arg ma = {f1, block, 2};
+    assert_true(harness_wait(is_mirrored_on, &ma, 20000));
+    uint8_t resp[DMCE_MSMP_DROP_RESP_SIZE];
+    int n = -1;
+    uint8_t p[DMCE_MSMP_BLOCK_REQ_SIZE];
+    dmce_msmp_block_req_encode(block, p);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_DROP, p, sizeof(p), resp, sizeof(resp), &n), 0);
+    assert_int_equal(n, 0);
+    dmce_stats_t d1;
+    stats_of(1, &d1);
+    assert_int_equal(d1.mirrors_kept, 0);
+    assert_int_equal(d1.mirrors, 0);
+    assert_false(obj_exists(obj_path(1, 'h', block)));
+    /* Unknown flags are refused. */
+    dmce_msmp_drop_req_encode(block, 2, p);
+    assert_int_equal(raw_call(f1, DMCE_MSMP_OP_DROP, p, sizeof(p), resp, sizeof(resp), &n),
+                     -EBADMSG);
+    close(f1);
+    assert_int_equal(dmce_free(c, a), 0);
+    assert_int_equal(dmce_disconnect(c), 0);
 }
 
 /*
@@ -1255,6 +1315,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kept_copy_gone_with_its_daemon, setup_kept_long,
                                         teardown_kept),
         cmocka_unit_test_setup_teardown(test_kept_copy_expires, setup_kept_short, teardown_kept),
+        cmocka_unit_test_setup_teardown(test_drop_without_keep_detaches, setup_kept_long,
+                                        teardown_kept),
         cmocka_unit_test_setup_teardown(test_kept_copy_refused_by_peer, setup_kept_other_dir,
                                         teardown_kept),
         cmocka_unit_test_setup_teardown(test_mirror_adopt_bad_requests, setup_kept_default,

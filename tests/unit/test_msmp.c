@@ -300,6 +300,31 @@ static void test_mirror_adopt_payload(void **state)
                      -EINVAL);
 }
 
+/* drop: a block request whose second word holds flags (KEEP only). */
+static void test_drop_payload(void **state)
+{
+    (void)state;
+    uint8_t b[DMCE_MSMP_BLOCK_REQ_SIZE];
+    uint32_t block = 0, flags = 9;
+    dmce_msmp_drop_req_encode(7, DMCE_MSMP_DROP_KEEP, b);
+    assert_int_equal(dmce_msmp_drop_req_decode(b, sizeof(b), &block, &flags), 0);
+    assert_int_equal(block, 7);
+    assert_int_equal(flags, DMCE_MSMP_DROP_KEEP);
+    /* The plain block request is a drop without flags; the block request refuses the flag. */
+    dmce_msmp_block_req_encode(7, b);
+    assert_int_equal(dmce_msmp_drop_req_decode(b, sizeof(b), &block, &flags), 0);
+    assert_int_equal(flags, 0);
+    dmce_msmp_drop_req_encode(7, DMCE_MSMP_DROP_KEEP, b);
+    assert_int_equal(dmce_msmp_block_req_decode(b, sizeof(b), &block), -EBADMSG);
+    /* Unknown flags, block 0, wrong sizes. */
+    dmce_msmp_drop_req_encode(7, 2, b);
+    assert_int_equal(dmce_msmp_drop_req_decode(b, sizeof(b), &block, &flags), -EBADMSG);
+    dmce_msmp_drop_req_encode(0, 0, b);
+    assert_int_equal(dmce_msmp_drop_req_decode(b, sizeof(b), &block, &flags), -EBADMSG);
+    dmce_msmp_drop_req_encode(7, 0, b);
+    assert_int_equal(dmce_msmp_drop_req_decode(b, sizeof(b) - 1, &block, &flags), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_random_headers_never_crash),
         cmocka_unit_test(test_op_names),
         cmocka_unit_test(test_mirror_adopt_payload),
+        cmocka_unit_test(test_drop_payload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
