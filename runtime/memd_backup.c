@@ -936,7 +936,7 @@ int memd_backup_load(struct dmce_memd *m)
 int memd_backup_start(struct dmce_memd *m)
 {
     struct memd_backup *bk = m->bk;
-    bk->nids = m->table->nids;
+    bk->nids = memd_nids(m); /* workers publish tables already: not through m->table */
     bk->hashes = calloc(bk->nids, sizeof(*bk->hashes));
     bk->recovered = calloc(bk->nids, 1);
     if (!bk->hashes || !bk->recovered)

@@ -85,7 +85,7 @@ static int do_register(struct dmce_memd *m)
                   (long long)m->cfg.max_blocks);
         return -ERANGE;
     }
-    if (!m->table) { /* first registration, before any block: take the range */
+    if (!memd_table_get(m)) { /* first registration, before any block: take the range */
         m->block_first = rs.block_first;
         m->block_last = rs.block_first + (uint32_t)m->cfg.max_blocks - 1;
     } else if (rs.block_first != m->block_first) {
@@ -375,7 +375,7 @@ int memd_disp_primaries(struct dmce_memd *m, uint32_t nids, uint16_t **out)
 int memd_disp_block_primary(struct dmce_memd *m, uint32_t block, uint32_t *primary)
 {
     *primary = 0;
-    uint32_t nids = m->table ? m->table->nids : 4096;
+    uint32_t nids = memd_nids(m);
     uint16_t *prim;
     int r = block < nids ? memd_disp_primaries(m, nids, &prim) : -EINVAL;
     if (r == 0) {

@@ -372,6 +372,8 @@ struct dmce_memd {
 
 /* The Block ID Lookup Table; call inside rcu_read_lock(). */
 struct memd_table *memd_table_get(struct dmce_memd *m);
+/* Block IDs of the layout: every table's nids. */
+uint32_t memd_nids(const struct dmce_memd *m);
 
 /*
  * Resolve a DMCE address to a block of this daemon and a cell, inside

@@ -466,6 +466,40 @@ int memd_mirror_attach(struct dmce_memd *m, struct memd_block *b, uint32_t peer_
     return r;
 }
 
+/*
+ * Copy n bytes at off of b into its new mirror (object fd, mapped at
+ * base), the chunk's stripe held. Into the object through its descriptor,
+ * not through our mapping of it: the kernel copies into the pages the peer
+ * fallocate()d, and this process builds no page table for them (on this
+ * kind of machine mapping a page costs as much as copying four:
+ * docs/perf.md, re-mirror). The mapping and the object are the same pages,
+ * so a writer storing through the mapping in another chunk meanwhile, or in
+ * this one later, is coherent with it. Whatever pwrite does not take (an
+ * error, a short write) is copied through the mapping.
+ *
+ * Writers that do not take the stripe may change these bytes meanwhile: a
+ * session store's operations (here or in a client that maps the block)
+ * write its memory directly, then persist the table's ranges they changed
+ * under the stripe, so a range read here half-changed is copied again;
+ * lock words and reader slots a copy need not share (docs/store.md
+ * section 12). Nothing read here is used by this process
+ * (tests/fuzz/tsan.supp).
+ */
+static __attribute__((noinline)) void copy_chunk_to_mirror(struct memd_block *b, int fd, void *base,
+                                                           uint64_t off, uint64_t n)
+{
+    uint64_t done = 0;
+    while (done < n) {
+        ssize_t w =
+            pwrite(fd, (const uint8_t *)b->base + off + done, n - done, (off_t)(off + done));
+        if (w <= 0)
+            break;
+        done += (uint64_t)w;
+    }
+    if (done < n)
+        memcpy((uint8_t *)base + off + done, (const uint8_t *)b->base + off + done, n - done);
+}
+
 static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_t peer_id,
                               const char *path, uint64_t *copied)
 {
@@ -516,26 +550,7 @@ static int mirror_attach_once(struct dmce_memd *m, struct memd_block *b, uint32_
         uint64_t n = DMCE_MIN((uint64_t)MEMD_CHUNK, mr->to_copy - off);
         pthread_mutex_t *st = stripe_of(b, off);
         pthread_mutex_lock(st);
-        /*
-         * Into the object through its descriptor, not through our mapping
-         * of it: the kernel copies into the pages the peer fallocate()d,
-         * and this process builds no page table for them (on this kind of
-         * machine mapping a page costs as much as copying four: docs/perf.md,
-         * re-mirror). The mapping and the object are the same pages, so a
-         * writer storing through the mapping in another chunk meanwhile, or
-         * in this one later, is coherent with it. Whatever pwrite does not
-         * take (an error, a short write) is copied through the mapping.
-         */
-        uint64_t done = 0;
-        while (done < n) {
-            ssize_t w =
-                pwrite(fd, (const uint8_t *)b->base + off + done, n - done, (off_t)(off + done));
-            if (w <= 0)
-                break;
-            done += (uint64_t)w;
-        }
-        if (done < n)
-            memcpy((uint8_t *)base + off + done, (const uint8_t *)b->base + off + done, n - done);
+        copy_chunk_to_mirror(b, fd, base, off, n);
         pthread_mutex_unlock(st);
         atomic_fetch_add(&mr->copied, n);
         STAT_ADD(m, DMCE_STAT_MIRROR_BYTES_COPIED, n);

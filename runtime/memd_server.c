@@ -403,12 +403,17 @@ static void *prefault_main(void *arg)
     return NULL;
 }
 
-/* A table with room for every block ID and max_blocks list entries, copied from old (or empty). */
-static struct memd_table *table_copy(struct dmce_memd *m, const struct memd_table *old)
+uint32_t memd_nids(const struct dmce_memd *m)
 {
     dmce_layout_info_t li;
     dmce_layout_info(m->layout, &li);
-    uint32_t nids = 1u << li.block_bits;
+    return 1u << li.block_bits;
+}
+
+/* A table with room for every block ID and max_blocks list entries, copied from old (or empty). */
+static struct memd_table *table_copy(struct dmce_memd *m, const struct memd_table *old)
+{
+    uint32_t nids = memd_nids(m);
     size_t sz = sizeof(struct memd_table) + (size_t)nids * sizeof(struct memd_block *) +
                 (size_t)m->cfg.max_blocks * sizeof(struct memd_block *);
     struct memd_table *t = calloc(1, sz);
@@ -439,8 +444,8 @@ void memd_usage(struct dmce_memd *m, uint64_t *used, uint64_t *free_bytes)
 {
     uint64_t u_sum = 0, f_sum = 0, primaries = 0, copies = 0;
     rcu_read_lock();
-    struct memd_table *t = memd_table_get(m);
-    for (uint32_t i = 0; i < t->count; i++) {
+    struct memd_table *t = memd_table_get(m); /* NULL for a pulse before the start made it */
+    for (uint32_t i = 0; t && i < t->count; i++) {
         struct memd_block *b = t->list[i];
         if (b->role != MEMD_PRIMARY) {
             copies++;
@@ -2657,11 +2662,13 @@ int dmce_memd_start(const dmce_memd_config_t *cfg, dmce_memd_t **out)
         m->pf_on = 1;
     }
 
-    m->table = table_copy(m, NULL);
-    if (!m->table) {
+    /* The pulse thread runs already (memd_usage): publish it as every later table is. */
+    struct memd_table *t0 = table_copy(m, NULL);
+    if (!t0) {
         r = -ENOMEM;
         goto fail;
     }
+    __atomic_store_n(&m->table, t0, __ATOMIC_RELEASE);
     /*
      * Serve from now on, but hold client requests (held_while_starting)
      * until the blocks are back and the initial ones made: the dispatcher

@@ -204,7 +204,9 @@ int memd_spare_start(struct dmce_memd *m)
     m->spare_max = (int)DMCE_MIN(m->cfg.spare_blocks, (int64_t)MEMD_SPARES_MAX);
     if (m->spare_max <= 0)
         return 0;
-    m->spare_refill = 1; /* not yet shared: the thread starts below */
+    pthread_mutex_lock(&m->spare_lock); /* workers serve peers already (memd_spare_created) */
+    m->spare_refill = 1;
+    pthread_mutex_unlock(&m->spare_lock);
     int r = -pthread_create(&m->spare_thread, NULL, spare_main, m);
     if (r < 0) {
         LOG_ERROR("cannot start the spare thread: %s", strerror(-r));

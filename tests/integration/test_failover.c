@@ -55,6 +55,13 @@
  */
 #define WRITER_SAFETY_MS 120000
 
+/*
+ * A restarted daemon is alive once it registered, which waits for the
+ * dispatcher to have failed its previous process over. Under
+ * ThreadSanitizer, with other suites running beside, that took over 10 s.
+ */
+#define RESTART_WAIT_MS 30000
+
 static const char *const memd_flags[] = {"--block-size=4M", "--max-blocks=64", "--grace-ms=60000"};
 
 static int start_memd(int id)
@@ -94,7 +101,7 @@ static int all_daemons_up(void **state)
     for (int id = 1; id <= 3; id++)
         if (!H.pid[id] && start_memd(id) < 0)
             return -1;
-    return harness_wait(all_alive_3, NULL, 10000) ? 0 : -1;
+    return harness_wait(all_alive_3, NULL, RESTART_WAIT_MS) ? 0 : -1;
 }
 
 static int setup_cluster(const char *mirroring)
@@ -108,7 +115,7 @@ static int setup_cluster(const char *mirroring)
             return -1;
     if (dmce_connect(&(dmce_connect_opts_t){.runtime_dir = H.dir}, &observer) < 0)
         return -1;
-    return harness_wait(all_alive_3, NULL, 10000) ? 0 : -1;
+    return harness_wait(all_alive_3, NULL, RESTART_WAIT_MS) ? 0 : -1;
 }
 
 static int setup_mirrored(void **state)
@@ -351,7 +358,7 @@ static void restarted_daemon_used(void **state)
     (void)state;
     harness_kill(2);
     assert_int_equal(start_memd(2), 0);
-    assert_true(harness_wait(all_alive_3, NULL, 10000));
+    assert_true(harness_wait(all_alive_3, NULL, RESTART_WAIT_MS));
     dmce_client_t *c;
     assert_int_equal(harness_client_dir(&c, 0), 0);
     assert_int_equal(dmce_setup(c, 0, 0, NULL, NULL), 0);
@@ -442,7 +449,7 @@ static void persist_survives(void **state)
     assert_int_equal(dmce_free(c, a), 0);
     assert_int_equal(dmce_disconnect(c), 0);
     assert_int_equal(start_memd((int)st.daemon_id), 0);
-    assert_true(harness_wait(all_alive_3, NULL, 10000));
+    assert_true(harness_wait(all_alive_3, NULL, RESTART_WAIT_MS));
 }
 
 /*
@@ -482,7 +489,7 @@ static void session_on_restarted_daemon(void **state)
             continue;
         harness_kill(id);
         assert_int_equal(start_memd(id), 0);
-        assert_true(harness_wait(all_alive_3, NULL, 10000));
+        assert_true(harness_wait(all_alive_3, NULL, RESTART_WAIT_MS));
         assert_true(harness_wait(two_copies, NULL, 20000));
     }
     dmce_cluster_stats_t before;
@@ -501,7 +508,7 @@ static void session_on_restarted_daemon(void **state)
     assert_int_equal(dmce_free(c, a), 0);
     assert_int_equal(dmce_disconnect(c), 0);
     assert_int_equal(start_memd((int)pst.daemon_id), 0);
-    assert_true(harness_wait(all_alive_3, NULL, 10000));
+    assert_true(harness_wait(all_alive_3, NULL, RESTART_WAIT_MS));
 }
 
 /*
@@ -668,7 +675,7 @@ static void store_survives(void **state)
     assert_int_equal(dmce_disconnect(c2), 0);
     assert_int_equal(dmce_disconnect(c), 0);
     assert_int_equal(start_memd((int)st.daemon_id), 0);
-    assert_true(harness_wait(all_alive_3, NULL, 10000));
+    assert_true(harness_wait(all_alive_3, NULL, RESTART_WAIT_MS));
 }
 
 /* ---- mirroring off: a dead daemon's block is lost, and says so ---- */
