@@ -888,6 +888,32 @@ static void kept_end(struct kept *k)
 }
 
 /*
+ * mirror_start of the kept copy's block to daemon `peer`, which must take
+ * the copy over: nothing copied since d1 (daemon 1's stats before), the
+ * peer holding one copy, taken over, under its own name; the handover name
+ * gone. `broken`: daemon 1's mirror_broken by then. Returns daemon 1's stats.
+ */
+static dmce_stats_t expect_taken_over(struct kept *k, int peer, const dmce_stats_t *d1,
+                                      uint64_t broken)
+{
+    assert_int_equal(mirror_start(k->f1, k->block, peer), 0);
+    struct mirrored_arg ma = {k->f1, k->block, peer};
+    assert_true(harness_wait(is_mirrored_on, &ma, 20000));
+    dmce_stats_t a1, ap;
+    stats_of(1, &a1);
+    stats_of(peer, &ap);
+    assert_int_equal(ap.mirror_adopted, 1);
+    assert_int_equal(ap.mirror_copies, 1);
+    assert_int_equal(a1.mirrors, 1);
+    assert_int_equal(a1.mirrors_kept, 0);
+    assert_int_equal(a1.mirror_bytes_copied, d1->mirror_bytes_copied); /* not a byte copied */
+    assert_int_equal(a1.mirror_broken, broken);
+    assert_true(obj_exists(obj_path(peer, 'b', k->block)));
+    assert_false(obj_exists(obj_path(1, 'h', k->block)));
+    return a1;
+}
+
+/*
  * The copy kept after its holder died is taken over by the next daemon
  * asked to mirror the block, as it is: nothing copied, every change made
  * meanwhile in it; the handover name and the dead holder's name are gone.
@@ -906,18 +932,7 @@ static void test_kept_copy_is_taken_over(void **state)
     assert_int_equal(d3.mirror_adopted, 0);
     assert_true(obj_exists(obj_path(2, 'b', k->block))); /* the kept copy: daemon 2's object */
 
-    assert_int_equal(mirror_start(k->f1, k->block, 3), 0);
-    struct mirrored_arg ma = {k->f1, k->block, 3};
-    assert_true(harness_wait(is_mirrored_on, &ma, 20000));
-    dmce_stats_t a1, a3;
-    stats_of(1, &a1);
-    stats_of(3, &a3);
-    assert_int_equal(a3.mirror_adopted, 1);
-    assert_int_equal(a3.mirror_copies, 1);
-    assert_int_equal(a1.mirrors, 1);
-    assert_int_equal(a1.mirrors_kept, 0);
-    assert_int_equal(a1.mirror_bytes_copied, d1.mirror_bytes_copied); /* not a byte copied */
-    assert_int_equal(a1.mirror_broken, 1);
+    dmce_stats_t a1 = expect_taken_over(k, 3, &d1, 1);
     dmce_msmp_block_info_t e;
     assert_int_equal(find_block(k->f1, k->block, &e), 0);
     assert_int_equal(e.role, 0);
@@ -928,9 +943,7 @@ static void test_kept_copy_is_taken_over(void **state)
     assert_int_equal(e.role, 1); /* daemon 3 holds a copy for daemon 1 */
     assert_int_equal(e.peer, 1);
     close(f3);
-    /* One object, renamed: daemon 3's name; the handover and daemon 2's names are gone. */
-    assert_true(obj_exists(obj_path(3, 'b', k->block)));
-    assert_false(obj_exists(obj_path(1, 'h', k->block)));
+    /* One object, renamed: daemon 3's name; daemon 2's name is gone too. */
     assert_false(obj_exists(obj_path(2, 'b', k->block)));
 
     kept_more(k);
@@ -975,20 +988,8 @@ static void test_kept_copy_taken_over_twice(void **state)
     assert_int_equal(harness_start(2, KEPT_FLAGS, NULL), 0);
     assert_true(obj_exists(obj_path(3, 'b', k->block))); /* the kept copy, named by daemon 3 */
     assert_false(obj_exists(obj_path(2, 'b', k->block)));
-    assert_int_equal(mirror_start(k->f1, k->block, 2), 0);
-    ma.peer = 2;
-    assert_true(harness_wait(is_mirrored_on, &ma, 20000));
-    dmce_stats_t d2;
-    stats_of(1, &a1);
-    stats_of(2, &d2);
-    assert_int_equal(d2.mirror_adopted, 1);
-    assert_int_equal(d2.mirror_copies, 1);
-    assert_int_equal(a1.mirrors, 1);
-    assert_int_equal(a1.mirrors_kept, 0);
-    assert_int_equal(a1.mirror_bytes_copied, d1.mirror_bytes_copied); /* never copied again */
-    assert_true(obj_exists(obj_path(2, 'b', k->block)));
+    expect_taken_over(k, 2, &d1, 2); /* never copied again */
     assert_false(obj_exists(obj_path(3, 'b', k->block)));
-    assert_false(obj_exists(obj_path(1, 'h', k->block)));
 
     obj_write(k->c, &k->o[4], 0, k->o[4].len, 42);
     obj_new(k->c, &k->o[7], 100, 43);
@@ -1014,20 +1015,7 @@ static void test_kept_copy_holder_restarted(void **state)
     assert_false(obj_exists(obj_path(2, 'b', k->block))); /* removed at its start */
     obj_write(k->c, &k->o[0], 700 * KiB, 9000, 50); /* after the restart: the kept copy too */
 
-    assert_int_equal(mirror_start(k->f1, k->block, 2), 0);
-    struct mirrored_arg ma = {k->f1, k->block, 2};
-    assert_true(harness_wait(is_mirrored_on, &ma, 20000));
-    dmce_stats_t a1, d2;
-    stats_of(1, &a1);
-    stats_of(2, &d2);
-    assert_int_equal(a1.mirrors, 1);
-    assert_int_equal(a1.mirrors_kept, 0);
-    assert_int_equal(a1.mirror_broken, 1);
-    assert_int_equal(d2.mirror_copies, 1);
-    assert_int_equal(d2.mirror_adopted, 1);
-    assert_int_equal(a1.mirror_bytes_copied, d1.mirror_bytes_copied);
-    assert_true(obj_exists(obj_path(2, 'b', k->block)));
-    assert_false(obj_exists(obj_path(1, 'h', k->block)));
+    expect_taken_over(k, 2, &d1, 1);
 
     kept_more(k);
     kept_failover(k, 2);
