@@ -372,6 +372,16 @@ struct dmce_memd {
 
 /* The Block ID Lookup Table; call inside rcu_read_lock(). */
 struct memd_table *memd_table_get(struct dmce_memd *m);
+/* The directory the block objects live in: shm_dir, or /dev/shm (POSIX shm). */
+const char *memd_obj_dir(const struct dmce_memd *m);
+/* The filesystem path of object `name` (a block's name, b->name). 0 or -ENAMETOOLONG. */
+int memd_obj_path(const struct dmce_memd *m, const char *name, char *buf, size_t len);
+/*
+ * The prefix of every object name of daemon `daemon` of this cluster
+ * ("DIR/dmce.UID.CLUSTER.mID."; m->shm_prefix for our own). 0 or
+ * -ENAMETOOLONG.
+ */
+int memd_daemon_prefix(const struct dmce_memd *m, uint32_t daemon, char *buf, size_t len);
 /* Block IDs of the layout: every table's nids. */
 uint32_t memd_nids(const struct dmce_memd *m);
 

@@ -159,7 +159,7 @@ static void thaw(struct dmce_memd *m, struct memd_block *b)
     if (!obj_exists(m, b)) {
         char proc[64], path[sizeof(b->name) + 16];
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", b->fd);
-        snprintf(path, sizeof(path), "%s%s", m->cfg.shm_dir[0] ? "" : "/dev/shm", b->name);
+        memd_obj_path(m, b->name, path, sizeof(path));
         if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
             LOG_WARN("block %u: its object has no name now (%s); its memory is intact", b->id,
                      strerror(errno));
@@ -370,9 +370,8 @@ void memd_migrate_tick(struct dmce_memd *m)
 static void take_name(struct dmce_memd *m, struct memd_block *b, const char *old)
 {
     char from[DMCE_ADM_NAME_MAX + 16], to[sizeof(b->name) + 16];
-    const char *dir = m->cfg.shm_dir[0] ? "" : "/dev/shm";
-    snprintf(from, sizeof(from), "%s%s", dir, old);
-    snprintf(to, sizeof(to), "%s%s", dir, b->name);
+    memd_obj_path(m, old, from, sizeof(from));
+    memd_obj_path(m, b->name, to, sizeof(to));
     if (rename(from, to) < 0) {
         LOG_WARN("block %u: cannot rename %s to %s (%s); the object keeps its old name", b->id,
                  from, to, strerror(errno));

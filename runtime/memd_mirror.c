@@ -118,12 +118,6 @@ static void stripes_unlock(struct memd_block *b)
         pthread_mutex_unlock(&b->stripes[i]);
 }
 
-/* The objects' directory as a path: shm_dir, or /dev/shm for POSIX shm names. */
-static const char *obj_dir(const struct dmce_memd *m)
-{
-    return m->cfg.shm_dir[0] ? "" : "/dev/shm";
-}
-
 /*
  * The name under which a daemon of this cluster hands over its kept copy
  * of block id (which = 'h') or holds its copy of it (which = 'b').
@@ -131,8 +125,9 @@ static const char *obj_dir(const struct dmce_memd *m)
 static int cluster_obj_name(const struct dmce_memd *m, uint32_t daemon, char which, uint32_t id,
                             char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s/dmce.%u.%s.m%u.%c%u", m->cfg.shm_dir, (unsigned)geteuid(),
-                     m->cfg.cluster, daemon, which, id);
+    char prefix[sizeof(m->shm_prefix)];
+    int r = memd_daemon_prefix(m, daemon, prefix, sizeof(prefix));
+    int n = r < 0 ? -1 : snprintf(buf, len, "%s%c%u", prefix, which, id);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -141,9 +136,7 @@ static int kept_path(const struct dmce_memd *m, uint32_t id, char *name, size_t 
                      size_t plen)
 {
     int r = cluster_obj_name(m, (uint32_t)m->cfg.id, 'h', id, name, nlen);
-    if (r == 0 && (size_t)snprintf(path, plen, "%s%s", obj_dir(m), name) >= plen)
-        r = -ENAMETOOLONG;
-    return r;
+    return r == 0 ? memd_obj_path(m, name, path, plen) : r;
 }
 
 /* The handover name of b's kept copy goes (the copy is dropped, or the block). */
@@ -828,12 +821,11 @@ static void op_mirror_adopt(struct dmce_memd *m, struct memd_conn *c, const uint
                  rq.block, rq.primary, rq.name, want);
         return memd_reply_error(m, c, &c->h, -EXDEV);
     }
-    snprintf(from, sizeof(from), "%s%s", obj_dir(m), rq.name);
+    memd_obj_path(m, rq.name, from, sizeof(from)); /* fits: want did */
     int fd = m->cfg.shm_dir[0] ? open(rq.name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
                                : shm_open(rq.name, O_RDWR | O_CLOEXEC, 0);
     struct stat st, dir;
-    if (fd < 0 || fstat(fd, &st) < 0 ||
-        stat(m->cfg.shm_dir[0] ? m->cfg.shm_dir : "/dev/shm", &dir) < 0)
+    if (fd < 0 || fstat(fd, &st) < 0 || stat(memd_obj_dir(m), &dir) < 0)
         r = -errno;
     else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_ino != rq.ino || st.st_dev != dir.st_dev ||
              st.st_uid != geteuid())
@@ -886,7 +878,7 @@ static void op_mirror_adopt(struct dmce_memd *m, struct memd_conn *c, const uint
     }
     if (r == 0) {
         char to[sizeof(b->name) + 16];
-        snprintf(to, sizeof(to), "%s%s", obj_dir(m), b->name);
+        memd_obj_path(m, b->name, to, sizeof(to));
         struct stat now;
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
             r = -errno; /* EEXIST: a stale object of ours under that name: not replaced */
@@ -920,9 +912,8 @@ static void op_mirror_adopt(struct dmce_memd *m, struct memd_conn *c, const uint
     struct stat ost;
     if (rq.holder && rq.holder != (uint32_t)m->cfg.id &&
         cluster_obj_name(m, rq.holder, 'b', rq.block, old, sizeof(old)) == 0) {
-        snprintf(oldpath, sizeof(oldpath), "%s%s", obj_dir(m), old);
-        if (stat(oldpath, &ost) == 0 && ost.st_ino == st.st_ino && ost.st_dev == st.st_dev &&
-            unlink(oldpath) == 0)
+        if (memd_obj_path(m, old, oldpath, sizeof(oldpath)) == 0 && stat(oldpath, &ost) == 0 &&
+            ost.st_ino == st.st_ino && ost.st_dev == st.st_dev && unlink(oldpath) == 0)
             LOG_INFO("block %u: removed %s, the name the copy had on memd[%u]", rq.block, old,
                      rq.holder);
     }

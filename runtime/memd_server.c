@@ -182,6 +182,25 @@ struct memd_table *memd_table_get(struct dmce_memd *m)
     return __atomic_load_n(&m->table, __ATOMIC_ACQUIRE);
 }
 
+const char *memd_obj_dir(const struct dmce_memd *m)
+{
+    return m->cfg.shm_dir[0] ? m->cfg.shm_dir : "/dev/shm";
+}
+
+int memd_obj_path(const struct dmce_memd *m, const char *name, char *buf, size_t len)
+{
+    /* A POSIX shm name is "/NAME" under /dev/shm; with shm_dir, the name is the path. */
+    int n = snprintf(buf, len, "%s%s", m->cfg.shm_dir[0] ? "" : "/dev/shm", name);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int memd_daemon_prefix(const struct dmce_memd *m, uint32_t daemon, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/dmce.%u.%s.m%u.", m->cfg.shm_dir, (unsigned)geteuid(),
+                     m->cfg.cluster, daemon);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 void memd_block_name(const struct dmce_memd *m, uint32_t id, char *buf, size_t len)
 {
     snprintf(buf, len, "%sb%u", m->shm_prefix, id);
@@ -2289,7 +2308,7 @@ const char *dmce_memd_shm_prefix(const dmce_memd_t *m)
 /* Remove objects a crashed daemon with our cluster and ID left. We hold the lock. */
 static void remove_stale_shm(struct dmce_memd *m)
 {
-    const char *dir = m->cfg.shm_dir[0] ? m->cfg.shm_dir : "/dev/shm";
+    const char *dir = memd_obj_dir(m);
     DIR *d = opendir(dir);
     if (!d)
         return;
@@ -2387,8 +2406,7 @@ static int resolve_config(struct dmce_memd *m)
             return -ENAMETOOLONG;
         }
     }
-    snprintf(m->shm_prefix, sizeof(m->shm_prefix), "%s/dmce.%u.%s.m%lld.", cfg->shm_dir,
-             (unsigned)geteuid(), cfg->cluster, (long long)cfg->id);
+    memd_daemon_prefix(m, (uint32_t)cfg->id, m->shm_prefix, sizeof(m->shm_prefix));
 
     if (cfg->granule & (cfg->granule - 1)) {
         LOG_ERROR("granule %llu is not a power of two", (unsigned long long)cfg->granule);

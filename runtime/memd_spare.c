@@ -53,12 +53,6 @@
 #include "memd_internal.h"
 #include "util.h"
 
-/* The directory block objects live in: shm_dir, or where glibc puts POSIX shm. */
-static const char *obj_dir(const struct dmce_memd *m)
-{
-    return m->cfg.shm_dir[0] ? m->cfg.shm_dir : "/dev/shm";
-}
-
 int memd_obj_size(const struct dmce_memd *m, int fd, uint64_t size, const char *what)
 {
     int r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
@@ -71,7 +65,7 @@ int memd_obj_size(const struct dmce_memd *m, int fd, uint64_t size, const char *
         return r; /* -EOPNOTSUPP: the caller decides whether a lazy object will do */
     if (r == DMCE_ENOMEM)
         LOG_ERROR("%s: no memory for %llu more bytes in %s (tmpfs full?)", what,
-                  (unsigned long long)size, obj_dir(m));
+                  (unsigned long long)size, memd_obj_dir(m));
     else
         LOG_ERROR("%s: %s to %llu bytes: %s", what, call, (unsigned long long)size, strerror(-r));
     return r;
@@ -103,10 +97,10 @@ static int spare_make(struct dmce_memd *m, const char **what)
 {
     struct statvfs v;
     *what = "statvfs";
-    if (statvfs(obj_dir(m), &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < m->cfg.block_size)
+    if (statvfs(memd_obj_dir(m), &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < m->cfg.block_size)
         return DMCE_ENOMEM;
     *what = "open(O_TMPFILE)";
-    int fd = open(obj_dir(m), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd = open(memd_obj_dir(m), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         if (errno == ENOSPC || errno == ENOMEM)
             return DMCE_ENOMEM;
@@ -171,7 +165,7 @@ static void *spare_main(void *arg)
                 slots_taken(m) + m->nspares >= (unsigned)m->cfg.max_blocks)
                 m->spare_refill = 0; /* full: until the next block is made */
         } else if (fd == -EOPNOTSUPP) {
-            LOG_WARN("spare block objects turned off: %s has no %s", obj_dir(m),
+            LOG_WARN("spare block objects turned off: %s has no %s", memd_obj_dir(m),
                      strcmp(what, "fallocate") ? "unnamed files (O_TMPFILE)" : "fallocate");
             m->spare_off = 1;
         } else {
@@ -181,10 +175,10 @@ static void *spare_main(void *arg)
                 if (fd == DMCE_ENOMEM)
                     LOG_INFO("no room in %s for a spare block object; the next new block "
                              "allocates its own memory",
-                             obj_dir(m));
+                             memd_obj_dir(m));
                 else
-                    LOG_WARN("cannot make a spare block object in %s: %s: %s", obj_dir(m), what,
-                             strerror(-fd));
+                    LOG_WARN("cannot make a spare block object in %s: %s: %s", memd_obj_dir(m),
+                             what, strerror(-fd));
             }
         }
         pthread_cond_broadcast(&m->spare_cond); /* a block maker waiting for this one */
