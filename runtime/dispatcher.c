@@ -1955,9 +1955,8 @@ static void remirror(struct dmce_disp *d)
  * Progress of the copies under way, from the primaries' block lists; a copy
  * whose event was lost is settled here (a synced mirror, or none).
  */
-#define EVENT_GRACE_MS                                                                             \
-    1000u /* a synced mirror's event not here this long after the start: lost                      \
-           */
+/* A synced mirror whose event is not here this long after the start: its event was lost. */
+#define EVENT_GRACE_MS 1000u
 static void progress(struct dmce_disp *d)
 {
     uint8_t want[MAX_DAEMONS + 1] = {0};
@@ -2019,8 +2018,8 @@ static void progress(struct dmce_disp *d)
                     k->state = DMCE_DISP_MIRRORED;
                     k->kept = 0;
                     d->st[DMCE_DSTAT_REMIRRORS_DONE]++;
-                    d->st[DMCE_DSTAT_REMIRROR_BYTES] +=
-                        e.copied; /* copied or taken over: unknown */
+                    /* copied or taken over: the lost event would have said */
+                    d->st[DMCE_DSTAT_REMIRROR_BYTES] += e.copied;
                     bump_locked(d);
                 } else if (e.mirror_state == 0 && dmce_now_ms() - k->since_ms > 2000) {
                     k->state = DMCE_DISP_SINGLE; /* the copy failed: try again */
